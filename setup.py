@@ -1,0 +1,40 @@
+"""compass-auth: trust calls from workloads in the same Kubernetes cluster."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="compass-auth",
+    version="0.1.0",
+    description=(
+        "Verify Kubernetes bound service-account tokens in Tornado services, "
+        "with a TokenReview fallback, OpenTelemetry and a local cluster emulator."
+    ),
+    python_requires=">=3.11",
+    packages=find_packages(include=["service", "service.*"]),
+    package_data={"service": ["py.typed"]},
+    install_requires=[
+        "tornado>=6.4,<7",
+        # 2.10.0+ carries the fixes for CVE-2024-53861 and later advisories; never pin below a fix.
+        "pyjwt[crypto]>=2.10.1,<3",
+        # rest_client.pool_manager is replaced (private API, see service/auth/kube.py): pin the major.
+        "kubernetes-asyncio>=32,<37",
+        # aiohttp client middlewares (refusing redirects) arrived in 3.12.
+        "aiohttp>=3.12,<4",
+        "tenacity>=8.2,<10",
+        "opentelemetry-api>=1.27,<2",
+        "opentelemetry-sdk>=1.27,<2",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-asyncio>=0.24",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+        ],
+        "dev": [
+            "ruff>=0.6",
+            "mypy>=1.11",
+        ],
+    },
+    entry_points={"console_scripts": ["compass-auth=service.__main__:main"]},
+)
