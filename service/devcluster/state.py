@@ -1,0 +1,106 @@
+"""Everything the emulator knows, shared by the test thread and the server thread."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from service.devcluster.faults import FaultBoard
+from service.devcluster.keys import KeyRing
+from service.devcluster.objects import ObjectStore
+from service.devcluster.requestlog import RequestLog
+from service.devcluster.review import TokenValidator, UserInfo
+
+logger = logging.getLogger(__name__)
+
+ADMIN_USER = UserInfo("kubernetes-admin", "", ("system:masters", "system:authenticated"))
+ANONYMOUS_USER = UserInfo("system:anonymous", "", ("system:unauthenticated",))
+DEFAULT_SERVICE_NAMESPACE = "compass-system"
+DEFAULT_SERVICE_ACCOUNT = "compass-auth"
+
+
+class ClusterState:
+    """Configuration, objects, keys, switches and logs of one emulated cluster.
+
+    Plain attributes are only assigned whole (one reference store each), which
+    is atomic in CPython; compound state (keys, objects, faults, log) has its
+    own lock. That is all the thread-safety the fault switches need.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        extra_issuers: Sequence[str],
+        key_type: str,
+        api_audiences: Sequence[str] | None,
+        external_address: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if key_type not in ("RSA", "EC"):
+            raise ValueError(f"unsupported key type {key_type!r} (want 'RSA' or 'EC')")
+        self.original_issuer = issuer
+        self.issuer = issuer
+        self.extra_issuers = tuple(extra_issuers)
+        # A real API server's --api-audiences default to the first issuer.
+        self.api_audiences: tuple[str, ...] = tuple(api_audiences) if api_audiences else (issuer,)
+        self.external_address = external_address.rstrip("/")
+        self.clock = clock
+        self.keys = KeyRing("RSA" if key_type == "RSA" else "EC")
+        self.objects = ObjectStore()
+        self.faults = FaultBoard()
+        self.requests = RequestLog()
+        self.admin_token = secrets.token_urlsafe(32)
+        self.tokenreview_allowed = True
+        self.discovery_allowed = True
+        self._delegators_lock = threading.Lock()
+        # ServiceAccounts bound to system:auth-delegator (may create TokenReviews).
+        self._delegators: set[tuple[str, str]] = {(DEFAULT_SERVICE_NAMESPACE, DEFAULT_SERVICE_ACCOUNT)}
+        self.validator = TokenValidator(
+            self.keys, self.objects, self.accepted_issuers, self.api_audiences, clock
+        )
+
+    def accepted_issuers(self) -> tuple[str, ...]:
+        """Issuers TokenReview accepts: the current one first, then the others.
+
+        After ``set_issuer`` the original issuer stays accepted, as the
+        Kubernetes docs advise when migrating --service-account-issuer (list
+        the new one first, keep the old one until its tokens expire).
+        """
+        issuers = [self.issuer, *self.extra_issuers, self.original_issuer]
+        return tuple(dict.fromkeys(issuers))
+
+    def grant_tokenreview(self, namespace: str, name: str) -> None:
+        """Bind ``system:auth-delegator`` to a service account."""
+        with self._delegators_lock:
+            self._delegators.add((namespace, name))
+
+    def may_create_tokenreviews(self, user: UserInfo) -> bool:
+        """RBAC for ``create tokenreviews``: admins, and delegators unless switched off."""
+        if "system:masters" in user.groups:
+            return True
+        if not self.tokenreview_allowed:
+            return False
+        parts = user.username.split(":")
+        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
+            return False
+        with self._delegators_lock:
+            return (parts[2], parts[3]) in self._delegators
+
+    def may_get_discovery(self, user: UserInfo) -> bool:
+        """RBAC for the OIDC paths: system:service-account-issuer-discovery is bound
+        to the group ``system:serviceaccounts`` only (plus admins)."""
+        if "system:masters" in user.groups:
+            return True
+        return self.discovery_allowed and "system:serviceaccounts" in user.groups
+
+    def reset(self) -> None:
+        """Forget faults, counters and switches; keep keys and objects."""
+        self.faults.clear()
+        self.requests.clear()
+        self.tokenreview_allowed = True
+        self.discovery_allowed = True
+        self.issuer = self.original_issuer
