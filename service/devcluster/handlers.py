@@ -1,0 +1,255 @@
+"""Tornado handlers that answer like kube-apiserver (shared/k8s-wire.md §3-§6).
+
+Every request runs the same pipeline in ``prepare``: record, inject any fault,
+authenticate (client certificate, then bearer token, else anonymous),
+authorise, and only then reach the verb method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import uuid
+from typing import Any, ClassVar
+
+import tornado.web
+
+from service.devcluster import jws, wire
+from service.devcluster.faults import Fault
+from service.devcluster.requestlog import RequestRecord, fingerprint
+from service.devcluster.review import UserInfo
+from service.devcluster.state import ADMIN_USER, ANONYMOUS_USER, ClusterState
+from service.devcluster.tokens import TokenFactory
+
+logger = logging.getLogger(__name__)
+
+# APF tags every answer with the flow schema and priority level that handled it;
+# one fixed pair per process is as good as the real "exempt" ones.
+_FLOWSCHEMA_UID = str(uuid.uuid4())
+_PRIORITY_LEVEL_UID = str(uuid.uuid4())
+_JSON = "application/json"
+# TokenRequest bounds from pkg/apis/authentication/validation (10 min .. 2^32 s).
+MIN_EXPIRATION_SECONDS = 600
+MAX_EXPIRATION_SECONDS = 1 << 32
+DEFAULT_EXPIRATION_SECONDS = 3600
+
+
+class KubeHandler(tornado.web.RequestHandler):
+    """Base: headers, fault injection, authentication, RBAC and JSON replies.
+
+    Class attributes:
+        endpoint: name used by faults and the request log.
+        public: anonymous callers allowed (``system:public-info-viewer``).
+    """
+
+    endpoint: ClassVar[str] = "other"
+    public: ClassVar[bool] = False
+
+    def initialize(self, state: ClusterState, factory: TokenFactory) -> None:
+        self.state = state
+        self.factory = factory
+        self.user: UserInfo = ANONYMOUS_USER
+        self._dropped = False
+        self._fingerprint = ""
+
+    def set_default_headers(self) -> None:
+        # A real API server sends no Server header; Tornado adds one by default.
+        self.clear_header("Server")
+        self.set_header("Content-Type", _JSON)
+        self.set_header("Audit-Id", str(uuid.uuid4()))
+        self.set_header("Cache-Control", "no-cache, private")
+        self.set_header("X-Kubernetes-Pf-Flowschema-Uid", _FLOWSCHEMA_UID)
+        self.set_header("X-Kubernetes-Pf-Prioritylevel-Uid", _PRIORITY_LEVEL_UID)
+
+    def compute_etag(self) -> str | None:
+        """No ETag: the API server sends none on these paths."""
+        return None
+
+    def reply(self, code: int, body: Any, content_type: str = _JSON) -> None:
+        """Finish with ``body`` (bytes as is, anything else as compact Go-style JSON)."""
+        self.set_status(code)
+        self.set_header("Content-Type", content_type)
+        self.finish(body if isinstance(body, bytes) else jws.go_json(body))
+
+    async def prepare(self) -> None:
+        bearer = self._bearer()
+        self._fingerprint = fingerprint(bearer) if bearer else ""
+        fault = self.state.faults.take(self.endpoint)
+        if fault is not None:
+            await self._apply_fault(fault)
+            if self._finished:
+                return
+        user = self._authenticate(bearer)
+        if user is None:
+            logger.info("devcluster unauthorized endpoint=%s token_fp=%s", self.endpoint, self._fingerprint)
+            self.reply(401, wire.unauthorized())
+            return
+        self.user = user
+        if not self.public and not self.authorized(user):
+            self.reply(403, self.forbidden(user))
+
+    def authorized(self, user: UserInfo) -> bool:
+        """RBAC hook; the default lets any authenticated user in (``system:discovery``)."""
+        return "system:authenticated" in user.groups
+
+    def forbidden(self, user: UserInfo) -> dict[str, Any]:
+        """The 403 body for this endpoint."""
+        return wire.forbidden_path(user.username, self.request.path, self.request.method.lower())
+
+    async def _apply_fault(self, fault: Fault) -> None:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)  # never block the loop: other requests go on
+        if fault.drop:
+            self._dropped = True
+            # Close the socket without a byte of HTTP, like a crashed peer or an LB reset.
+            # HTTP1Connection.close() (not in the HTTPConnection interface) also
+            # resolves the connection's pending futures, so nothing hangs.
+            self.request.connection.close()  # type: ignore[union-attr]
+            self._finished = True
+            self.on_finish()
+            return
+        if fault.retry_after is not None:
+            self.set_header("Retry-After", str(fault.retry_after))
+        if fault.location is not None:
+            self.set_header("Location", fault.location)
+        if fault.status is not None:
+            body = fault.body
+            if body is None:
+                body = b"" if 300 <= fault.status < 400 else jws.go_json(
+                    wire.fault_status(fault.status, self.user.username, self.request.path, fault.retry_after)
+                )
+            self.reply(fault.status, body)
+        elif fault.body is not None:
+            self.reply(200, fault.body, self._headers.get("Content-Type", _JSON))
+
+    def _bearer(self) -> str:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    def _authenticate(self, bearer: str) -> UserInfo | None:
+        """x509 first, then bearer; a bad bearer token is 401, never anonymous."""
+        cert = self.request.get_ssl_certificate()
+        if isinstance(cert, dict) and cert.get("subject"):
+            # Only CA-verified certificates get this far (CERT_OPTIONAL + CA).
+            fields = [item for rdn in cert["subject"] for item in rdn]
+            common = [v for k, v in fields if k == "commonName"]
+            orgs = tuple(v for k, v in fields if k == "organizationName")
+            if common:
+                return UserInfo(common[0], "", (*orgs, "system:authenticated"))
+        if not bearer:
+            return ANONYMOUS_USER
+        if hmac.compare_digest(bearer.encode(), self.state.admin_token.encode()):
+            return ADMIN_USER
+        review = self.state.validator.review(bearer)
+        if review.user is None:
+            logger.info("devcluster rejected bearer token_fp=%s error=%s", self._fingerprint, review.error)
+        return review.user
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors Tornado raises itself (405, 500) also come out as metav1.Status."""
+        if status_code == 405:
+            body = wire.status(405, "the server does not allow this method on the requested resource",
+                               "MethodNotAllowed", {})
+        else:
+            body = wire.fault_status(status_code, self.user.username, self.request.path, None)
+        self.set_header("Content-Type", _JSON)
+        self.finish(jws.go_json(body))
+
+    def on_finish(self) -> None:
+        headers = {}
+        if "Cache-Control" in self.request.headers:
+            headers["Cache-Control"] = self.request.headers["Cache-Control"]
+        if self._fingerprint:
+            headers["Authorization-Fingerprint"] = self._fingerprint
+        self.state.requests.add(RequestRecord(
+            self.endpoint, self.request.method or "", self.request.path,
+            0 if self._dropped else self.get_status(), headers, self.state.clock(),
+        ))
+
+
+class OidcHandler(KubeHandler):
+    """Base of the two discovery paths: public caching, issuer-discovery RBAC."""
+
+    def reply_public(self, body: Any, content_type: str) -> None:
+        """200 with ``Cache-Control: public, max-age=3600`` (openidmetadata.go).
+
+        Only successful answers are cacheable: 401/403 come from filters that
+        run before this handler and keep ``no-cache, private``.
+        """
+        self.set_header("Cache-Control", "public, max-age=3600")
+        self.reply(200, body, content_type)
+
+    def authorized(self, user: UserInfo) -> bool:
+        return self.state.may_get_discovery(user)
+
+
+class DiscoveryHandler(OidcHandler):
+    """``GET /.well-known/openid-configuration``."""
+
+    endpoint = "discovery"
+
+    def get(self) -> None:
+        state = self.state
+        algs = [key.alg for key in state.keys.published()]
+        jwks_uri = state.external_address + "/openid/v1/jwks"
+        self.reply_public(wire.discovery_document(state.issuer, jwks_uri, algs), _JSON)
+
+
+class JwksHandler(OidcHandler):
+    """``GET /openid/v1/jwks``."""
+
+    endpoint = "jwks"
+
+    def get(self) -> None:
+        keys = [jws.jwk(key.public_key, key.kid) for key in self.state.keys.published()]
+        self.reply_public({"keys": keys}, "application/jwk-set+json")
+
+
+def _json_body(handler: KubeHandler) -> dict[str, Any] | None:
+    """Parse the request body, answering 400 like the API server when it is unusable."""
+    try:
+        body = json.loads(handler.request.body or b"{}")
+    except ValueError as exc:
+        handler.reply(400, wire.bad_request(f"couldn't get version/kind; json parse error: {exc}"))
+        return None
+    if not isinstance(body, dict):
+        handler.reply(400, wire.bad_request("couldn't get version/kind; json parse error: not an object"))
+        return None
+    return body
+
+
+class TokenReviewHandler(KubeHandler):
+    """``POST /apis/authentication.k8s.io/v1/tokenreviews``."""
+
+    endpoint = "tokenreview"
+
+    def authorized(self, user: UserInfo) -> bool:
+        return self.state.may_create_tokenreviews(user)
+
+    def forbidden(self, user: UserInfo) -> dict[str, Any]:
+        return wire.forbidden_tokenreviews(user.username)
+
+    def post(self) -> None:
+        body = _json_body(self)
+        if body is None:
+            return
+        # kind/apiVersion may be missing: the server defaults them from the URL.
+        raw_spec = body.get("spec")
+        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
+        token = spec.get("token") or ""
+        audiences = spec.get("audiences") or []
+        if not isinstance(token, str) or not token:
+            self.reply(400, wire.bad_request("token is required for TokenReview in authentication"))
+            return
+        if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+            self.reply(400, wire.bad_request("spec.audiences must be a list of strings"))
+            return
+        review = self.state.validator.review(token, audiences)
+        logger.info("devcluster tokenreview token_fp=%s authenticated=%s error=%s",
+                    fingerprint(token), review.authenticated, review.error)
+        echoed: dict[str, Any] = {"token": token}
+        if audiences:
+            echoed["audiences"] = audiences
+        self.reply(201, wire.token_review(echoed, review))
