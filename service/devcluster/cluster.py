@@ -1,0 +1,175 @@
+"""``DevCluster``: the public face of the emulator (see README.md in this folder)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from service.devcluster import files, jws
+from service.devcluster.ca import Issued
+from service.devcluster.core import ClusterCore
+from service.devcluster.faults import Fault
+from service.devcluster.requestlog import RequestLog, RequestRecord
+from service.devcluster.state import DEFAULT_SERVICE_ACCOUNT, DEFAULT_SERVICE_NAMESPACE
+
+logger = logging.getLogger(__name__)
+
+# Identity of kubeadm's admin.conf client certificate.
+ADMIN_CN, ADMIN_ORG = "kubernetes-admin", "system:masters"
+
+
+class DevCluster(ClusterCore):
+    """An HTTPS kube-apiserver look-alike on loopback for tests and demos.
+
+    Serves OIDC discovery, JWKS, TokenReview and TokenRequest with the wire
+    formats of a real cluster, mints tokens like one, writes kubeconfigs and
+    service-account folders, and has switches to break each endpoint.  It is
+    NOT a security boundary: the admin token and keys are for tests only.
+    """
+
+    # ---- credentials for the service under test ----------------------------
+    def service_token(
+        self,
+        namespace: str = DEFAULT_SERVICE_NAMESPACE,
+        service_account: str = DEFAULT_SERVICE_ACCOUNT,
+        lifetime: int = 3607,
+    ) -> str:
+        """The token a kubelet projects for the service: aud = the API audiences.
+
+        The account is granted TokenReview (system:auth-delegator); discovery is
+        open to every service account (system:service-account-issuer-discovery).
+        """
+        self._state.grant_tokenreview(namespace, service_account)
+        return self.mint(namespace, service_account, self._state.api_audiences, lifetime,
+                         pod=None, node=None)
+
+    def write_serviceaccount_dir(
+        self,
+        directory: str | os.PathLike[str],
+        namespace: str = DEFAULT_SERVICE_NAMESPACE,
+        service_account: str = DEFAULT_SERVICE_ACCOUNT,
+        layout: files.Layout = "kubelet",
+    ) -> Path:
+        """Write ``token``, ``ca.crt``, ``namespace`` as in a pod (kubelet symlink layout)."""
+        token = self.service_token(namespace, service_account)
+        return files.write_serviceaccount_dir(
+            directory, token=token, ca_pem=self.ca_pem, namespace=namespace, layout=layout
+        )
+
+    def rotate_serviceaccount_token(self, directory: str | os.PathLike[str]) -> str:
+        """Mint a fresh token for the folder's account and swap it in atomically."""
+        folder = Path(directory)
+        namespace = (folder / "namespace").read_text(encoding="utf-8")
+        claims = jws.b64url_decode((folder / "token").read_text(encoding="utf-8").split(".")[1])
+        service_account = str(json.loads(claims)["sub"]).rsplit(":", 1)[-1]
+        token = self.service_token(namespace, service_account)
+        files.rotate_serviceaccount_token(folder, token)
+        return token
+
+    def incluster_environ(self) -> dict[str, str]:
+        """The two variables a pod gets for the ``kubernetes`` Service."""
+        return {"KUBERNETES_SERVICE_HOST": self._host, "KUBERNETES_SERVICE_PORT": str(self.port)}
+
+    def admin_client_certificate(self) -> Issued:
+        """Client certificate CN=kubernetes-admin, O=system:masters (created once)."""
+        if self._admin_cert is None:
+            self._admin_cert = self._ca.issue_client(ADMIN_CN, (ADMIN_ORG,))
+        return self._admin_cert
+
+    def write_kubeconfig(
+        self,
+        path: str | os.PathLike[str],
+        auth: Literal["token", "client-cert"] = "token",
+        namespace: str = DEFAULT_SERVICE_NAMESPACE,
+        service_account: str = DEFAULT_SERVICE_ACCOUNT,
+        lifetime: int = 3607,
+    ) -> Path:
+        """A real kubeconfig for this cluster with inline CA and credentials."""
+        if auth == "token":
+            user_name = service_account
+            user = {"token": self.service_token(namespace, service_account, lifetime)}
+        elif auth == "client-cert":
+            issued = self.admin_client_certificate()
+            user_name = ADMIN_CN
+            user = {
+                "client-certificate-data": base64.b64encode(issued.cert_pem).decode("ascii"),
+                "client-key-data": base64.b64encode(issued.key_pem).decode("ascii"),
+            }
+        else:
+            raise ValueError(f"auth must be 'token' or 'client-cert', not {auth!r}")
+        document = files.kubeconfig_document(
+            server=self.url, ca_pem=self.ca_pem, user_name=user_name, user=user, namespace=namespace
+        )
+        return files.write_kubeconfig(path, document)
+
+    # ---- faults and switches ---------------------------------------------
+    def set_fault(self, endpoint: str, fault: Fault) -> None:
+        """Break ``endpoint`` ("discovery", "jwks", "tokenreview", "tokenrequest", "all")."""
+        self._state.faults.set(endpoint, fault)
+
+    def clear_faults(self) -> None:
+        """Remove all faults."""
+        self._state.faults.clear()
+
+    def set_tokenreview_allowed(self, allowed: bool) -> None:
+        """Grant or revoke ``create tokenreviews`` for service accounts (admins keep it)."""
+        self._state.tokenreview_allowed = allowed
+
+    def set_discovery_allowed(self, allowed: bool) -> None:
+        """Bind or unbind system:service-account-issuer-discovery for service accounts."""
+        self._state.discovery_allowed = allowed
+
+    def set_issuer(self, issuer: str) -> None:
+        """Declare another issuer in discovery and mint with it; the old one stays accepted."""
+        self._state.issuer = issuer
+
+    def pause(self) -> None:
+        """Stop listening (connection refused) until :meth:`resume`."""
+        self._server.pause()
+        self._paused = True
+
+    def resume(self) -> None:
+        """Listen again on the same port."""
+        self._server.resume()
+        self._paused = False
+
+    def set_server_certificate(
+        self,
+        names: Sequence[str] | None = None,
+        expired: bool = False,
+        self_signed: bool = False,
+    ) -> None:
+        """Serve another certificate to new connections (wrong names, expired, or not from the CA)."""
+        names = tuple(names) if names is not None else self._cert_names
+        issued = self._ca.issue_server(names, expired=expired, self_signed=self_signed)
+        self._server.set_context(self._context(issued))
+        self._context_changed = True
+
+    @property
+    def requests(self) -> RequestLog:
+        """The thread-safe request log."""
+        return self._state.requests
+
+    def request_count(self, endpoint: str) -> int:
+        """Requests that reached ``endpoint`` since the last reset (dropped ones too)."""
+        return self._state.requests.count(endpoint)
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        """A copy of the request log, oldest first."""
+        return self._state.requests.records()
+
+    def reset(self) -> None:
+        """Back to a clean slate between tests; keys and objects are kept."""
+        self._state.reset()
+        if self._context_changed:
+            self._server.set_context(self._default_context)
+            self._context_changed = False
+        if self._paused:
+            self.resume()
+

@@ -1,0 +1,223 @@
+"""Lifecycle, TLS, minting and keys of the emulator; ``cluster.DevCluster`` adds the rest."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import ssl
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from service.devcluster import jws
+from service.devcluster.ca import CertificateAuthority, Issued
+from service.devcluster.routes import make_app
+from service.devcluster.server import ServerThread, server_ssl_context
+from service.devcluster.state import (
+    DEFAULT_SERVICE_ACCOUNT,
+    DEFAULT_SERVICE_NAMESPACE,
+    ClusterState,
+)
+from service.devcluster.tokens import TokenFactory
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# A kind node's address: deliberately not loopback, so a verifier that fetches
+# jwks_uri literally (instead of through the API server) fails loudly.
+DEFAULT_EXTERNAL_ADDRESS = "https://172.18.0.2:6443"
+DEFAULT_SERVER_CERT_NAMES = (
+    "localhost", "127.0.0.1", "::1", "kubernetes", "kubernetes.default",
+    "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+)
+# Identity of kubeadm's admin.conf client certificate.
+ADMIN_CN, ADMIN_ORG = "kubernetes-admin", "system:masters"
+
+
+class ClusterCore:
+    """Server lifecycle, addresses, minting and signing keys (base of ``DevCluster``)."""
+
+    def __init__(
+        self,
+        issuer: str = DEFAULT_ISSUER,
+        extra_issuers: Sequence[str] = (),
+        key_type: Literal["RSA", "EC"] = "RSA",
+        api_audiences: Sequence[str] | None = None,
+        external_address: str = DEFAULT_EXTERNAL_ADDRESS,
+        server_cert_names: Sequence[str] = DEFAULT_SERVER_CERT_NAMES,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._state = ClusterState(
+            issuer=issuer, extra_issuers=extra_issuers, key_type=key_type,
+            api_audiences=api_audiences, external_address=external_address,
+        )
+        self._tokens = TokenFactory(self._state)
+        self._ca = CertificateAuthority()
+        self._cert_names = tuple(server_cert_names)
+        self._default_context = self._context(self._ca.issue_server(self._cert_names))
+        self._context_changed = False
+        self._host = host
+        self._server = ServerThread(make_app(self._state, self._tokens), self._default_context, host, port)
+        self._workdir: Path | None = None
+        self._admin_cert: Issued | None = None
+        self._paused = False
+        # The service under test's own account exists from the start.
+        self._state.objects.ensure("serviceaccount", DEFAULT_SERVICE_NAMESPACE, DEFAULT_SERVICE_ACCOUNT)
+
+    # ---- lifecycle -------------------------------------------------------
+    def start(self) -> Self:
+        """Write the CA file and start serving; returns when the port listens."""
+        self._workdir = Path(tempfile.mkdtemp(prefix="devcluster-"))
+        self.ca_path.write_bytes(self.ca_pem)
+        try:
+            self._server.start()
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and remove the CA file."""
+        self._server.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The listening port (chosen at start when 0 was asked)."""
+        return self._server.port
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:<port>`` (IPv6 hosts bracketed)."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        """PEM of the CA that signs the serving and client certificates."""
+        return self._ca.cert_pem
+
+    @property
+    def ca_path(self) -> Path:
+        """A file holding :attr:`ca_pem`, present between start and stop."""
+        if self._workdir is None:
+            raise RuntimeError("DevCluster not started")
+        return self._workdir / "ca.crt"
+
+    @property
+    def issuer(self) -> str:
+        """The issuer discovery declares now (see :meth:`set_issuer`)."""
+        return self._state.issuer
+
+    @property
+    def api_audiences(self) -> tuple[str, ...]:
+        """The API server's own audiences (default: the issuer)."""
+        return self._state.api_audiences
+
+    @property
+    def admin_token(self) -> str:
+        """Static bearer token of user ``kubernetes-admin`` (group system:masters)."""
+        return self._state.admin_token
+
+    # ---- minting ---------------------------------------------------------
+    def mint(
+        self,
+        namespace: str = "default",
+        service_account: str = "collector",
+        audiences: Sequence[str] = ("compass-internal",),
+        lifetime: int = 3600,
+        pod: str | None = "collector-6c9d8b7f5-x2k9q",
+        node: str | None = "kind-worker",
+        issued_at: int | None = None,
+        issuer: str | None = None,
+        warnafter: int | None = None,
+        claims_override: Mapping[str, Any] | None = None,
+        header_override: Mapping[str, Any] | None = None,
+        key_id: str | None = None,
+    ) -> str:
+        """A bound token exactly as a real cluster mints it (k8s-wire.md §1).
+
+        Defaults give a pod-bound token with the pod's node. ``pod=None`` with
+        a ``node`` gives a node-bound token; both None, a service-account-only
+        token. ``claims_override``/``header_override`` are merged at top level
+        (None deletes) to craft hostile tokens.
+        """
+        return self._tokens.mint(
+            namespace=namespace, service_account=service_account, audiences=audiences,
+            lifetime=lifetime, pod=pod, node=node, issued_at=issued_at, issuer=issuer,
+            warnafter=warnafter, claims_override=claims_override,
+            header_override=header_override, key_id=key_id,
+        )
+
+    def mint_legacy(self, namespace: str = "default", service_account: str = "collector") -> str:
+        """A legacy Secret-based token (k8s-wire.md §2); its Secret is created too."""
+        return self._tokens.mint_legacy(namespace=namespace, service_account=service_account)
+
+    def sign_raw(
+        self,
+        header: Mapping[str, Any],
+        payload: Mapping[str, Any] | bytes,
+        key_id: str | None = None,
+        alg: str | None = None,
+    ) -> str:
+        """A JWS over arbitrary JSON, nothing added; ``alg="none"`` gives an empty signature."""
+        return self._tokens.sign_raw(header, payload, key_id=key_id, alg=alg)
+
+    def service_account_uid(self, namespace: str, name: str) -> str:
+        """UID of the service account, creating it if it does not exist yet."""
+        return self._state.objects.ensure("serviceaccount", namespace, name)
+
+    def pod_uid(self, namespace: str, name: str) -> str:
+        """UID of the pod, creating it (without a node) if it does not exist yet."""
+        return self._state.objects.ensure("pod", namespace, name)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod: its tokens fail TokenReview (JWKS verification still passes)."""
+        self._state.objects.delete("pod", namespace, name)
+
+    def delete_service_account(self, namespace: str, name: str) -> None:
+        """Delete a service account: all its tokens fail TokenReview."""
+        self._state.objects.delete("serviceaccount", namespace, name)
+
+    # ---- keys ------------------------------------------------------------
+    @property
+    def signing_key_id(self) -> str:
+        """``kid`` of the key new tokens are signed with."""
+        return self._state.keys.current.kid
+
+    def add_key(self, key_type: Literal["RSA", "EC"] = "RSA", make_current: bool = False) -> str:
+        """Publish a new key at once (and optionally sign with it); returns its kid."""
+        return self._state.keys.add(key_type, make_current=make_current)
+
+    def rotate_key(self, key_type: Literal["RSA", "EC"] = "RSA") -> str:
+        """``add_key(make_current=True)``: the old key stays published."""
+        return self.add_key(key_type, make_current=True)
+
+    def remove_key(self, kid: str) -> None:
+        """Unpublish ``kid`` and reject it in TokenReview (mint(key_id=kid) still works)."""
+        self._state.keys.remove(kid)
+
+    def jwks(self) -> dict[str, Any]:
+        """The document ``/openid/v1/jwks`` serves."""
+        return {"keys": [jws.jwk(key.public_key, key.kid) for key in self._state.keys.published()]}
+
+    def public_key_pem(self, kid: str) -> bytes:
+        """PEM public key of ``kid`` (e.g. as the secret of an HS256 confusion attack)."""
+        return self._state.keys.public_key_pem(kid)
+
+    def _context(self, issued: Issued) -> ssl.SSLContext:
+        return server_ssl_context(issued.cert_pem, issued.key_pem, self._ca.cert_pem)
