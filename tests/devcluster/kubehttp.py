@@ -1,0 +1,87 @@
+"""A tiny HTTPS client for the tests: stdlib only, no redirects, real TLS checks."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import ssl
+import tempfile
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from service.devcluster import DevCluster, Issued
+
+
+@dataclass
+class Response:
+    """Status, headers (case-insensitive) and raw body of one answer."""
+
+    status: int
+    headers: Message
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def tls_context(cluster: DevCluster, client: Issued | None = None) -> ssl.SSLContext:
+    """Trust only the cluster's CA, check host names; optionally present a client cert."""
+    context = ssl.create_default_context(cafile=str(cluster.ca_path))
+    if client is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = Path(tmp, "c.crt"), Path(tmp, "c.key")
+            cert.write_bytes(client.cert_pem)
+            key.write_bytes(client.key_pem)
+            context.load_cert_chain(cert, key)
+    return context
+
+
+def call(
+    cluster: DevCluster,
+    path: str,
+    *,
+    token: str | None = None,
+    body: Any = None,
+    method: str | None = None,
+    context: ssl.SSLContext | None = None,
+    host: str | None = None,
+    timeout: float = 5.0,
+) -> Response:
+    """One request on a fresh connection; ``body`` dicts are sent as JSON."""
+    connection = http.client.HTTPSConnection(
+        host or "127.0.0.1", cluster.port, context=context or tls_context(cluster), timeout=timeout
+    )
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        connection.request(method or ("POST" if data is not None else "GET"), path, data, headers)
+        answer = connection.getresponse()
+        return Response(answer.status, answer.headers, answer.read())
+    finally:
+        connection.close()
+
+
+def review(cluster: DevCluster, token: str, audiences: list[str] | None = None,
+           caller: str | None = None) -> Response:
+    """POST a TokenReview as the service account (or ``caller``)."""
+    spec: dict[str, Any] = {"token": token}
+    if audiences is not None:
+        spec["audiences"] = audiences
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+    return call(cluster, "/apis/authentication.k8s.io/v1/tokenreviews",
+                token=caller or cluster.service_token(), body=body)
+
+
+def segments(token: str) -> tuple[bytes, bytes, bytes]:
+    """The three decoded parts of a compact JWS."""
+    parts = token.split(".")
+    assert len(parts) == 3, token
+    return tuple(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)) for p in parts)  # type: ignore[return-value]
