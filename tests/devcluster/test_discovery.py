@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 
 import pytest
@@ -118,8 +119,6 @@ def test_admin_token_and_client_certificate(devcluster: DevCluster) -> None:
 
 
 def test_client_certificate_from_another_ca_fails_the_handshake(devcluster: DevCluster) -> None:
-    import ssl
-
     stranger = DevCluster().admin_client_certificate()  # signed by a different CA
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
         call(devcluster, JWKS, context=tls_context(devcluster, stranger))

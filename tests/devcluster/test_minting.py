@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.devcluster import DevCluster
-from service.devcluster import jws
+from service.devcluster import DevCluster, jws
 
 from .kubehttp import segments
 
