@@ -42,10 +42,12 @@ class KubeHandler(tornado.web.RequestHandler):
     Class attributes:
         endpoint: name used by faults and the request log.
         public: anonymous callers allowed (``system:public-info-viewer``).
+        content_type: of a normal answer; a ``Fault(body=...)`` keeps it.
     """
 
     endpoint: ClassVar[str] = "other"
     public: ClassVar[bool] = False
+    content_type: ClassVar[str] = _JSON
 
     def initialize(self, state: ClusterState, factory: TokenFactory) -> None:
         self.state = state
@@ -122,7 +124,7 @@ class KubeHandler(tornado.web.RequestHandler):
                 )
             self.reply(fault.status, body)
         elif fault.body is not None:
-            self.reply(200, fault.body, self._headers.get("Content-Type", _JSON))
+            self.reply(200, fault.body, self.content_type)
 
     def _bearer(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
@@ -201,10 +203,11 @@ class JwksHandler(OidcHandler):
     """``GET /openid/v1/jwks``."""
 
     endpoint = "jwks"
+    content_type = "application/jwk-set+json"
 
     def get(self) -> None:
         keys = [jws.jwk(key.public_key, key.kid) for key in self.state.keys.published()]
-        self.reply_public({"keys": keys}, "application/jwk-set+json")
+        self.reply_public({"keys": keys}, self.content_type)
 
 
 def _json_body(handler: KubeHandler) -> dict[str, Any] | None:
