@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Fault:
     delay: float = 0.0
     retry_after: int | None = None
     drop: bool = False
-    body: bytes | None = None
+    body: bytes | None = field(default=None, repr=False)
     location: str | None = None
     times: int | None = None
 
@@ -59,7 +59,12 @@ class FaultBoard:
             raise ValueError(f"unknown endpoint {endpoint!r}; want one of {ENDPOINTS}")
         with self._lock:
             self._faults[endpoint] = fault
-        logger.info("devcluster fault set endpoint=%s fault=%s", endpoint, fault)
+        # Never log the body itself: it may be megabytes on purpose.
+        logger.info(
+            "devcluster fault set endpoint=%s status=%s delay=%s drop=%s body_bytes=%s times=%s",
+            endpoint, fault.status, fault.delay, fault.drop,
+            None if fault.body is None else len(fault.body), fault.times,
+        )
 
     def clear(self) -> None:
         """Remove every fault."""
