@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,26 @@ def test_incluster_loader_with_the_folder(devcluster: DevCluster, devcluster_sa_
                           environ=environ).load_and_set(cfg)
     _, status = asyncio.run(_version_and_review(cfg, devcluster.mint()))
     assert status.authenticated is True
+
+
+def test_discovery_through_kubernetes_asyncio_raw_response(devcluster: DevCluster, devcluster_kubeconfig: Path) -> None:
+    """WellKnownApi/OpenidApi return str(dict) unless read raw (_preload_content=False)."""
+
+    async def fetch(cfg: Any) -> tuple[Any, Any]:
+        async with client.ApiClient(configuration=cfg) as api:
+            raw = await client.WellKnownApi(api).get_service_account_issuer_open_id_configuration(
+                _preload_content=False, _request_timeout=5)
+            discovery = json.loads(await raw.read())
+            raw.release()
+            raw = await client.OpenidApi(api).get_service_account_issuer_open_id_keyset(
+                _preload_content=False, _request_timeout=5)
+            keys = json.loads(await raw.read())
+            raw.release()
+            return discovery, keys
+
+    cfg = client.Configuration()
+    asyncio.run(config.load_kube_config(config_file=str(devcluster_kubeconfig),
+                                        client_configuration=cfg, persist_config=False))
+    discovery, keys = asyncio.run(fetch(cfg))
+    assert discovery["issuer"] == devcluster.issuer
+    assert keys == devcluster.jwks()

@@ -1,0 +1,38 @@
+"""``python -m service.devcluster`` starts, prints how to reach it, and cleans up on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_standalone_run_prints_and_cleans_up() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.devcluster", "--key-type", "EC"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        lines: dict[str, str] = {}
+        for line in process.stdout:
+            if line.startswith("files are removed"):
+                break
+            key, _, value = line.partition(":")
+            lines[key.strip()] = value.strip()
+        assert lines["url"].startswith("https://127.0.0.1:")
+        ca = Path(lines["ca"])
+        assert ca.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+        assert Path(lines["kubeconfig"]).exists()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert not ca.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
