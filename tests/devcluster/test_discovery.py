@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import uuid
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -86,7 +87,7 @@ def test_anonymous_is_forbidden(devcluster: DevCluster, path: str) -> None:
 
 @pytest.mark.parametrize("case", ["garbage", "expired", "wrong-audience", "unknown-kid", "deleted-sa"])
 def test_bad_bearer_is_401_never_anonymous(devcluster: DevCluster, case: str) -> None:
-    tokens = {
+    tokens: dict[str, Callable[[], str]] = {
         "garbage": lambda: "not-a-jwt",
         "expired": lambda: devcluster.mint(audiences=devcluster.api_audiences, issued_at=0, lifetime=600),
         # compass-internal is not an API audience: the API server refuses it.

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # no stubs shipped
-from kubernetes_asyncio import client, config  # type: ignore[import-untyped]  # untyped library
-from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader  # type: ignore[import-untyped]
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
 from service.devcluster import DevCluster
 
@@ -115,7 +115,8 @@ def test_discovery_through_kubernetes_asyncio_raw_response(devcluster: DevCluste
 
     async def fetch(cfg: Any) -> tuple[Any, Any]:
         async with client.ApiClient(configuration=cfg) as api:
-            raw = await client.WellKnownApi(api).get_service_account_issuer_open_id_configuration(
+            # Typed as str, but _preload_content=False returns the aiohttp response.
+            raw: Any = await client.WellKnownApi(api).get_service_account_issuer_open_id_configuration(
                 _preload_content=False, _request_timeout=5)
             discovery = json.loads(await raw.read())
             raw.release()
