@@ -20,35 +20,54 @@ _DEMO_TOKEN_LIFETIME = 8 * 3600
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start the emulator, print how to use it, wait for Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m service.devcluster", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m service.devcluster", description=__doc__
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--issuer", default="https://kubernetes.default.svc.cluster.local")
+    parser.add_argument(
+        "--issuer", default="https://kubernetes.default.svc.cluster.local"
+    )
     parser.add_argument("--key-type", choices=("RSA", "EC"), default="RSA")
-    parser.add_argument("--audience", default="compass-internal",
-                        help="audience of the printed sample token")
+    parser.add_argument(
+        "--audience",
+        default="compass-internal",
+        help="audience of the printed sample token",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
 
-    cluster = DevCluster(issuer=args.issuer, key_type=args.key_type, host=args.host, port=args.port)
-    with cluster:
-        workdir = cluster.ca_path.parent
-        kubeconfig = cluster.write_kubeconfig(workdir / "kubeconfig", lifetime=_DEMO_TOKEN_LIFETIME)
-        sa_dir = cluster.write_serviceaccount_dir(workdir / "serviceaccount")
-        sample = cluster.mint(audiences=(args.audience,), lifetime=_DEMO_TOKEN_LIFETIME)
-        environ = " ".join(f"{k}={v}" for k, v in cluster.incluster_environ().items())
-        print(f"url:            {cluster.url}")
-        print(f"issuer:         {cluster.issuer}")
-        print(f"ca:             {cluster.ca_path}")
-        print(f"kubeconfig:     {kubeconfig}")
-        print(f"serviceaccount: {sa_dir}  ({environ})")
-        print(f"admin token:    {cluster.admin_token}")
-        print(f"sample token (aud {args.audience}, pod-bound):\n{sample}")
-        print("files are removed on exit; press Ctrl-C to stop", flush=True)
-        try:
+    cluster = DevCluster(
+        issuer=args.issuer, key_type=args.key_type, host=args.host, port=args.port
+    )
+    # Ctrl-C may arrive at any point, even while printing: the context
+    # manager still stops the server and removes the files.
+    try:
+        with cluster:
+            workdir = cluster.ca_path.parent
+            kubeconfig = cluster.write_kubeconfig(
+                workdir / "kubeconfig", lifetime=_DEMO_TOKEN_LIFETIME
+            )
+            sa_dir = cluster.write_serviceaccount_dir(workdir / "serviceaccount")
+            sample = cluster.mint(
+                audiences=(args.audience,), lifetime=_DEMO_TOKEN_LIFETIME
+            )
+            environ = " ".join(
+                f"{k}={v}" for k, v in cluster.incluster_environ().items()
+            )
+            print(f"url:            {cluster.url}")
+            print(f"issuer:         {cluster.issuer}")
+            print(f"ca:             {cluster.ca_path}")
+            print(f"kubeconfig:     {kubeconfig}")
+            print(f"serviceaccount: {sa_dir}  ({environ})")
+            print(f"admin token:    {cluster.admin_token}")
+            print(f"sample token (aud {args.audience}, pod-bound):\n{sample}")
+            print("files are removed on exit; press Ctrl-C to stop", flush=True)
             threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopping")
+    except KeyboardInterrupt:
+        print("stopped")
     return 0
 
 

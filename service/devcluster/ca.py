@@ -43,7 +43,9 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _name(common_name: str, organizations: Iterable[str] = ()) -> x509.Name:
-    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+    attributes = [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations
+    ]
     attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     return x509.Name(attributes)
 
@@ -74,17 +76,26 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(now + 10 * _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.BasicConstraints(ca=True, path_length=None), critical=True
+            )
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=True,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
             .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False
+                x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()),
+                critical=False,
             )
             .sign(self._key, hashes.SHA256())
         )
@@ -116,12 +127,20 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.BasicConstraints(ca=False, path_length=None), critical=True
+            )
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=True,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -130,7 +149,9 @@ class CertificateAuthority:
         if not self_signed:
             # Python >= 3.13 verifies with VERIFY_X509_STRICT, which wants AKI.
             builder = builder.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    self._key.public_key()
+                ),
                 critical=False,
             )
         names = tuple(names)
@@ -148,10 +169,17 @@ class CertificateAuthority:
         TLS-failure tests need; a verifying client must refuse both.
         """
         return self._leaf(
-            _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, names,
-            expired=expired, self_signed=self_signed,
+            _name("kube-apiserver"),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            names,
+            expired=expired,
+            self_signed=self_signed,
         )
 
-    def issue_client(self, common_name: str, organizations: Iterable[str] = ()) -> Issued:
+    def issue_client(
+        self, common_name: str, organizations: Iterable[str] = ()
+    ) -> Issued:
         """A client certificate; the API server maps CN to user and O to groups."""
-        return self._leaf(_name(common_name, organizations), ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self._leaf(
+            _name(common_name, organizations), ExtendedKeyUsageOID.CLIENT_AUTH
+        )

@@ -45,8 +45,14 @@ class DevCluster(ClusterCore):
         open to every service account (system:service-account-issuer-discovery).
         """
         self._state.grant_tokenreview(namespace, service_account)
-        return self.mint(namespace, service_account, self._state.api_audiences, lifetime,
-                         pod=None, node=None)
+        return self.mint(
+            namespace,
+            service_account,
+            self._state.api_audiences,
+            lifetime,
+            pod=None,
+            node=None,
+        )
 
     def write_serviceaccount_dir(
         self,
@@ -58,14 +64,20 @@ class DevCluster(ClusterCore):
         """Write ``token``, ``ca.crt``, ``namespace`` as in a pod (kubelet symlink layout)."""
         token = self.service_token(namespace, service_account)
         return files.write_serviceaccount_dir(
-            directory, token=token, ca_pem=self.ca_pem, namespace=namespace, layout=layout
+            directory,
+            token=token,
+            ca_pem=self.ca_pem,
+            namespace=namespace,
+            layout=layout,
         )
 
     def rotate_serviceaccount_token(self, directory: str | os.PathLike[str]) -> str:
         """Mint a fresh token for the folder's account and swap it in atomically."""
         folder = Path(directory)
         namespace = (folder / "namespace").read_text(encoding="utf-8")
-        claims = jws.b64url_decode((folder / "token").read_text(encoding="utf-8").split(".")[1])
+        claims = jws.b64url_decode(
+            (folder / "token").read_text(encoding="utf-8").split(".")[1]
+        )
         service_account = str(json.loads(claims)["sub"]).rsplit(":", 1)[-1]
         token = self.service_token(namespace, service_account)
         files.rotate_serviceaccount_token(folder, token)
@@ -73,7 +85,10 @@ class DevCluster(ClusterCore):
 
     def incluster_environ(self) -> dict[str, str]:
         """The two variables a pod gets for the ``kubernetes`` Service."""
-        return {"KUBERNETES_SERVICE_HOST": self._host, "KUBERNETES_SERVICE_PORT": str(self.port)}
+        return {
+            "KUBERNETES_SERVICE_HOST": self._host,
+            "KUBERNETES_SERVICE_PORT": str(self.port),
+        }
 
     def admin_client_certificate(self) -> Issued:
         """Client certificate CN=kubernetes-admin, O=system:masters (created once)."""
@@ -97,13 +112,19 @@ class DevCluster(ClusterCore):
             issued = self.admin_client_certificate()
             user_name = ADMIN_CN
             user = {
-                "client-certificate-data": base64.b64encode(issued.cert_pem).decode("ascii"),
+                "client-certificate-data": base64.b64encode(issued.cert_pem).decode(
+                    "ascii"
+                ),
                 "client-key-data": base64.b64encode(issued.key_pem).decode("ascii"),
             }
         else:
             raise ValueError(f"auth must be 'token' or 'client-cert', not {auth!r}")
         document = files.kubeconfig_document(
-            server=self.url, ca_pem=self.ca_pem, user_name=user_name, user=user, namespace=namespace
+            server=self.url,
+            ca_pem=self.ca_pem,
+            user_name=user_name,
+            user=user,
+            namespace=namespace,
         )
         return files.write_kubeconfig(path, document)
 
@@ -144,7 +165,11 @@ class DevCluster(ClusterCore):
         expired: bool = False,
         self_signed: bool = False,
     ) -> None:
-        """Serve another certificate to new connections (wrong names, expired, or not from the CA)."""
+        """Serve another certificate to new connections.
+
+        For TLS-failure tests: wrong ``names``, ``expired``, or ``self_signed``
+        (not from the CA). :meth:`reset` restores the original one.
+        """
         names = tuple(names) if names is not None else self._cert_names
         issued = self._ca.issue_server(names, expired=expired, self_signed=self_signed)
         self._server.set_context(self._context(issued))
@@ -172,4 +197,3 @@ class DevCluster(ClusterCore):
             self._context_changed = False
         if self._paused:
             self.resume()
-

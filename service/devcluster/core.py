@@ -29,11 +29,14 @@ DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # jwks_uri literally (instead of through the API server) fails loudly.
 DEFAULT_EXTERNAL_ADDRESS = "https://172.18.0.2:6443"
 DEFAULT_SERVER_CERT_NAMES = (
-    "localhost", "127.0.0.1", "::1", "kubernetes", "kubernetes.default",
-    "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
 )
-# Identity of kubeadm's admin.conf client certificate.
-ADMIN_CN, ADMIN_ORG = "kubernetes-admin", "system:masters"
 
 
 class ClusterCore:
@@ -51,8 +54,11 @@ class ClusterCore:
         port: int = 0,
     ) -> None:
         self._state = ClusterState(
-            issuer=issuer, extra_issuers=extra_issuers, key_type=key_type,
-            api_audiences=api_audiences, external_address=external_address,
+            issuer=issuer,
+            extra_issuers=extra_issuers,
+            key_type=key_type,
+            api_audiences=api_audiences,
+            external_address=external_address,
         )
         self._tokens = TokenFactory(self._state)
         self._ca = CertificateAuthority()
@@ -60,12 +66,16 @@ class ClusterCore:
         self._default_context = self._context(self._ca.issue_server(self._cert_names))
         self._context_changed = False
         self._host = host
-        self._server = ServerThread(make_app(self._state, self._tokens), self._default_context, host, port)
+        self._server = ServerThread(
+            make_app(self._state, self._tokens), self._default_context, host, port
+        )
         self._workdir: Path | None = None
         self._admin_cert: Issued | None = None
         self._paused = False
         # The service under test's own account exists from the start.
-        self._state.objects.ensure("serviceaccount", DEFAULT_SERVICE_NAMESPACE, DEFAULT_SERVICE_ACCOUNT)
+        self._state.objects.ensure(
+            "serviceaccount", DEFAULT_SERVICE_NAMESPACE, DEFAULT_SERVICE_ACCOUNT
+        )
 
     # ---- lifecycle -------------------------------------------------------
     def start(self) -> Self:
@@ -91,7 +101,10 @@ class ClusterCore:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -157,15 +170,27 @@ class ClusterCore:
         (None deletes) to craft hostile tokens.
         """
         return self._tokens.mint(
-            namespace=namespace, service_account=service_account, audiences=audiences,
-            lifetime=lifetime, pod=pod, node=node, issued_at=issued_at, issuer=issuer,
-            warnafter=warnafter, claims_override=claims_override,
-            header_override=header_override, key_id=key_id,
+            namespace=namespace,
+            service_account=service_account,
+            audiences=audiences,
+            lifetime=lifetime,
+            pod=pod,
+            node=node,
+            issued_at=issued_at,
+            issuer=issuer,
+            warnafter=warnafter,
+            claims_override=claims_override,
+            header_override=header_override,
+            key_id=key_id,
         )
 
-    def mint_legacy(self, namespace: str = "default", service_account: str = "collector") -> str:
+    def mint_legacy(
+        self, namespace: str = "default", service_account: str = "collector"
+    ) -> str:
         """A legacy Secret-based token (k8s-wire.md §2); its Secret is created too."""
-        return self._tokens.mint_legacy(namespace=namespace, service_account=service_account)
+        return self._tokens.mint_legacy(
+            namespace=namespace, service_account=service_account
+        )
 
     def sign_raw(
         self,
@@ -199,7 +224,9 @@ class ClusterCore:
         """``kid`` of the key new tokens are signed with."""
         return self._state.keys.current.kid
 
-    def add_key(self, key_type: Literal["RSA", "EC"] = "RSA", make_current: bool = False) -> str:
+    def add_key(
+        self, key_type: Literal["RSA", "EC"] = "RSA", make_current: bool = False
+    ) -> str:
         """Publish a new key at once (and optionally sign with it); returns its kid."""
         return self._state.keys.add(key_type, make_current=make_current)
 
@@ -213,7 +240,11 @@ class ClusterCore:
 
     def jwks(self) -> dict[str, Any]:
         """The document ``/openid/v1/jwks`` serves."""
-        return {"keys": [jws.jwk(key.public_key, key.kid) for key in self._state.keys.published()]}
+        return {
+            "keys": [
+                jws.jwk(key.public_key, key.kid) for key in self._state.keys.published()
+            ]
+        }
 
     def public_key_pem(self, kid: str) -> bytes:
         """PEM public key of ``kid`` (e.g. as the secret of an HS256 confusion attack)."""

@@ -62,8 +62,12 @@ class FaultBoard:
         # Never log the body itself: it may be megabytes on purpose.
         logger.info(
             "devcluster fault set endpoint=%s status=%s delay=%s drop=%s body_bytes=%s times=%s",
-            endpoint, fault.status, fault.delay, fault.drop,
-            None if fault.body is None else len(fault.body), fault.times,
+            endpoint,
+            fault.status,
+            fault.delay,
+            fault.drop,
+            None if fault.body is None else len(fault.body),
+            fault.times,
         )
 
     def clear(self) -> None:

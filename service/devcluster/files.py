@@ -20,7 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; types-PyYAML is not a dependency
+# PyYAML ships no stubs (types-PyYAML is not a dependency); it comes with kubernetes-asyncio.
+import yaml  # type: ignore[import-untyped]
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +44,27 @@ def kubeconfig_document(
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{
-            "name": cluster_name,
-            "cluster": {
-                "certificate-authority-data": base64.b64encode(ca_pem).decode("ascii"),
-                "server": server,
-            },
-        }],
-        "contexts": [{
-            "name": context_name,
-            "context": {"cluster": cluster_name, "namespace": namespace, "user": user_name},
-        }],
+        "clusters": [
+            {
+                "name": cluster_name,
+                "cluster": {
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(
+                        "ascii"
+                    ),
+                    "server": server,
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": context_name,
+                "context": {
+                    "cluster": cluster_name,
+                    "namespace": namespace,
+                    "user": user_name,
+                },
+            }
+        ],
         "current-context": context_name,
         "preferences": {},
         "users": [{"name": user_name, "user": user}],
@@ -101,7 +112,11 @@ def write_serviceaccount_dir(
     """
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
-    contents = {"ca.crt": ca_pem, "namespace": namespace.encode(), "token": token.encode()}
+    contents = {
+        "ca.crt": ca_pem,
+        "namespace": namespace.encode(),
+        "token": token.encode(),
+    }
     if layout == "flat":
         for name, content in contents.items():
             (target / name).write_bytes(content)

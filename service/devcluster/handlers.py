@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import uuid
+from asyncio import Future
 from typing import Any, ClassVar
 
 import tornado.web
@@ -53,7 +54,6 @@ class KubeHandler(tornado.web.RequestHandler):
         self.state = state
         self.factory = factory
         self.user: UserInfo = ANONYMOUS_USER
-        self._dropped = False
         self._fingerprint = ""
 
     def set_default_headers(self) -> None:
@@ -85,7 +85,11 @@ class KubeHandler(tornado.web.RequestHandler):
                 return
         user = self._authenticate(bearer)
         if user is None:
-            logger.info("devcluster unauthorized endpoint=%s token_fp=%s", self.endpoint, self._fingerprint)
+            logger.info(
+                "devcluster unauthorized endpoint=%s token_fp=%s",
+                self.endpoint,
+                self._fingerprint,
+            )
             self.reply(401, wire.unauthorized())
             return
         self.user = user
@@ -98,19 +102,23 @@ class KubeHandler(tornado.web.RequestHandler):
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
         """The 403 body for this endpoint."""
-        return wire.forbidden_path(user.username, self.request.path, self.request.method.lower())
+        return wire.forbidden_path(
+            user.username, self.request.path, self.request.method.lower()
+        )
 
     async def _apply_fault(self, fault: Fault) -> None:
         if fault.delay:
-            await asyncio.sleep(fault.delay)  # never block the loop: other requests go on
+            await asyncio.sleep(
+                fault.delay
+            )  # never block the loop: other requests go on
         if fault.drop:
-            self._dropped = True
+            # Record first: once the socket closes the client may look at the log.
+            self._record(0)
             # Close the socket without a byte of HTTP, like a crashed peer or an LB reset.
             # HTTP1Connection.close() (not in the HTTPConnection interface) also
             # resolves the connection's pending futures, so nothing hangs.
             self.request.connection.close()  # type: ignore[union-attr]
             self._finished = True
-            self.on_finish()
             return
         if fault.retry_after is not None:
             self.set_header("Retry-After", str(fault.retry_after))
@@ -119,8 +127,17 @@ class KubeHandler(tornado.web.RequestHandler):
         if fault.status is not None:
             body = fault.body
             if body is None:
-                body = b"" if 300 <= fault.status < 400 else jws.go_json(
-                    wire.fault_status(fault.status, self.user.username, self.request.path, fault.retry_after)
+                body = (
+                    b""
+                    if 300 <= fault.status < 400
+                    else jws.go_json(
+                        wire.fault_status(
+                            fault.status,
+                            self.user.username,
+                            self.request.path,
+                            fault.retry_after,
+                        )
+                    )
                 )
             self.reply(fault.status, body)
         elif fault.body is not None:
@@ -146,29 +163,55 @@ class KubeHandler(tornado.web.RequestHandler):
             return ADMIN_USER
         review = self.state.validator.review(bearer)
         if review.user is None:
-            logger.info("devcluster rejected bearer token_fp=%s error=%s", self._fingerprint, review.error)
+            logger.info(
+                "devcluster rejected bearer token_fp=%s error=%s",
+                self._fingerprint,
+                review.error,
+            )
         return review.user
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors Tornado raises itself (405, 500) also come out as metav1.Status."""
         if status_code == 405:
-            body = wire.status(405, "the server does not allow this method on the requested resource",
-                               "MethodNotAllowed", {})
+            body = wire.status(
+                405,
+                "the server does not allow this method on the requested resource",
+                "MethodNotAllowed",
+                {},
+            )
         else:
-            body = wire.fault_status(status_code, self.user.username, self.request.path, None)
+            body = wire.fault_status(
+                status_code, self.user.username, self.request.path, None
+            )
         self.set_header("Content-Type", _JSON)
         self.finish(jws.go_json(body))
 
-    def on_finish(self) -> None:
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        """Record the request *before* the answer leaves.
+
+        ``on_finish`` would run after the bytes are written, so a test thread
+        could read the response and count requests before the record exists.
+        """
+        if not self._finished:
+            self._record(self.get_status())
+        return super().finish(chunk)
+
+    def _record(self, status: int) -> None:
         headers = {}
         if "Cache-Control" in self.request.headers:
             headers["Cache-Control"] = self.request.headers["Cache-Control"]
         if self._fingerprint:
             headers["Authorization-Fingerprint"] = self._fingerprint
-        self.state.requests.add(RequestRecord(
-            self.endpoint, self.request.method or "", self.request.path,
-            0 if self._dropped else self.get_status(), headers, self.state.clock(),
-        ))
+        self.state.requests.add(
+            RequestRecord(
+                self.endpoint,
+                self.request.method or "",
+                self.request.path,
+                status,
+                headers,
+                self.state.clock(),
+            )
+        )
 
 
 class OidcHandler(KubeHandler):
@@ -210,15 +253,22 @@ class JwksHandler(OidcHandler):
         self.reply_public({"keys": keys}, self.content_type)
 
 
-def _json_body(handler: KubeHandler) -> dict[str, Any] | None:
+def json_body(handler: KubeHandler) -> dict[str, Any] | None:
     """Parse the request body, answering 400 like the API server when it is unusable."""
     try:
         body = json.loads(handler.request.body or b"{}")
     except ValueError as exc:
-        handler.reply(400, wire.bad_request(f"couldn't get version/kind; json parse error: {exc}"))
+        handler.reply(
+            400, wire.bad_request(f"couldn't get version/kind; json parse error: {exc}")
+        )
         return None
     if not isinstance(body, dict):
-        handler.reply(400, wire.bad_request("couldn't get version/kind; json parse error: not an object"))
+        handler.reply(
+            400,
+            wire.bad_request(
+                "couldn't get version/kind; json parse error: not an object"
+            ),
+        )
         return None
     return body
 
@@ -235,7 +285,7 @@ class TokenReviewHandler(KubeHandler):
         return wire.forbidden_tokenreviews(user.username)
 
     def post(self) -> None:
-        body = _json_body(self)
+        body = json_body(self)
         if body is None:
             return
         # kind/apiVersion may be missing: the server defaults them from the URL.
@@ -244,14 +294,25 @@ class TokenReviewHandler(KubeHandler):
         token = spec.get("token") or ""
         audiences = spec.get("audiences") or []
         if not isinstance(token, str) or not token:
-            self.reply(400, wire.bad_request("token is required for TokenReview in authentication"))
+            self.reply(
+                400,
+                wire.bad_request("token is required for TokenReview in authentication"),
+            )
             return
-        if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
-            self.reply(400, wire.bad_request("spec.audiences must be a list of strings"))
+        if not isinstance(audiences, list) or not all(
+            isinstance(a, str) for a in audiences
+        ):
+            self.reply(
+                400, wire.bad_request("spec.audiences must be a list of strings")
+            )
             return
         review = self.state.validator.review(token, audiences)
-        logger.info("devcluster tokenreview token_fp=%s authenticated=%s error=%s",
-                    fingerprint(token), review.authenticated, review.error)
+        logger.info(
+            "devcluster tokenreview token_fp=%s authenticated=%s error=%s",
+            fingerprint(token),
+            review.authenticated,
+            review.error,
+        )
         echoed: dict[str, Any] = {"token": token}
         if audiences:
             echoed["audiences"] = audiences

@@ -36,8 +36,16 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 # ES* algorithms are tied to one curve each (RFC 7518 §3.4); go-jose refuses
 # any other pairing, so the emulator does too.
-_EC_CURVES: dict[str, str] = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
-_EC_JWK_CURVES: dict[str, str] = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+_EC_CURVES: dict[str, str] = {
+    "ES256": "secp256r1",
+    "ES384": "secp384r1",
+    "ES512": "secp521r1",
+}
+_EC_JWK_CURVES: dict[str, str] = {
+    "secp256r1": "P-256",
+    "secp384r1": "P-384",
+    "secp521r1": "P-521",
+}
 _EC_DEFAULT_ALG: dict[str, str] = {v: k for k, v in _EC_CURVES.items()}
 
 
@@ -58,7 +66,9 @@ def b64url_decode(text: str) -> bytes:
     """
     if "=" in text or any(c in text for c in "+/ \n\r\t"):
         raise ValueError("not unpadded base64url")
-    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    return base64.b64decode(
+        text + "=" * (-len(text) % 4), altchars=b"-_", validate=True
+    )
 
 
 def go_json(value: Any, *, sort_keys: bool = False) -> bytes:
@@ -69,7 +79,9 @@ def go_json(value: Any, *, sort_keys: bool = False) -> bytes:
     after ``json.dumps`` is safe and keeps byte layout identical to a real
     cluster's tokens.
     """
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
+    text = json.dumps(
+        value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys
+    )
     for char, escaped in (
         ("<", "\\u003c"),
         (">", "\\u003e"),
@@ -177,13 +189,17 @@ def sign(signing_input: bytes, alg: str, key: PrivateKey | bytes | None) -> byte
     raise ValueError(f"alg {alg!r} does not fit the given key")
 
 
-def _rsa_padding(family: str, digest: hashes.HashAlgorithm) -> padding.AsymmetricPadding:
+def _rsa_padding(
+    family: str, digest: hashes.HashAlgorithm
+) -> padding.AsymmetricPadding:
     if family == "PS":
         return padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
     return padding.PKCS1v15()
 
 
-def verify(signing_input: bytes, signature: bytes, alg: str, public_key: PublicKey) -> None:
+def verify(
+    signing_input: bytes, signature: bytes, alg: str, public_key: PublicKey
+) -> None:
     """Verify like go-jose does against a public key, or raise :class:`SignatureError`.
 
     Only asymmetric algorithms that fit the key type verify: ``none`` and HS*
@@ -197,7 +213,9 @@ def verify(signing_input: bytes, signature: bytes, alg: str, public_key: PublicK
         if family in ("RS", "PS"):
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise SignatureError("go-jose/go-jose: unexpected signature algorithm")
-            public_key.verify(signature, signing_input, _rsa_padding(family, digest()), digest())
+            public_key.verify(
+                signature, signing_input, _rsa_padding(family, digest()), digest()
+            )
             return
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise SignatureError("go-jose/go-jose: unexpected signature algorithm")
@@ -210,16 +228,28 @@ def verify(signing_input: bytes, signature: bytes, alg: str, public_key: PublicK
         s = int.from_bytes(signature[size:], "big")
         public_key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(digest()))
     except InvalidSignature as exc:
-        raise SignatureError("go-jose/go-jose: error in cryptographic primitive") from exc
+        raise SignatureError(
+            "go-jose/go-jose: error in cryptographic primitive"
+        ) from exc
 
 
-def encode(header: dict[str, Any], payload: dict[str, Any] | bytes, alg: str,
-           key: PrivateKey | bytes | None, *, sort_payload: bool = False) -> str:
+def encode(
+    header: dict[str, Any],
+    payload: dict[str, Any] | bytes,
+    alg: str,
+    key: PrivateKey | bytes | None,
+    *,
+    sort_payload: bool = False,
+) -> str:
     """Build a compact JWS from a header dict (order kept) and a payload.
 
     ``payload`` may be raw bytes so hostile tests can sign anything at all.
     """
     header_b64 = b64url_encode(go_json(header))
-    body = payload if isinstance(payload, bytes) else go_json(payload, sort_keys=sort_payload)
+    body = (
+        payload
+        if isinstance(payload, bytes)
+        else go_json(payload, sort_keys=sort_payload)
+    )
     signing_input = f"{header_b64}.{b64url_encode(body)}".encode("ascii")
     return f"{signing_input.decode('ascii')}.{b64url_encode(sign(signing_input, alg, key))}"

@@ -67,7 +67,12 @@ class KeyRing:
             self._published[key.kid] = key
             if make_current:
                 self._current = key.kid
-        logger.info("devcluster key added kid=%s alg=%s current=%s", key.kid, key.alg, make_current)
+        logger.info(
+            "devcluster key added kid=%s alg=%s current=%s",
+            key.kid,
+            key.alg,
+            make_current,
+        )
         return key.kid
 
     def remove(self, kid: str) -> None:

@@ -105,7 +105,9 @@ def legacy_claims(
     }
 
 
-def merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+def merge(
+    base: Mapping[str, Any], override: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """Shallow merge for hostile tests: ``None`` values delete the claim or header."""
     merged = dict(base)
     for key, value in (override or {}).items():

@@ -36,7 +36,9 @@ class ObjectStore:
         self._lock = threading.Lock()
         self._objects: dict[tuple[Kind, str, str], ObjectRecord] = {}
 
-    def ensure(self, kind: Kind, namespace: str, name: str, *, node: str | None = None) -> str:
+    def ensure(
+        self, kind: Kind, namespace: str, name: str, *, node: str | None = None
+    ) -> str:
         """Return the UID of the object, creating it first if it does not exist."""
         key = (kind, namespace, name)
         with self._lock:
@@ -44,7 +46,13 @@ class ObjectStore:
             if record is None:
                 record = ObjectRecord(str(uuid.uuid4()), node=node)
                 self._objects[key] = record
-                logger.debug("devcluster created %s %s/%s uid=%s", kind, namespace, name, record.uid)
+                logger.debug(
+                    "devcluster created %s %s/%s uid=%s",
+                    kind,
+                    namespace,
+                    name,
+                    record.uid,
+                )
             elif node is not None and record.node != node:
                 record = ObjectRecord(record.uid, node=node, token=record.token)
                 self._objects[key] = record

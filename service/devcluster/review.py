@@ -81,7 +81,9 @@ def _aggregate(errors: Sequence[str]) -> str:
 def _claim_str(claims: dict[str, Any], name: str) -> str:
     value = claims.get(name, "")
     if not isinstance(value, str):
-        raise TokenInvalid(f"json: cannot unmarshal {type(value).__name__} into Go value of type string ({name})")
+        raise TokenInvalid(
+            f"json: cannot unmarshal {type(value).__name__} into Go value of type string ({name})"
+        )
     return value
 
 
@@ -90,7 +92,9 @@ def _numeric(claims: dict[str, Any], name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenInvalid(f"json: cannot unmarshal {type(value).__name__} into Go struct field Claims.{name} of type jwt.NumericDate")
+        raise TokenInvalid(
+            f"json: cannot unmarshal {type(value).__name__} into Go struct field Claims.{name} of type jwt.NumericDate"
+        )
     return float(value)
 
 
@@ -103,7 +107,9 @@ def _audiences(claims: dict[str, Any]) -> list[str]:
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise TokenInvalid("json: cannot unmarshal aud into Go struct field Claims.aud of type jwt.Audience")
+    raise TokenInvalid(
+        "json: cannot unmarshal aud into Go struct field Claims.aud of type jwt.Audience"
+    )
 
 
 class TokenValidator:
@@ -131,7 +137,10 @@ class TokenValidator:
         """
         requested = tuple(audiences) or self._api_audiences
         errors: list[str] = []
-        for issuers, legacy in ((tuple(self._issuers()), False), ((LEGACY_ISSUER,), True)):
+        for issuers, legacy in (
+            (tuple(self._issuers()), False),
+            ((LEGACY_ISSUER,), True),
+        ):
             try:
                 review = self._authenticate(token, requested, issuers, legacy=legacy)
             except TokenInvalid as exc:
@@ -143,7 +152,12 @@ class TokenValidator:
         return Review(None, error=_aggregate(["invalid bearer token", *errors]))
 
     def _authenticate(
-        self, token: str, requested: Sequence[str], issuers: Sequence[str], *, legacy: bool
+        self,
+        token: str,
+        requested: Sequence[str],
+        issuers: Sequence[str],
+        *,
+        legacy: bool,
     ) -> Review | None:
         parsed = _parse(token, issuers)
         if parsed is None:
@@ -156,7 +170,9 @@ class TokenValidator:
         failures: list[str] = []
         for key in keys:
             try:
-                jws.verify(signing_input, signature, str(header.get("alg")), key.public_key)
+                jws.verify(
+                    signing_input, signature, str(header.get("alg")), key.public_key
+                )
                 break
             except jws.SignatureError as exc:
                 failures.append(str(exc))
@@ -170,12 +186,20 @@ class TokenValidator:
                 f"token audiences {_go_quote_list(token_auds)} is invalid for the "
                 f"target audiences {_go_quote_list(requested)}"
             )
-        user = self._validate_legacy(token, claims) if legacy else self._validate_bound(claims)
+        user = (
+            self._validate_legacy(token, claims)
+            if legacy
+            else self._validate_bound(claims)
+        )
         return Review(user, granted)
 
     def _check_times(self, claims: dict[str, Any]) -> None:
         now = self._clock()
-        nbf, exp, iat = _numeric(claims, "nbf"), _numeric(claims, "exp"), _numeric(claims, "iat")
+        nbf, exp, iat = (
+            _numeric(claims, "nbf"),
+            _numeric(claims, "exp"),
+            _numeric(claims, "iat"),
+        )
         # Same order as go-jose's Claims.ValidateWithLeeway.
         if nbf is not None and now + LEEWAY_SECONDS < nbf:
             raise TokenInvalid("service account token is not valid yet")
@@ -190,15 +214,22 @@ class TokenValidator:
         if not isinstance(kube, dict):
             raise TokenInvalid("service account token claims are missing kubernetes.io")
         namespace = _claim_str(kube, "namespace")
-        refs = {kind: _ref(kube, kind) for kind in ("serviceaccount", "pod", "secret", "node")}
+        refs = {
+            kind: _ref(kube, kind)
+            for kind in ("serviceaccount", "pod", "secret", "node")
+        }
         sa = refs["serviceaccount"]
         if sa is None or not namespace:
-            raise TokenInvalid("service account token claims are missing the service account")
+            raise TokenInvalid(
+                "service account token claims are missing the service account"
+            )
         record = self._objects.get("serviceaccount", namespace, sa[0])
         if record is None:
             raise TokenInvalid(f'serviceaccount "{sa[0]}" not found')
         if record.uid != sa[1]:
-            raise TokenInvalid(f"service account UID ({record.uid}) does not match claim ({sa[1]})")
+            raise TokenInvalid(
+                f"service account UID ({record.uid}) does not match claim ({sa[1]})"
+            )
         extra: dict[str, list[str]] = {}
         for kind in ("secret", "pod"):
             ref = refs[kind]
@@ -235,11 +266,19 @@ class TokenValidator:
     def _validate_legacy(self, token: str, claims: dict[str, Any]) -> UserInfo:
         names = {
             key: _claim_str(claims, LEGACY_PREFIX + key)
-            for key in ("namespace", "secret.name", "service-account.name", "service-account.uid")
+            for key in (
+                "namespace",
+                "secret.name",
+                "service-account.name",
+                "service-account.uid",
+            )
         }
-        for key, label in (("namespace", "namespace"), ("secret.name", "secretName"),
-                           ("service-account.name", "serviceAccountName"),
-                           ("service-account.uid", "serviceAccountUID")):
+        for key, label in (
+            ("namespace", "namespace"),
+            ("secret.name", "secretName"),
+            ("service-account.name", "serviceAccountName"),
+            ("service-account.uid", "serviceAccountUID"),
+        ):
             if not names[key]:
                 raise TokenInvalid(f"{label} claim is missing")
         namespace, name = names["namespace"], names["service-account.name"]
@@ -260,8 +299,14 @@ class TokenValidator:
         return _sa_user(namespace, name, record.uid, {})
 
 
-def _sa_user(namespace: str, name: str, uid: str, extra: dict[str, list[str]]) -> UserInfo:
-    groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated")
+def _sa_user(
+    namespace: str, name: str, uid: str, extra: dict[str, list[str]]
+) -> UserInfo:
+    groups = (
+        "system:serviceaccounts",
+        f"system:serviceaccounts:{namespace}",
+        "system:authenticated",
+    )
     return UserInfo(subject(namespace, name), uid, groups, extra)
 
 

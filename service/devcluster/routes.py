@@ -17,7 +17,7 @@ from service.devcluster.handlers import (
     JwksHandler,
     KubeHandler,
     TokenReviewHandler,
-    _json_body,
+    json_body,
 )
 from service.devcluster.review import UserInfo
 from service.devcluster.state import ClusterState
@@ -39,53 +39,103 @@ class TokenRequestHandler(KubeHandler):
         return wire.forbidden_token_request(user.username, namespace, name)
 
     def post(self, namespace: str, name: str) -> None:
-        body = _json_body(self)
+        body = json_body(self)
         if body is None:
             return
         raw_spec = body.get("spec")
         spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
         objects = self.state.objects
         if objects.get("serviceaccount", namespace, name) is None:
-            self.reply(404, wire.status(404, f'serviceaccounts "{name}" not found', "NotFound",
-                                        {"name": name, "kind": "serviceaccounts"}))
+            self.reply(
+                404,
+                wire.status(
+                    404,
+                    f'serviceaccounts "{name}" not found',
+                    "NotFound",
+                    {"name": name, "kind": "serviceaccounts"},
+                ),
+            )
             return
         seconds = spec.get("expirationSeconds", DEFAULT_EXPIRATION_SECONDS)
         if not isinstance(seconds, int) or seconds < MIN_EXPIRATION_SECONDS:
-            self.reply(422, wire.invalid("TokenRequest", "authentication.k8s.io", name,
-                                         "spec.expirationSeconds", seconds,
-                                         "may not specify a duration less than 10 minutes"))
+            self.reply(
+                422,
+                wire.invalid(
+                    "TokenRequest",
+                    "authentication.k8s.io",
+                    name,
+                    "spec.expirationSeconds",
+                    seconds,
+                    "may not specify a duration less than 10 minutes",
+                ),
+            )
             return
         if seconds > MAX_EXPIRATION_SECONDS:
-            self.reply(422, wire.invalid("TokenRequest", "authentication.k8s.io", name,
-                                         "spec.expirationSeconds", seconds,
-                                         "may not specify a duration larger than 2^32 seconds"))
+            self.reply(
+                422,
+                wire.invalid(
+                    "TokenRequest",
+                    "authentication.k8s.io",
+                    name,
+                    "spec.expirationSeconds",
+                    seconds,
+                    "may not specify a duration larger than 2^32 seconds",
+                ),
+            )
             return
         audiences = spec.get("audiences") or list(self.state.api_audiences)
         pod = node = None
         ref = spec.get("boundObjectRef")
         if isinstance(ref, dict):
             kind, ref_name = ref.get("kind"), str(ref.get("name", ""))
-            found = objects.get("pod" if kind == "Pod" else "node", namespace if kind == "Pod" else "", ref_name)
+            found = objects.get(
+                "pod" if kind == "Pod" else "node",
+                namespace if kind == "Pod" else "",
+                ref_name,
+            )
             if kind not in ("Pod", "Node") or found is None:
                 resource = "pods" if kind == "Pod" else "nodes"
-                self.reply(404, wire.status(404, f'{resource} "{ref_name}" not found', "NotFound",
-                                            {"name": ref_name, "kind": resource}))
+                self.reply(
+                    404,
+                    wire.status(
+                        404,
+                        f'{resource} "{ref_name}" not found',
+                        "NotFound",
+                        {"name": ref_name, "kind": resource},
+                    ),
+                )
                 return
             if ref.get("uid") and ref["uid"] != found.uid:
-                message = (f"the UID in the bound object reference ({ref['uid']}) does not match the UID "
-                           "in record. The object might have been deleted and then recreated")
+                message = (
+                    f"the UID in the bound object reference ({ref['uid']}) does not match the UID "
+                    "in record. The object might have been deleted and then recreated"
+                )
                 self.reply(409, wire.status(409, message, "Conflict", {}))
                 return
             pod, node = (ref_name, found.node) if kind == "Pod" else (None, ref_name)
         now = int(self.state.clock())
         token = self.factory.mint(
-            namespace=namespace, service_account=name, audiences=audiences, lifetime=seconds,
-            pod=pod, node=node, issued_at=now, issuer=None, warnafter=None,
-            claims_override=None, header_override=None, key_id=None,
+            namespace=namespace,
+            service_account=name,
+            audiences=audiences,
+            lifetime=seconds,
+            pod=pod,
+            node=node,
+            issued_at=now,
+            issuer=None,
+            warnafter=None,
+            claims_override=None,
+            header_override=None,
+            key_id=None,
         )
-        echoed = {"audiences": audiences, "expirationSeconds": seconds,
-                  "boundObjectRef": ref if isinstance(ref, dict) else None}
-        self.reply(201, wire.token_request(namespace, name, echoed, token, now + seconds, now))
+        echoed = {
+            "audiences": audiences,
+            "expirationSeconds": seconds,
+            "boundObjectRef": ref if isinstance(ref, dict) else None,
+        }
+        self.reply(
+            201, wire.token_request(namespace, name, echoed, token, now + seconds, now)
+        )
 
 
 class VersionHandler(KubeHandler):
@@ -109,23 +159,32 @@ class HealthHandler(KubeHandler):
         self.reply(200, b"ok", "text/plain; charset=utf-8")
 
 
-class DiscoveryInfoHandler(KubeHandler):
-    """``/api``, ``/apis`` and ``/apis/authentication.k8s.io/v1`` (authenticated users)."""
+class ApiVersionsHandler(KubeHandler):
+    """``/api`` (authenticated users, via ``system:discovery``)."""
 
     endpoint = "api"
 
-    def initialize(self, state: ClusterState, factory: TokenFactory, document: str) -> None:  # type: ignore[override]
-        super().initialize(state, factory)
-        self.document = document
+    def get(self) -> None:
+        address = self.state.external_address.split("://", 1)[-1]
+        self.reply(200, wire.api_versions(address))
+
+
+class ApiGroupsHandler(KubeHandler):
+    """``/apis``."""
+
+    endpoint = "api"
 
     def get(self) -> None:
-        if self.document == "api":
-            address = self.state.external_address.split("://", 1)[-1]
-            self.reply(200, wire.api_versions(address))
-        elif self.document == "apis":
-            self.reply(200, wire.api_group_list())
-        else:
-            self.reply(200, wire.authentication_resources())
+        self.reply(200, wire.api_group_list())
+
+
+class AuthenticationResourcesHandler(KubeHandler):
+    """``/apis/authentication.k8s.io/v1``."""
+
+    endpoint = "api"
+
+    def get(self) -> None:
+        self.reply(200, wire.authentication_resources())
 
 
 class NotFoundHandler(KubeHandler):
@@ -145,21 +204,29 @@ def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Applicat
     # DNS-1123 subdomain-ish names; anything else falls through to a 404.
     name = r"[a-z0-9][-a-z0-9.]*"
 
-    def info(document: str) -> dict[str, Any]:
-        return {**deps, "document": document}
-
     return tornado.web.Application(
         [
             (r"/\.well-known/openid-configuration", DiscoveryHandler, deps),
             (r"/openid/v1/jwks", JwksHandler, deps),
-            (r"/apis/authentication\.k8s\.io/v1/tokenreviews", TokenReviewHandler, deps),
-            (rf"/api/v1/namespaces/(?P<namespace>{name})/serviceaccounts/(?P<name>{name})/token",
-             TokenRequestHandler, deps),
+            (
+                r"/apis/authentication\.k8s\.io/v1/tokenreviews",
+                TokenReviewHandler,
+                deps,
+            ),
+            (
+                rf"/api/v1/namespaces/(?P<namespace>{name})/serviceaccounts/(?P<name>{name})/token",
+                TokenRequestHandler,
+                deps,
+            ),
             (r"/version/?", VersionHandler, deps),
             (r"/(?:healthz|livez|readyz)", HealthHandler, deps),
-            (r"/api/?", DiscoveryInfoHandler, info("api")),
-            (r"/apis/?", DiscoveryInfoHandler, info("apis")),
-            (r"/apis/authentication\.k8s\.io/v1/?", DiscoveryInfoHandler, info("authentication")),
+            (r"/api/?", ApiVersionsHandler, deps),
+            (r"/apis/?", ApiGroupsHandler, deps),
+            (
+                r"/apis/authentication\.k8s\.io/v1/?",
+                AuthenticationResourcesHandler,
+                deps,
+            ),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
@@ -169,4 +236,9 @@ def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Applicat
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     # Paths and statuses only: Authorization never reaches the log.
-    logger.debug("devcluster %s %s -> %s", handler.request.method, handler.request.path, handler.get_status())
+    logger.debug(
+        "devcluster %s %s -> %s",
+        handler.request.method,
+        handler.request.path,
+        handler.get_status(),
+    )

@@ -27,7 +27,9 @@ _CROSS_THREAD_TIMEOUT = 10.0
 _CLOSE_CONNECTIONS_TIMEOUT = 2.0
 
 
-def server_ssl_context(cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes) -> ssl.SSLContext:
+def server_ssl_context(
+    cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes
+) -> ssl.SSLContext:
     """A server context serving ``cert_pem`` that also accepts CA-signed client certs.
 
     CERT_OPTIONAL: clients without a certificate still connect (bearer tokens,
@@ -52,7 +54,11 @@ class ServerThread:
     """An HTTPS server on ``host:port`` that can pause, resume and swap certificates."""
 
     def __init__(
-        self, app: tornado.web.Application, context: ssl.SSLContext, host: str, port: int
+        self,
+        app: tornado.web.Application,
+        context: ssl.SSLContext,
+        host: str,
+        port: int,
     ) -> None:
         self._app = app
         self._context = context
@@ -151,9 +157,14 @@ class ServerThread:
             return
         server.stop()
         try:
-            await asyncio.wait_for(server.close_all_connections(), _CLOSE_CONNECTIONS_TIMEOUT)
+            await asyncio.wait_for(
+                server.close_all_connections(), _CLOSE_CONNECTIONS_TIMEOUT
+            )
         except TimeoutError:
-            logger.warning("devcluster: connections still open after %ss", _CLOSE_CONNECTIONS_TIMEOUT)
+            logger.warning(
+                "devcluster: connections still open after %ss",
+                _CLOSE_CONNECTIONS_TIMEOUT,
+            )
 
     async def _shutdown(self) -> None:
         await self._close()

@@ -16,7 +16,9 @@ from service.devcluster.review import TokenValidator, UserInfo
 
 logger = logging.getLogger(__name__)
 
-ADMIN_USER = UserInfo("kubernetes-admin", "", ("system:masters", "system:authenticated"))
+ADMIN_USER = UserInfo(
+    "kubernetes-admin", "", ("system:masters", "system:authenticated")
+)
 ANONYMOUS_USER = UserInfo("system:anonymous", "", ("system:unauthenticated",))
 DEFAULT_SERVICE_NAMESPACE = "compass-system"
 DEFAULT_SERVICE_ACCOUNT = "compass-auth"
@@ -46,7 +48,9 @@ class ClusterState:
         self.issuer = issuer
         self.extra_issuers = tuple(extra_issuers)
         # A real API server's --api-audiences default to the first issuer.
-        self.api_audiences: tuple[str, ...] = tuple(api_audiences) if api_audiences else (issuer,)
+        self.api_audiences: tuple[str, ...] = (
+            tuple(api_audiences) if api_audiences else (issuer,)
+        )
         self.external_address = external_address.rstrip("/")
         self.clock = clock
         self.keys = KeyRing("RSA" if key_type == "RSA" else "EC")
@@ -58,7 +62,9 @@ class ClusterState:
         self.discovery_allowed = True
         self._delegators_lock = threading.Lock()
         # ServiceAccounts bound to system:auth-delegator (may create TokenReviews).
-        self._delegators: set[tuple[str, str]] = {(DEFAULT_SERVICE_NAMESPACE, DEFAULT_SERVICE_ACCOUNT)}
+        self._delegators: set[tuple[str, str]] = {
+            (DEFAULT_SERVICE_NAMESPACE, DEFAULT_SERVICE_ACCOUNT)
+        }
         self.validator = TokenValidator(
             self.keys, self.objects, self.accepted_issuers, self.api_audiences, clock
         )

@@ -46,8 +46,13 @@ class TokenFactory:
             raise TypeError("audiences must be a sequence of strings, not a string")
         state = self._state
         objects = state.objects
-        sa = Ref(service_account, objects.ensure("serviceaccount", namespace, service_account))
-        node_ref = Ref(node, objects.ensure("node", "", node)) if node is not None else None
+        sa = Ref(
+            service_account,
+            objects.ensure("serviceaccount", namespace, service_account),
+        )
+        node_ref = (
+            Ref(node, objects.ensure("node", "", node)) if node is not None else None
+        )
         pod_ref = None
         if pod is not None:
             pod_ref = Ref(pod, objects.ensure("pod", namespace, pod, node=node))
@@ -76,13 +81,23 @@ class TokenFactory:
     def mint_legacy(self, *, namespace: str, service_account: str) -> str:
         """A legacy Secret-based token; the Secret is created and stores the token."""
         state = self._state
-        sa = Ref(service_account, state.objects.ensure("serviceaccount", namespace, service_account))
+        sa = Ref(
+            service_account,
+            state.objects.ensure("serviceaccount", namespace, service_account),
+        )
         secret_name = minting.legacy_secret_name(service_account)
         state.objects.ensure("secret", namespace, secret_name)
-        claims = minting.legacy_claims(namespace=namespace, service_account=sa, secret_name=secret_name)
+        claims = minting.legacy_claims(
+            namespace=namespace, service_account=sa, secret_name=secret_name
+        )
         key = state.keys.current
-        token = jws.encode({"alg": key.alg, "kid": key.kid}, claims, key.alg, key.private_key,
-                           sort_payload=True)
+        token = jws.encode(
+            {"alg": key.alg, "kid": key.kid},
+            claims,
+            key.alg,
+            key.private_key,
+            sort_payload=True,
+        )
         state.objects.put_secret_token(namespace, secret_name, token)
         return token
 

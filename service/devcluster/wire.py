@@ -63,7 +63,12 @@ def unauthorized() -> dict[str, Any]:
 
 def forbidden_path(username: str, path: str, verb: str = "get") -> dict[str, Any]:
     """403 from RBAC for a non-resource URL such as /openid/v1/jwks."""
-    return status(403, f'forbidden: User "{username}" cannot {verb} path "{path}"', "Forbidden", {})
+    return status(
+        403,
+        f'forbidden: User "{username}" cannot {verb} path "{path}"',
+        "Forbidden",
+        {},
+    )
 
 
 def forbidden_tokenreviews(username: str) -> dict[str, Any]:
@@ -90,7 +95,9 @@ def forbidden_token_request(username: str, namespace: str, name: str) -> dict[st
 
 def not_found() -> dict[str, Any]:
     """404 for a path the server does not serve."""
-    return status(404, "the server could not find the requested resource", "NotFound", {})
+    return status(
+        404, "the server could not find the requested resource", "NotFound", {}
+    )
 
 
 def bad_request(message: str) -> dict[str, Any]:
@@ -98,19 +105,29 @@ def bad_request(message: str) -> dict[str, Any]:
     return status(400, message, "BadRequest")
 
 
-def invalid(kind: str, group: str, name: str, field: str, value: Any, detail: str) -> dict[str, Any]:
+def invalid(
+    kind: str, group: str, name: str, field: str, value: Any, detail: str
+) -> dict[str, Any]:
     """422 from object validation (``apierrors.NewInvalid``)."""
     cause = f"Invalid value: {value}: {detail}"
     return status(
         422,
         f'{kind}.{group} "{name}" is invalid: {field}: {cause}',
         "Invalid",
-        {"name": name, "group": group, "kind": kind,
-         "causes": [{"reason": "FieldValueInvalid", "message": cause, "field": field}]},
+        {
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [
+                {"reason": "FieldValueInvalid", "message": cause, "field": field}
+            ],
+        },
     )
 
 
-def fault_status(code: int, username: str, path: str, retry_after: int | None) -> dict[str, Any]:
+def fault_status(
+    code: int, username: str, path: str, retry_after: int | None
+) -> dict[str, Any]:
     """The Status an injected failure answers with, worded like the real source of that code."""
     if code == 401:
         return unauthorized()
@@ -121,13 +138,30 @@ def fault_status(code: int, username: str, path: str, retry_after: int | None) -
     if code == 429:
         # The priority-and-fairness / max-inflight filter's rejection.
         details = {"retryAfterSeconds": retry_after} if retry_after is not None else {}
-        return status(429, "Too many requests, please try again later.", "TooManyRequests", details)
+        return status(
+            429,
+            "Too many requests, please try again later.",
+            "TooManyRequests",
+            details,
+        )
     if code == 500:
         message = "Internal error occurred: etcdserver: request timed out"
-        return status(500, message, "InternalError", {"causes": [{"message": "etcdserver: request timed out"}]})
+        return status(
+            500,
+            message,
+            "InternalError",
+            {"causes": [{"message": "etcdserver: request timed out"}]},
+        )
     if code == 503:
-        unavailable = {"retryAfterSeconds": retry_after} if retry_after is not None else None
-        return status(503, "the server is currently unable to handle the request", "ServiceUnavailable", unavailable)
+        unavailable = (
+            {"retryAfterSeconds": retry_after} if retry_after is not None else None
+        )
+        return status(
+            503,
+            "the server is currently unable to handle the request",
+            "ServiceUnavailable",
+            unavailable,
+        )
     if code == 504:
         message = "Timeout: request did not complete within requested timeout - context deadline exceeded"
         return status(504, message, "Timeout", {})
@@ -138,7 +172,9 @@ def fault_status(code: int, username: str, path: str, retry_after: int | None) -
     return status(code, phrase, "", {})
 
 
-def discovery_document(issuer: str, jwks_uri: str, algs: Sequence[str]) -> DiscoveryDocument:
+def discovery_document(
+    issuer: str, jwks_uri: str, algs: Sequence[str]
+) -> DiscoveryDocument:
     """``pkg/serviceaccount/openidmetadata.go``'s document, algs sorted and deduplicated."""
     return {
         "issuer": issuer,
@@ -174,7 +210,9 @@ def api_versions(server_address: str) -> dict[str, Any]:
     return {
         "kind": "APIVersions",
         "versions": ["v1"],
-        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+        "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}
+        ],
     }
 
 
@@ -184,7 +222,13 @@ def api_group_list() -> dict[str, Any]:
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [{"name": TOKENREVIEW_GROUP, "versions": [version], "preferredVersion": version}],
+        "groups": [
+            {
+                "name": TOKENREVIEW_GROUP,
+                "versions": [version],
+                "preferredVersion": version,
+            }
+        ],
     }
 
 
@@ -195,8 +239,13 @@ def authentication_resources() -> dict[str, Any]:
         "apiVersion": "v1",
         "groupVersion": f"{TOKENREVIEW_GROUP}/v1",
         "resources": [
-            {"name": "tokenreviews", "singularName": "tokenreview", "namespaced": False,
-             "kind": "TokenReview", "verbs": ["create"]},
+            {
+                "name": "tokenreviews",
+                "singularName": "tokenreview",
+                "namespaced": False,
+                "kind": "TokenReview",
+                "verbs": ["create"],
+            },
         ],
     }
 
@@ -223,13 +272,22 @@ def token_review(spec: dict[str, Any], review: Review) -> dict[str, Any]:
 
 
 def token_request(
-    namespace: str, name: str, spec: dict[str, Any], token: str, expires: float, now: float
+    namespace: str,
+    name: str,
+    spec: dict[str, Any],
+    token: str,
+    expires: float,
+    now: float,
 ) -> dict[str, Any]:
     """The 201 answer to a TokenRequest (``status.token`` plus its expiry)."""
     return {
         "kind": "TokenRequest",
         "apiVersion": f"{TOKENREVIEW_GROUP}/v1",
-        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": rfc3339(now)},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": rfc3339(now),
+        },
         "spec": spec,
         "status": {"token": token, "expirationTimestamp": rfc3339(expires)},
     }

@@ -13,4 +13,9 @@ from service.devcluster.fixtures import (
     devcluster_session,
 )
 
-__all__ = ["devcluster", "devcluster_kubeconfig", "devcluster_sa_dir", "devcluster_session"]
+__all__ = [
+    "devcluster",
+    "devcluster_kubeconfig",
+    "devcluster_sa_dir",
+    "devcluster_session",
+]

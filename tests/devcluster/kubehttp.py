@@ -52,7 +52,10 @@ def call(
 ) -> Response:
     """One request on a fresh connection; ``body`` dicts are sent as JSON."""
     connection = http.client.HTTPSConnection(
-        host or "127.0.0.1", cluster.port, context=context or tls_context(cluster), timeout=timeout
+        host or "127.0.0.1",
+        cluster.port,
+        context=context or tls_context(cluster),
+        timeout=timeout,
     )
     headers = {"Accept": "application/json"}
     if token is not None:
@@ -62,22 +65,36 @@ def call(
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
     try:
-        connection.request(method or ("POST" if data is not None else "GET"), path, data, headers)
+        connection.request(
+            method or ("POST" if data is not None else "GET"), path, data, headers
+        )
         answer = connection.getresponse()
         return Response(answer.status, answer.headers, answer.read())
     finally:
         connection.close()
 
 
-def review(cluster: DevCluster, token: str, audiences: list[str] | None = None,
-           caller: str | None = None) -> Response:
+def review(
+    cluster: DevCluster,
+    token: str,
+    audiences: list[str] | None = None,
+    caller: str | None = None,
+) -> Response:
     """POST a TokenReview as the service account (or ``caller``)."""
     spec: dict[str, Any] = {"token": token}
     if audiences is not None:
         spec["audiences"] = audiences
-    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
-    return call(cluster, "/apis/authentication.k8s.io/v1/tokenreviews",
-                token=caller or cluster.service_token(), body=body)
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": spec,
+    }
+    return call(
+        cluster,
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        token=caller or cluster.service_token(),
+        body=body,
+    )
 
 
 def segments(token: str) -> tuple[bytes, bytes, bytes]:

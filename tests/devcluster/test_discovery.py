@@ -47,18 +47,24 @@ def test_jwks_shape_and_key_verifies_minted_token(devcluster: DevCluster) -> Non
     assert answer.json() == devcluster.jwks()
     [key] = [k for k in answer.json()["keys"] if k["kid"] == devcluster.signing_key_id]
     assert list(key) == ["use", "kty", "kid", "alg", "n", "e"]
-    public = rsa.RSAPublicNumbers(int.from_bytes(jws.b64url_decode(key["e"]), "big"),
-                                  int.from_bytes(jws.b64url_decode(key["n"]), "big")).public_key()
+    public = rsa.RSAPublicNumbers(
+        int.from_bytes(jws.b64url_decode(key["e"]), "big"),
+        int.from_bytes(jws.b64url_decode(key["n"]), "big"),
+    ).public_key()
     assert jws.key_id(public) == key["kid"]
     token = devcluster.mint()
     signing_input, _, _ = token.rpartition(".")
-    public.verify(segments(token)[2], signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    public.verify(
+        segments(token)[2], signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()
+    )
 
 
 def test_ec_cluster_publishes_es256() -> None:
     with DevCluster(key_type="EC") as cluster:
         keys = call(cluster, JWKS, token=cluster.admin_token).json()["keys"]
-        assert [list(k) for k in keys] == [["use", "kty", "kid", "crv", "alg", "x", "y"]]
+        assert [list(k) for k in keys] == [
+            ["use", "kty", "kid", "crv", "alg", "x", "y"]
+        ]
         doc = call(cluster, DISCOVERY, token=cluster.admin_token).json()
         assert doc["id_token_signing_alg_values_supported"] == ["ES256"]
 
@@ -78,22 +84,32 @@ def test_anonymous_is_forbidden(devcluster: DevCluster, path: str) -> None:
     assert answer.status == 403
     assert answer.headers["Cache-Control"] == "no-cache, private"
     assert answer.json() == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
         "message": f'forbidden: User "system:anonymous" cannot get path "{path}"',
-        "reason": "Forbidden", "details": {}, "code": 403,
+        "reason": "Forbidden",
+        "details": {},
+        "code": 403,
     }
     _assert_common_headers(answer)
 
 
-@pytest.mark.parametrize("case", ["garbage", "expired", "wrong-audience", "unknown-kid", "deleted-sa"])
+@pytest.mark.parametrize(
+    "case", ["garbage", "expired", "wrong-audience", "unknown-kid", "deleted-sa"]
+)
 def test_bad_bearer_is_401_never_anonymous(devcluster: DevCluster, case: str) -> None:
     tokens: dict[str, Callable[[], str]] = {
         "garbage": lambda: "not-a-jwt",
-        "expired": lambda: devcluster.mint(audiences=devcluster.api_audiences, issued_at=0, lifetime=600),
+        "expired": lambda: devcluster.mint(
+            audiences=devcluster.api_audiences, issued_at=0, lifetime=600
+        ),
         # compass-internal is not an API audience: the API server refuses it.
         "wrong-audience": lambda: devcluster.mint(),
-        "unknown-kid": lambda: devcluster.mint(audiences=devcluster.api_audiences,
-                                               header_override={"kid": "nope"}),
+        "unknown-kid": lambda: devcluster.mint(
+            audiences=devcluster.api_audiences, header_override={"kid": "nope"}
+        ),
     }
     if case == "deleted-sa":
         token = devcluster.service_token("team", "short-lived")
@@ -104,12 +120,18 @@ def test_bad_bearer_is_401_never_anonymous(devcluster: DevCluster, case: str) ->
     assert answer.status == 401
     assert "WWW-Authenticate" not in answer.headers
     assert answer.headers["Cache-Control"] == "no-cache, private"
-    assert answer.body == (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
-                           b'"message":"Unauthorized","reason":"Unauthorized","code":401}')
+    assert answer.body == (
+        b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        b'"message":"Unauthorized","reason":"Unauthorized","code":401}'
+    )
 
 
-def test_any_service_account_token_with_api_audience_may_read(devcluster: DevCluster) -> None:
-    token = devcluster.mint(namespace="apps", service_account="worker", audiences=devcluster.api_audiences)
+def test_any_service_account_token_with_api_audience_may_read(
+    devcluster: DevCluster,
+) -> None:
+    token = devcluster.mint(
+        namespace="apps", service_account="worker", audiences=devcluster.api_audiences
+    )
     assert call(devcluster, JWKS, token=token).status == 200
 
 
@@ -119,7 +141,9 @@ def test_admin_token_and_client_certificate(devcluster: DevCluster) -> None:
     assert call(devcluster, JWKS, context=context).status == 200
 
 
-def test_client_certificate_from_another_ca_fails_the_handshake(devcluster: DevCluster) -> None:
+def test_client_certificate_from_another_ca_fails_the_handshake(
+    devcluster: DevCluster,
+) -> None:
     stranger = DevCluster().admin_client_certificate()  # signed by a different CA
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
         call(devcluster, JWKS, context=tls_context(devcluster, stranger))

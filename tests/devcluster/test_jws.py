@@ -44,11 +44,17 @@ def test_b64url_decode_is_strict(text: str) -> None:
 
 
 def test_go_json_is_compact_utf8_and_html_escaped() -> None:
-    assert jws.go_json({"b": 1, "a": "<&>é\u2028"}) == '{"b":1,"a":"\\u003c\\u0026\\u003eé\\u2028"}'.encode()
+    assert (
+        jws.go_json({"b": 1, "a": "<&>é\u2028"})
+        == '{"b":1,"a":"\\u003c\\u0026\\u003eé\\u2028"}'.encode()
+    )
     assert jws.go_json({"b": 1, "a": 2}, sort_keys=True) == b'{"a":2,"b":1}'
 
 
-@pytest.mark.parametrize(("key_type", "alg"), [("RSA", "RS256"), ("RSA", "PS256"), ("RSA", "RS512"), ("EC", "ES256")])
+@pytest.mark.parametrize(
+    ("key_type", "alg"),
+    [("RSA", "RS256"), ("RSA", "PS256"), ("RSA", "RS512"), ("EC", "ES256")],
+)
 def test_sign_verify_round_trip(key_type: jws.KeyType, alg: str) -> None:
     key = jws.generate_key(key_type)
     signature = jws.sign(b"a.b", alg, key)
@@ -65,7 +71,9 @@ def test_es256_signature_is_raw_r_s_64_bytes() -> None:
 @pytest.mark.parametrize("alg", ["none", "HS256", "ES256", "XX256", "RS999"])
 def test_rsa_key_never_verifies_foreign_algs(alg: str) -> None:
     key = jws.generate_key("RSA")
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     forged = hmac.new(pem, b"a.b", hashlib.sha256).digest()
     with pytest.raises(jws.SignatureError, match="unexpected signature algorithm"):
         jws.verify(b"a.b", forged, alg, key.public_key())

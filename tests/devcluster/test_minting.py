@@ -31,7 +31,9 @@ def _keys_in_order(raw: bytes) -> list[list[str]]:
 
 def test_header_bytes_are_exactly_alg_then_kid(devcluster: DevCluster) -> None:
     header, _, _ = segments(devcluster.mint())
-    assert header == b'{"alg":"RS256","kid":"' + devcluster.signing_key_id.encode() + b'"}'
+    assert (
+        header == b'{"alg":"RS256","kid":"' + devcluster.signing_key_id.encode() + b'"}'
+    )
 
 
 def test_payload_layout(devcluster: DevCluster) -> None:
@@ -42,17 +44,29 @@ def test_payload_layout(devcluster: DevCluster) -> None:
     assert list(claims) == SORTED_TOP
     for keys in _keys_in_order(payload):
         assert keys == sorted(keys)
-    assert list(claims["kubernetes.io"]) == ["namespace", "node", "pod", "serviceaccount"]
+    assert list(claims["kubernetes.io"]) == [
+        "namespace",
+        "node",
+        "pod",
+        "serviceaccount",
+    ]
     assert claims["aud"] == ["compass-internal"]
-    assert claims["iat"] == claims["nbf"] and before <= claims["iat"] <= int(time.time())
+    assert claims["iat"] == claims["nbf"] and before <= claims["iat"] <= int(
+        time.time()
+    )
     assert claims["exp"] == claims["iat"] + 3600
     assert uuid.UUID(claims["jti"]).version == 4
     assert claims["iss"] == "https://kubernetes.default.svc.cluster.local"
     assert claims["sub"] == "system:serviceaccount:default:collector"
     kube = claims["kubernetes.io"]
-    assert kube["serviceaccount"] == {"name": "collector", "uid": devcluster.service_account_uid("default", "collector")}
-    assert kube["pod"] == {"name": "collector-6c9d8b7f5-x2k9q",
-                           "uid": devcluster.pod_uid("default", "collector-6c9d8b7f5-x2k9q")}
+    assert kube["serviceaccount"] == {
+        "name": "collector",
+        "uid": devcluster.service_account_uid("default", "collector"),
+    }
+    assert kube["pod"] == {
+        "name": "collector-6c9d8b7f5-x2k9q",
+        "uid": devcluster.pod_uid("default", "collector-6c9d8b7f5-x2k9q"),
+    }
     assert kube["node"]["name"] == "kind-worker"
     assert len(signature) == 256  # RSA-2048 PKCS#1 v1.5
 
@@ -65,7 +79,9 @@ def test_segments_are_unpadded_base64url(devcluster: DevCluster) -> None:
 def test_uids_are_remembered_and_jti_fresh(devcluster: DevCluster) -> None:
     one = json.loads(segments(devcluster.mint(service_account="remember-me"))[1])
     two = json.loads(segments(devcluster.mint(service_account="remember-me"))[1])
-    assert one["kubernetes.io"]["serviceaccount"] == two["kubernetes.io"]["serviceaccount"]
+    assert (
+        one["kubernetes.io"]["serviceaccount"] == two["kubernetes.io"]["serviceaccount"]
+    )
     assert one["jti"] != two["jti"]
 
 
@@ -77,8 +93,16 @@ def test_bindings_node_only_and_sa_only(devcluster: DevCluster) -> None:
 
 
 def test_warnafter_issued_at_and_issuer(devcluster: DevCluster) -> None:
-    claims = json.loads(segments(devcluster.mint(issued_at=1_700_000_000, warnafter=3607,
-                                                 lifetime=31_536_000, issuer="https://other"))[1])
+    claims = json.loads(
+        segments(
+            devcluster.mint(
+                issued_at=1_700_000_000,
+                warnafter=3607,
+                lifetime=31_536_000,
+                issuer="https://other",
+            )
+        )[1]
+    )
     assert claims["kubernetes.io"]["warnafter"] == 1_700_003_607
     assert claims["iat"] == claims["nbf"] == 1_700_000_000
     assert claims["exp"] == 1_700_000_000 + 31_536_000
@@ -86,8 +110,10 @@ def test_warnafter_issued_at_and_issuer(devcluster: DevCluster) -> None:
 
 
 def test_overrides_merge_and_delete(devcluster: DevCluster) -> None:
-    token = devcluster.mint(claims_override={"aud": "single", "exp": None, "zz": 1},
-                            header_override={"typ": "JWT", "kid": None})
+    token = devcluster.mint(
+        claims_override={"aud": "single", "exp": None, "zz": 1},
+        header_override={"typ": "JWT", "kid": None},
+    )
     header, payload, _ = segments(token)
     assert json.loads(header) == {"alg": "RS256", "typ": "JWT"}
     claims = json.loads(payload)
@@ -108,11 +134,15 @@ def test_legacy_token_layout(devcluster: DevCluster) -> None:
     for absent in ("aud", "exp", "iat", "nbf", "jti"):
         assert absent not in claims
     assert claims["kubernetes.io/serviceaccount/service-account.name"] == "collector"
-    assert re.fullmatch(r"collector-token-[bcdfghjklmnpqrstvwxz2456789]{5}",
-                        claims["kubernetes.io/serviceaccount/secret.name"])
+    assert re.fullmatch(
+        r"collector-token-[bcdfghjklmnpqrstvwxz2456789]{5}",
+        claims["kubernetes.io/serviceaccount/secret.name"],
+    )
 
 
-def test_sign_raw_keeps_order_and_supports_none_and_hs256(devcluster: DevCluster) -> None:
+def test_sign_raw_keeps_order_and_supports_none_and_hs256(
+    devcluster: DevCluster,
+) -> None:
     token = devcluster.sign_raw({"kid": "x", "alg": "RS256"}, {"z": 1, "a": 2})
     header, payload, _ = segments(token)
     assert header == b'{"kid":"x","alg":"RS256"}' and payload == b'{"z":1,"a":2}'

@@ -28,7 +28,9 @@ def test_context_manager_manages_ca_file_and_port() -> None:
         _ = cluster.ca_path
 
 
-def test_pause_refuses_connections_and_resume_keeps_the_port(devcluster: DevCluster) -> None:
+def test_pause_refuses_connections_and_resume_keeps_the_port(
+    devcluster: DevCluster,
+) -> None:
     port = devcluster.port
     devcluster.pause()
     with pytest.raises(ConnectionRefusedError):
@@ -49,11 +51,20 @@ def test_set_issuer(devcluster: DevCluster) -> None:
     devcluster.set_issuer("https://oidc.example.com/cluster-1")
     doc = call(devcluster, DISCOVERY, token=devcluster.service_token()).json()
     assert doc["issuer"] == "https://oidc.example.com/cluster-1"
-    assert doc["jwks_uri"] == "https://172.18.0.2:6443/openid/v1/jwks"  # not derived from the issuer
-    new_claims = json.loads(base64.urlsafe_b64decode(devcluster.mint().split(".")[1] + "=="))
+    assert (
+        doc["jwks_uri"] == "https://172.18.0.2:6443/openid/v1/jwks"
+    )  # not derived from the issuer
+    new_claims = json.loads(
+        base64.urlsafe_b64decode(devcluster.mint().split(".")[1] + "==")
+    )
     assert new_claims["iss"] == "https://oidc.example.com/cluster-1"
     # The old issuer stays accepted, as when an operator migrates issuers.
-    assert review(devcluster, old_token, ["compass-internal"]).json()["status"]["authenticated"] is True
+    assert (
+        review(devcluster, old_token, ["compass-internal"]).json()["status"][
+            "authenticated"
+        ]
+        is True
+    )
     devcluster.reset()
     assert devcluster.issuer == "https://kubernetes.default.svc.cluster.local"
 
@@ -62,24 +73,46 @@ def test_rotate_and_remove_keys(devcluster: DevCluster) -> None:
     first = devcluster.signing_key_id
     second = devcluster.rotate_key("EC")
     assert devcluster.signing_key_id == second != first
-    kids = [k["kid"] for k in call(devcluster, JWKS, token=devcluster.admin_token).json()["keys"]]
+    kids = [
+        k["kid"]
+        for k in call(devcluster, JWKS, token=devcluster.admin_token).json()["keys"]
+    ]
     assert kids[-1] == second and first in kids
     old_token = devcluster.mint(key_id=first)
-    assert review(devcluster, old_token, ["compass-internal"]).json()["status"]["authenticated"] is True
+    assert (
+        review(devcluster, old_token, ["compass-internal"]).json()["status"][
+            "authenticated"
+        ]
+        is True
+    )
     with pytest.raises(ValueError):
         devcluster.remove_key(second)  # the current signer
     devcluster.remove_key(first)
-    kids = [k["kid"] for k in call(devcluster, JWKS, token=devcluster.admin_token).json()["keys"]]
+    kids = [
+        k["kid"]
+        for k in call(devcluster, JWKS, token=devcluster.admin_token).json()["keys"]
+    ]
     assert first not in kids
-    assert "authenticated" not in review(devcluster, old_token, ["compass-internal"]).json()["status"]
-    assert json.loads(base64.urlsafe_b64decode(devcluster.mint().split(".")[0] + "=="))["alg"] == "ES256"
+    assert (
+        "authenticated"
+        not in review(devcluster, old_token, ["compass-internal"]).json()["status"]
+    )
+    assert (
+        json.loads(base64.urlsafe_b64decode(devcluster.mint().split(".")[0] + "=="))[
+            "alg"
+        ]
+        == "ES256"
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "reason"), [
-    ({"names": ("wrong.example",)}, "mismatch"),
-    ({"expired": True}, "expired"),
-    ({"self_signed": True}, "self-signed"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"names": ("wrong.example",)}, "mismatch"),
+        ({"expired": True}, "expired"),
+        ({"self_signed": True}, "self-signed"),
+    ],
+)
 def test_bad_server_certificates_fail_verification(
     devcluster: DevCluster, kwargs: dict[str, object], reason: str
 ) -> None:
@@ -97,11 +130,15 @@ def test_default_certificate_names(devcluster: DevCluster) -> None:
     context = ssl.create_default_context(cafile=str(devcluster.ca_path))
     # Connect to loopback but verify as the in-cluster service name (DNS bypass).
     for name in ("kubernetes.default.svc", "kubernetes.default.svc.cluster.local"):
-        with socket.create_connection(("127.0.0.1", devcluster.port)) as raw, \
-                context.wrap_socket(raw, server_hostname=name) as tls:
+        with (
+            socket.create_connection(("127.0.0.1", devcluster.port)) as raw,
+            context.wrap_socket(raw, server_hostname=name) as tls,
+        ):
             assert tls.getpeercert() is not None
-    with socket.create_connection(("127.0.0.1", devcluster.port)) as raw, \
-            pytest.raises(ssl.SSLCertVerificationError):
+    with (
+        socket.create_connection(("127.0.0.1", devcluster.port)) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
         context.wrap_socket(raw, server_hostname="kubernetes.evil")
 
 
@@ -117,11 +154,17 @@ def test_informational_paths(devcluster: DevCluster) -> None:
     assert resources["kind"] == "APIResourceList"
     [tokenreviews] = [r for r in resources["resources"] if r["name"] == "tokenreviews"]
     assert tokenreviews["verbs"] == ["create"] and tokenreviews["namespaced"] is False
-    assert call(devcluster, "/apis").status == 403  # discovery needs an authenticated user
+    assert (
+        call(devcluster, "/apis").status == 403
+    )  # discovery needs an authenticated user
 
 
 def test_unknown_paths(devcluster: DevCluster) -> None:
     answer = call(devcluster, "/api/v1/pods", token=devcluster.admin_token)
     assert answer.status == 404
-    assert answer.json()["message"] == "the server could not find the requested resource"
-    assert call(devcluster, "/nothing").status == 403  # anonymous is refused before routing
+    assert (
+        answer.json()["message"] == "the server could not find the requested resource"
+    )
+    assert (
+        call(devcluster, "/nothing").status == 403
+    )  # anonymous is refused before routing
