@@ -76,6 +76,11 @@ class KubeHandler(tornado.web.RequestHandler):
         self.finish(body if isinstance(body, bytes) else jws.go_json(body))
 
     async def prepare(self) -> None:
+        """Fault, then authentication, then RBAC; any of them may finish the request.
+
+        Faults come first because they stand for failures in front of the
+        API server (load balancer, overload) that no credential gets past.
+        """
         bearer = self._bearer()
         self._fingerprint = fingerprint(bearer) if bearer else ""
         fault = self.state.faults.take(self.endpoint)
@@ -108,9 +113,8 @@ class KubeHandler(tornado.web.RequestHandler):
 
     async def _apply_fault(self, fault: Fault) -> None:
         if fault.delay:
-            await asyncio.sleep(
-                fault.delay
-            )  # never block the loop: other requests go on
+            # An async sleep, never time.sleep: other requests go on meanwhile.
+            await asyncio.sleep(fault.delay)
         if fault.drop:
             # Record first: once the socket closes the client may look at the log.
             self._record(0)
