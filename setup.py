@@ -16,11 +16,14 @@ setup(
         "tornado>=6.4,<7",
         # 2.10.0+ carries the fixes for CVE-2024-53861 and later advisories; never pin below a fix.
         "pyjwt[crypto]>=2.10.1,<3",
-        # rest_client.pool_manager is replaced (private API, see service/auth/kube.py): pin the major.
+        # rest_client.pool_manager is replaced (private API, see service/auth/kube.py):
+        # keep to the majors tested.
         "kubernetes-asyncio>=32,<37",
         # aiohttp client middlewares (refusing redirects) arrived in 3.12.
         "aiohttp>=3.12,<4",
         "tenacity>=8.2,<10",
+        # The emulator writes kubeconfigs (kubernetes-asyncio reads them with PyYAML too).
+        "pyyaml>=6",
         "opentelemetry-api>=1.27,<2",
         "opentelemetry-sdk>=1.27,<2",
     ],

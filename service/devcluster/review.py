@@ -93,7 +93,8 @@ def _numeric(claims: dict[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenInvalid(
-            f"json: cannot unmarshal {type(value).__name__} into Go struct field Claims.{name} of type jwt.NumericDate"
+            f"json: cannot unmarshal {type(value).__name__} into Go struct field "
+            f"Claims.{name} of type jwt.NumericDate"
         )
     return float(value)
 
@@ -240,7 +241,8 @@ class TokenValidator:
                 raise TokenInvalid("service account token has been invalidated")
             if bound.uid != ref[1]:
                 raise TokenInvalid(
-                    f"{kind} UID ({bound.uid}) does not match service account {kind} ref claim ({ref[1]})"
+                    f"{kind} UID ({bound.uid}) does not match service account "
+                    f"{kind} ref claim ({ref[1]})"
                 )
             if kind == "pod":
                 extra[_EXTRA + "pod-name"] = [ref[0]]
@@ -254,7 +256,8 @@ class TokenValidator:
                     raise TokenInvalid("service account token has been invalidated")
                 if bound.uid != node[1]:
                     raise TokenInvalid(
-                        f"node UID ({bound.uid}) does not match service account node ref claim ({node[1]})"
+                        f"node UID ({bound.uid}) does not match service account "
+                        f"node ref claim ({node[1]})"
                     )
             extra[_EXTRA + "node-name"] = [node[0]]
             extra[_EXTRA + "node-uid"] = [node[1]]
@@ -294,7 +297,8 @@ class TokenValidator:
             raise TokenInvalid(f'serviceaccount "{name}" not found')
         if record.uid != names["service-account.uid"]:
             raise TokenInvalid(
-                f"ServiceAccount UID ({record.uid}) does not match claim ({names['service-account.uid']})"
+                f"ServiceAccount UID ({record.uid}) does not match claim "
+                f"({names['service-account.uid']})"
             )
         return _sa_user(namespace, name, record.uid, {})
 

@@ -163,7 +163,10 @@ def fault_status(
             unavailable,
         )
     if code == 504:
-        message = "Timeout: request did not complete within requested timeout - context deadline exceeded"
+        message = (
+            "Timeout: request did not complete within requested timeout - "
+            "context deadline exceeded"
+        )
         return status(504, message, "Timeout", {})
     try:
         phrase = http.HTTPStatus(code).phrase

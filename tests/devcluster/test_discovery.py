@@ -155,7 +155,8 @@ def test_discovery_rbac_switch(devcluster: DevCluster) -> None:
     answer = call(devcluster, JWKS, token=sa_token)
     assert answer.status == 403
     assert answer.json()["message"] == (
-        'forbidden: User "system:serviceaccount:compass-system:compass-auth" cannot get path "/openid/v1/jwks"'
+        'forbidden: User "system:serviceaccount:compass-system:compass-auth" '
+        'cannot get path "/openid/v1/jwks"'
     )
     assert call(devcluster, JWKS, token=devcluster.admin_token).status == 200
     devcluster.reset()

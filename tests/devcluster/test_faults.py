@@ -38,7 +38,8 @@ def test_status_answers_with_a_status_object(
     assert answer.status == status
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.json()["kind"] == "Status"
-    assert answer.json()["reason"] == reason and answer.json()["code"] == status
+    assert answer.json()["reason"] == reason
+    assert answer.json()["code"] == status
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -70,7 +71,8 @@ def test_delay_does_not_block_other_requests(devcluster: DevCluster) -> None:
     assert call(devcluster, "/version").status == 200
     assert time.monotonic() - start < 0.7  # served while the JWKS request sleeps
     worker.join(5)
-    assert slow["status"] == 200 and slow["elapsed"] >= 1.0
+    assert slow["status"] == 200
+    assert slow["elapsed"] >= 1.0
 
 
 def test_delay_beyond_client_timeout(devcluster: DevCluster) -> None:
@@ -132,7 +134,10 @@ def test_reset_clears_faults_and_counters(devcluster: DevCluster) -> None:
     assert devcluster.request_count("tokenrequest") == 1
     devcluster.reset()
     assert (
-        devcluster.request_count("tokenrequest") == 0 and devcluster.request_log == []
+        devcluster.request_count("tokenrequest") == 0
+    )
+    assert (
+        devcluster.request_log == []
     )
     answer = call(
         devcluster,
@@ -144,11 +149,11 @@ def test_reset_clears_faults_and_counters(devcluster: DevCluster) -> None:
 
 
 def test_fault_validation() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="times"):
         Fault(times=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="delay"):
         Fault(delay=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown endpoint"):
         DevCluster().set_fault("everything", Fault())
 
 

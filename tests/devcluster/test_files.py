@@ -34,7 +34,8 @@ def test_kubeconfig_structure(
     devcluster: DevCluster, devcluster_kubeconfig: Path
 ) -> None:
     document = yaml.safe_load(devcluster_kubeconfig.read_text())
-    assert document["kind"] == "Config" and document["apiVersion"] == "v1"
+    assert document["kind"] == "Config"
+    assert document["apiVersion"] == "v1"
     [cluster] = document["clusters"]
     assert cluster["cluster"]["server"] == devcluster.url
     assert (
@@ -84,7 +85,8 @@ def test_kubeconfig_with_client_certificate(
     # Even with TokenReview switched off for service accounts, the admin may call it.
     devcluster.set_tokenreview_allowed(False)
     version, status = asyncio.run(_version_and_review(cfg, devcluster.mint()))
-    assert version.startswith("v1.") and status.authenticated is True
+    assert version.startswith("v1.")
+    assert status.authenticated is True
 
 
 def test_serviceaccount_folder_kubelet_layout(
@@ -92,7 +94,8 @@ def test_serviceaccount_folder_kubelet_layout(
 ) -> None:
     folder = devcluster_sa_dir
     data = folder / "..data"
-    assert data.is_symlink() and os.readlink(data).startswith("..20")
+    assert data.is_symlink()
+    assert os.readlink(data).startswith("..20")
     for name in ("token", "ca.crt", "namespace"):
         assert (folder / name).is_symlink()
         assert os.readlink(folder / name) == f"..data/{name}"

@@ -51,7 +51,8 @@ def test_payload_layout(devcluster: DevCluster) -> None:
         "serviceaccount",
     ]
     assert claims["aud"] == ["compass-internal"]
-    assert claims["iat"] == claims["nbf"] and before <= claims["iat"] <= int(
+    assert claims["iat"] == claims["nbf"]
+    assert before <= claims["iat"] <= int(
         time.time()
     )
     assert claims["exp"] == claims["iat"] + 3600
@@ -117,7 +118,9 @@ def test_overrides_merge_and_delete(devcluster: DevCluster) -> None:
     header, payload, _ = segments(token)
     assert json.loads(header) == {"alg": "RS256", "typ": "JWT"}
     claims = json.loads(payload)
-    assert claims["aud"] == "single" and "exp" not in claims and claims["zz"] == 1
+    assert claims["aud"] == "single"
+    assert "exp" not in claims
+    assert claims["zz"] == 1
 
 
 def test_audiences_must_not_be_a_bare_string(devcluster: DevCluster) -> None:
@@ -145,7 +148,8 @@ def test_sign_raw_keeps_order_and_supports_none_and_hs256(
 ) -> None:
     token = devcluster.sign_raw({"kid": "x", "alg": "RS256"}, {"z": 1, "a": 2})
     header, payload, _ = segments(token)
-    assert header == b'{"kid":"x","alg":"RS256"}' and payload == b'{"z":1,"a":2}'
+    assert header == b'{"kid":"x","alg":"RS256"}'
+    assert payload == b'{"z":1,"a":2}'
     assert devcluster.sign_raw({"alg": "none"}, {"a": 1}, alg="none").endswith(".")
     kid = devcluster.signing_key_id
     hs = devcluster.sign_raw({"alg": "HS256", "kid": kid}, {"a": 1})
@@ -157,4 +161,5 @@ def test_sign_raw_keeps_order_and_supports_none_and_hs256(
 def test_ec_cluster_mints_es256() -> None:
     cluster = DevCluster(key_type="EC")  # not started: minting needs no server
     header, _, signature = segments(cluster.mint())
-    assert json.loads(header)["alg"] == "ES256" and len(signature) == 64
+    assert json.loads(header)["alg"] == "ES256"
+    assert len(signature) == 64

@@ -57,7 +57,10 @@ def test_pod_bound_token_request(devcluster: DevCluster) -> None:
     token = body["status"]["token"]
     claims = _claims(token)
     assert (
-        claims["aud"] == ["compass-internal"] and claims["exp"] - claims["iat"] == 600
+        claims["aud"] == ["compass-internal"]
+    )
+    assert (
+        claims["exp"] - claims["iat"] == 600
     )
     assert claims["kubernetes.io"]["pod"] == {"name": "api-0", "uid": pod_uid}
     expires = datetime.datetime.strptime(
@@ -119,6 +122,7 @@ def test_service_accounts_may_not_request_tokens(devcluster: DevCluster) -> None
     )
     assert answer.status == 403
     assert answer.json()["message"] == (
-        'serviceaccounts "api" is forbidden: User "system:serviceaccount:compass-system:compass-auth" '
+        'serviceaccounts "api" is forbidden: '
+        'User "system:serviceaccount:compass-system:compass-auth" '
         'cannot create resource "serviceaccounts/token" in API group "" in the namespace "default"'
     )

@@ -274,8 +274,10 @@ def test_rbac_switch_and_unprivileged_callers(devcluster: DevCluster) -> None:
     answer = review(devcluster, devcluster.mint(), ["compass-internal"])
     assert answer.status == 403
     assert answer.json()["message"] == (
-        'tokenreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:compass-system:compass-auth" '
-        'cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope'
+        'tokenreviews.authentication.k8s.io is forbidden: '
+        'User "system:serviceaccount:compass-system:compass-auth" '
+        'cannot create resource "tokenreviews" in API group "authentication.k8s.io" '
+        'at the cluster scope'
     )
     assert answer.json()["details"] == {
         "group": "authentication.k8s.io",

@@ -1,0 +1,200 @@
+"""Settings: parsed and validated once at start-up from the environment.
+
+``AuthSettings.from_env(environ)`` takes the environment as a parameter (kubernetes-asyncio's
+in-cluster loader does the same) so tests pass a dict instead of patching ``os.environ``. A bad
+value raises ``SettingsError`` with a sentence naming the variable; the service stops on it.
+
+``VARIABLES`` is the single list of every ``AUTH_*`` variable with its default and meaning;
+``config/auth.env`` and the README table are checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Variable(NamedTuple):
+    name: str
+    default: str
+    help: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("AUTH_AUDIENCE", "compass-internal",
+             "Audience that tokens must carry in `aud` (required, non-empty)."),
+    Variable("AUTH_ALLOWED_SUBJECTS", "",
+             "Comma-separated `system:serviceaccount:NS:NAME` subjects allowed to call; "
+             "empty = any."),
+    Variable("AUTH_ISSUER", "",
+             "Comma-separated accepted issuers; empty = the issuer the discovery document "
+             "declares."),
+    Variable("AUTH_SERVICEACCOUNT_DIR", DEFAULT_SERVICEACCOUNT_DIR,
+             "Folder with the service's own `token`, `ca.crt` and `namespace` (in-cluster)."),
+    Variable("AUTH_KUBE_CONTEXT", "",
+             "kubeconfig context to use outside a cluster; empty = current-context."),
+    Variable("AUTH_CLOCK_SKEW", "60",
+             "Leeway in seconds for `exp`, `nbf` and `iat` (kube-apiserver uses 60)."),
+    Variable("AUTH_MAX_TOKEN_BYTES", "8192",
+             "Tokens longer than this are rejected before parsing (bound tokens are ~1 KiB)."),
+    Variable("AUTH_API_TIMEOUT", "5",
+             "Timeout in seconds for each call to the API server."),
+    Variable("AUTH_JWKS_REFRESH_INTERVAL", "300",
+             "Background refresh of discovery and JWKS, in seconds (with ±10% jitter)."),
+    Variable("AUTH_JWKS_MIN_REFRESH_INTERVAL", "10",
+             "Cool-down in seconds between refetches triggered by an unknown `kid`."),
+    Variable("AUTH_JWKS_MAX_STALE", "21600",
+             "How long, in seconds, the last good key set is used while refreshes fail."),
+    Variable("AUTH_REDISCOVERY_INTERVAL", "60",
+             "While discovery is down, retry it every this many seconds (with jitter)."),
+    Variable("AUTH_REALM", "compass-auth",
+             "`realm` in the `WWW-Authenticate` challenge."),
+    Variable("AUTH_LOG_FORMAT", "logfmt", "`logfmt` or `json`."),
+    Variable("AUTH_LOG_LEVEL", "INFO", "Python log level name."),
+)
+_KNOWN = {variable.name for variable in VARIABLES}
+_DEFAULTS = {variable.name: variable.default for variable in VARIABLES}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Every setting of the library and the example service, validated."""
+
+    audience: str
+    allowed_subjects: frozenset[str]
+    issuers: tuple[str, ...]
+    serviceaccount_dir: Path
+    kube_context: str | None
+    #: True when ``KUBERNETES_SERVICE_HOST`` is set: then the in-cluster config is used.
+    in_cluster: bool
+    #: The kubeconfig outside a cluster: ``KUBECONFIG`` (first entry) or ``~/.kube/config``.
+    kubeconfig: Path
+    clock_skew: float
+    max_token_bytes: int
+    api_timeout: float
+    jwks_refresh_interval: float
+    jwks_min_refresh_interval: float
+    jwks_max_stale: float
+    rediscovery_interval: float
+    realm: str
+    log_format: Literal["logfmt", "json"]
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> AuthSettings:
+        """Parse ``environ``; raise ``SettingsError`` naming the first bad variable."""
+        for name in sorted(key for key in environ if key.startswith("AUTH_")):
+            if name not in _KNOWN:
+                logger.warning("unknown setting ignored (a typo?)", extra={"variable": name})
+
+        def raw(name: str) -> str:
+            return environ.get(name, _DEFAULTS[name]).strip()
+
+        audience = raw("AUTH_AUDIENCE")
+        if not audience:
+            raise SettingsError("AUTH_AUDIENCE must not be empty: tokens need an audience")
+        kubeconfig_env = environ.get("KUBECONFIG", "").split(":")[0]
+        return cls(
+            audience=audience,
+            allowed_subjects=frozenset(_subjects(raw("AUTH_ALLOWED_SUBJECTS"))),
+            issuers=tuple(_issuers(raw("AUTH_ISSUER"))),
+            serviceaccount_dir=Path(raw("AUTH_SERVICEACCOUNT_DIR") or DEFAULT_SERVICEACCOUNT_DIR),
+            kube_context=raw("AUTH_KUBE_CONTEXT") or None,
+            in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
+            kubeconfig=Path(kubeconfig_env) if kubeconfig_env else Path.home() / ".kube/config",
+            clock_skew=_seconds(raw, "AUTH_CLOCK_SKEW", minimum=0, maximum=600),
+            max_token_bytes=int(_number(raw, "AUTH_MAX_TOKEN_BYTES", int, 512, 1 << 20)),
+            api_timeout=_seconds(raw, "AUTH_API_TIMEOUT", minimum=0.1, maximum=120),
+            jwks_refresh_interval=_seconds(raw, "AUTH_JWKS_REFRESH_INTERVAL", 10, 86400),
+            jwks_min_refresh_interval=_seconds(raw, "AUTH_JWKS_MIN_REFRESH_INTERVAL", 0.1, 3600),
+            jwks_max_stale=_seconds(raw, "AUTH_JWKS_MAX_STALE", 60, 7 * 86400),
+            rediscovery_interval=_seconds(raw, "AUTH_REDISCOVERY_INTERVAL", 0.1, 86400),
+            realm=_realm(raw("AUTH_REALM")),
+            log_format=_choice(raw, "AUTH_LOG_FORMAT", ("logfmt", "json")),  # type: ignore[arg-type]
+            log_level=_log_level(raw("AUTH_LOG_LEVEL")),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings, for the one start-up log line (no secrets live here)."""
+        described: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, frozenset | tuple):
+                value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
+            described[item.name] = str(value)
+        return described
+
+
+def _subjects(text: str) -> list[str]:
+    subjects = [item.strip() for item in text.split(",") if item.strip()]
+    for subject in subjects:
+        parts = subject.split(":")
+        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"] or not all(parts[2:]):
+            raise SettingsError(
+                f"AUTH_ALLOWED_SUBJECTS entry {subject!r} is not "
+                "system:serviceaccount:<namespace>:<name>"
+            )
+    return subjects
+
+
+def _issuers(text: str) -> list[str]:
+    issuers = [item.strip() for item in text.split(",") if item.strip()]
+    for issuer in issuers:
+        # kube-apiserver requires the issuer to be a URL or, historically, a plain string such as
+        # "kubernetes/serviceaccount" (legacy, which we never accept): insist on https URLs.
+        if not issuer.startswith("https://"):
+            raise SettingsError(f"AUTH_ISSUER entry {issuer!r} must be an https:// URL")
+    return issuers
+
+
+def _number(
+    raw: Callable[[str], str],
+    name: str,
+    kind: type[int] | type[float],
+    minimum: float,
+    maximum: float,
+) -> float:
+    text = raw(name)
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name}={text} is out of range [{minimum}, {maximum}]")
+    return value
+
+
+def _seconds(raw: Callable[[str], str], name: str, minimum: float, maximum: float) -> float:
+    return _number(raw, name, float, minimum, maximum)
+
+
+def _choice(raw: Callable[[str], str], name: str, choices: tuple[str, ...]) -> str:
+    value = raw(name).lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _realm(value: str) -> str:
+    # The realm is written inside a quoted-string of the challenge: keep it to safe characters.
+    if not value or any(ch in value for ch in '"\\\r\n') or not value.isprintable():
+        raise SettingsError("AUTH_REALM must be non-empty printable text without quotes")
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "WARN", "ERROR"):
+        raise SettingsError(f"AUTH_LOG_LEVEL={value!r} must be DEBUG, INFO, WARNING or ERROR")
+    return "WARNING" if level == "WARN" else level

@@ -1,0 +1,174 @@
+"""Local verification of a service-account token: pure, synchronous, no I/O.
+
+``verify_local(token, keys, policy, now)`` returns an ``Identity`` or raises an ``AuthError``.
+Order of checks (cheapest first, so junk never reaches a key lookup or a signature check):
+
+1. size limit, compact-JWS shape (three base64url segments);
+2. header: JSON object, ``alg`` in our allow-list, ``kid`` a string, no ``crit``;
+3. unverified payload pre-filter: ``iss``, ``aud``, ``exp``/``nbf``/``iat`` (``claims.prefilter``);
+4. key lookup by ``kid`` (``UnknownKey`` lets the caller refetch the JWKS);
+5. PyJWT: signature with that key's algorithm only, then ``aud``/``iss``/``exp``/``nbf``/``iat``;
+6. Kubernetes claim layout (``Identity.from_claims``).
+
+It does NOT apply subject allow-lists (the caller does, for both verification paths), and it
+does NOT check that the pod or service account still exists: only TokenReview can (see
+``AUTH_MODE=review``). Keys and URLs named in the token header (``jku``, ``x5u``, ``jwk``,
+``x5c``) are never used: the key comes only from the snapshot the caller passes in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from .claims import prefilter
+from .errors import (
+    AudienceMismatch,
+    AuthError,
+    BadSignature,
+    IssuerMismatch,
+    MalformedToken,
+    NotYetValid,
+    TokenExpired,
+    TokenTooLarge,
+    UnknownKey,
+    UnsupportedAlgorithm,
+)
+from .identity import Identity
+from .keyset import SUPPORTED_ALGORITHMS, KeySet
+
+#: Three base64url segments; the signature may be empty here so that ``alg: none`` tokens are
+#: reported as an unsupported algorithm rather than as mere malformation.
+_COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
+
+#: Claims every bound service-account token carries (k8s-wire.md §1). PyJWT checks only the claims
+#: that are present unless told they are required.
+_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationPolicy:
+    """What a token must satisfy besides its signature."""
+
+    audience: str
+    #: Accepted issuers; empty means "the issuer the discovery document declares".
+    issuers: tuple[str, ...]
+    #: Leeway in seconds for exp/nbf/iat. 60 s like kube-apiserver (k8s-wire.md §3.4), so local
+    #: verification and TokenReview agree on the same token.
+    clock_skew: float
+    max_token_bytes: int
+
+
+def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> Identity:
+    """Verify ``token`` against the key snapshot ``keys``; see the module docstring."""
+    if len(token) > policy.max_token_bytes:
+        raise TokenTooLarge(f"token of {len(token)} bytes exceeds {policy.max_token_bytes}")
+    match = _COMPACT_JWS.fullmatch(token)
+    if match is None:
+        raise MalformedToken("token is not three base64url segments separated by dots")
+    header = decode_segment(match.group(1), "header")
+    kid, algorithm = _check_header(header)
+    payload = decode_segment(match.group(2), "payload")
+    issuers = policy.issuers or (keys.issuer,)
+    prefilter(payload, policy.audience, issuers, now, policy.clock_skew)
+    if not match.group(3):
+        raise BadSignature("token has an empty signature")
+    key = keys.get(kid)
+    if key is None:
+        raise UnknownKey(f"no published key has kid {kid[:64]!r}", kid=kid)
+    if key.algorithm != algorithm:
+        raise UnsupportedAlgorithm(f"token alg {algorithm} does not match key alg {key.algorithm}")
+    claims = _decode_verified(token, key.jwk, key.algorithm, policy, issuers)
+    if claims != payload:
+        # PyJWT parsed the same bytes; a difference would mean two parsers disagree about
+        # what was signed (go-oidc makes the same final check).
+        raise MalformedToken("verified payload differs from the pre-filtered one")
+    return Identity.from_claims(claims, verified_by="jwks")
+
+
+def decode_segment(segment: str, name: str) -> dict[str, Any]:
+    """base64url-decode one JWS segment into a JSON object, rejecting duplicate keys."""
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(
+            raw, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except (binascii.Error, ValueError, RecursionError) as error:
+        raise MalformedToken(f"token {name} is not base64url JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise MalformedToken(f"token {name} is not a JSON object")
+    return value
+
+
+def _check_header(header: Mapping[str, Any]) -> tuple[str, str]:
+    algorithm = header.get("alg")
+    if not isinstance(algorithm, str) or algorithm not in SUPPORTED_ALGORITHMS:
+        raise UnsupportedAlgorithm(f"token alg {str(algorithm)[:20]!r} is not accepted")
+    if "crit" in header:
+        # RFC 7515 §4.1.11: we understand no extensions, so a critical one must be refused.
+        raise MalformedToken("token header has a crit parameter")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        # kube-apiserver always sets kid (since 1.16); trying every key for kid-less tokens would
+        # let junk cost several signature checks each.
+        raise MalformedToken("token header has no string kid")
+    return kid, algorithm
+
+
+#: PyJWT exceptions to ours, most specific first (several are subclasses of DecodeError or
+#: InvalidTokenError). The only place in the project that knows PyJWT's exception classes.
+_PYJWT_ERRORS: tuple[tuple[type[Exception], type[AuthError]], ...] = (
+    (jwt.ExpiredSignatureError, TokenExpired),
+    (jwt.ImmatureSignatureError, NotYetValid),
+    (jwt.InvalidAudienceError, AudienceMismatch),
+    (jwt.InvalidIssuerError, IssuerMismatch),
+    (jwt.MissingRequiredClaimError, MalformedToken),
+    (jwt.InvalidSignatureError, BadSignature),
+    (jwt.InvalidAlgorithmError, UnsupportedAlgorithm),
+    (jwt.DecodeError, MalformedToken),
+    (jwt.PyJWTError, MalformedToken),
+)
+
+
+def _decode_verified(
+    token: str, key: jwt.PyJWK, algorithm: str, policy: VerificationPolicy, issuers: tuple[str, ...]
+) -> dict[str, Any]:
+    try:
+        return jwt.decode(
+            token,
+            key,
+            # From the key, never from the token header (RFC 8725 §2.1).
+            algorithms=[algorithm],
+            audience=policy.audience,
+            issuer=issuers or None,
+            leeway=policy.clock_skew,
+            options={"require": _REQUIRED_CLAIMS},
+        )
+    except jwt.PyJWTError as error:
+        for pyjwt_class, ours in _PYJWT_ERRORS:
+            if isinstance(error, pyjwt_class):
+                raise ours(f"{type(error).__name__}: {error}") from None
+        raise MalformedToken(f"{type(error).__name__}: {error}") from None
+    except (TypeError, ValueError, OverflowError) as error:
+        # PyJWT's claim checks catch only ValueError around int(): a list or object claim raises
+        # TypeError and a huge number OverflowError. Client input must never become a 500.
+        raise MalformedToken(f"claim of the wrong type: {error}") from None
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # Parsers differ on duplicates (first or last wins); refuse rather than guess.
+        raise ValueError("duplicate key in JSON object")
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")

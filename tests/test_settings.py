@@ -1,0 +1,87 @@
+"""Settings are validated once, name the variable on error, and match config/auth.env."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from service.auth.settings import VARIABLES, AuthSettings, SettingsError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults() -> None:
+    settings = AuthSettings.from_env({})
+    assert settings.audience == "compass-internal"
+    assert settings.allowed_subjects == frozenset()
+    assert settings.issuers == ()
+    assert settings.clock_skew == 60
+    assert settings.in_cluster is False
+    assert str(settings.serviceaccount_dir) == "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def test_values_are_parsed() -> None:
+    settings = AuthSettings.from_env({
+        "AUTH_AUDIENCE": "reports",
+        "AUTH_ALLOWED_SUBJECTS": "system:serviceaccount:a:b, system:serviceaccount:c:d",
+        "AUTH_ISSUER": "https://kubernetes.default.svc,https://kubernetes.default.svc.cluster.local",
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "KUBECONFIG": "/tmp/one:/tmp/two",
+        "AUTH_LOG_LEVEL": "warn",
+    })
+    assert settings.audience == "reports"
+    assert settings.allowed_subjects == {"system:serviceaccount:a:b", "system:serviceaccount:c:d"}
+    assert settings.issuers == ("https://kubernetes.default.svc",
+                                "https://kubernetes.default.svc.cluster.local")
+    assert settings.in_cluster is True
+    assert str(settings.kubeconfig) == "/tmp/one"
+    assert settings.log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"AUTH_AUDIENCE": "  "}, "AUTH_AUDIENCE"),
+        ({"AUTH_ALLOWED_SUBJECTS": "default:collector"}, "AUTH_ALLOWED_SUBJECTS"),
+        ({"AUTH_ALLOWED_SUBJECTS": "system:serviceaccount:ns"}, "AUTH_ALLOWED_SUBJECTS"),
+        ({"AUTH_ISSUER": "http://insecure"}, "AUTH_ISSUER"),
+        ({"AUTH_CLOCK_SKEW": "soon"}, "AUTH_CLOCK_SKEW"),
+        ({"AUTH_CLOCK_SKEW": "-1"}, "AUTH_CLOCK_SKEW"),
+        ({"AUTH_MAX_TOKEN_BYTES": "1.5"}, "AUTH_MAX_TOKEN_BYTES"),
+        ({"AUTH_API_TIMEOUT": "0"}, "AUTH_API_TIMEOUT"),
+        ({"AUTH_LOG_FORMAT": "xml"}, "AUTH_LOG_FORMAT"),
+        ({"AUTH_REALM": 'a"b'}, "AUTH_REALM"),
+        ({"AUTH_LOG_LEVEL": "LOUD"}, "AUTH_LOG_LEVEL"),
+    ],
+)
+def test_invalid_values_name_the_variable(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        AuthSettings.from_env(environ)
+
+
+def test_unknown_auth_variables_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        AuthSettings.from_env({"AUTH_AUDIENSE": "typo", "HOME": "/root"})
+    assert any(getattr(r, "variable", "") == "AUTH_AUDIENSE" for r in caplog.records)
+    assert not any(getattr(r, "variable", "") == "HOME" for r in caplog.records)
+
+
+def test_describe_lists_every_field() -> None:
+    described = AuthSettings.from_env({"AUTH_ALLOWED_SUBJECTS": "system:serviceaccount:a:b"})
+    assert described.describe()["allowed_subjects"] == "system:serviceaccount:a:b"
+    assert described.describe()["audience"] == "compass-internal"
+
+
+def test_config_auth_env_documents_every_variable_with_its_default() -> None:
+    text = (ROOT / "config" / "auth.env").read_text()
+    assignments = dict(re.findall(r"^(AUTH_[A-Z_]+)=(.*)$", text, flags=re.MULTILINE))
+    assert assignments == {variable.name: variable.default for variable in VARIABLES}
+
+
+def test_readme_lists_every_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [variable.name for variable in VARIABLES if f"`{variable.name}`" not in readme]
+    assert not missing
