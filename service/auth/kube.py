@@ -1,0 +1,204 @@
+"""The connection to the Kubernetes API server (kubernetes-asyncio), and raw bounded GETs.
+
+Where the API server is:
+
+* in a pod (``KUBERNETES_SERVICE_HOST`` set): kubernetes-asyncio's ``InClusterConfigLoader`` with
+  the ``token`` and ``ca.crt`` of ``AUTH_SERVICEACCOUNT_DIR``; the namespace file is read here
+  (the library never reads it);
+* elsewhere: ``load_kube_config`` on ``KUBECONFIG`` or ``~/.kube/config`` (token, token file or
+  client certificate of the chosen context), with ``persist_config=False`` so nothing is written
+  back.
+
+We decide explicitly instead of calling ``config.load_config()``, which prefers a kubeconfig
+whenever one exists, even inside a pod.
+
+Every call is bounded: a timeout (kubernetes-asyncio has none by default), a connection limit, a
+response-size cap, and no redirects (a redirect would send our credentials where discovery did
+not point us). Only this module and its two callers (``discovery``, ``tokenreview``) import
+``kubernetes_asyncio``.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.config import ConfigException, load_kube_config
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
+
+from .settings import AuthSettings
+
+logger = logging.getLogger(__name__)
+
+#: Connections to the API server. Discovery needs one; TokenReview has its own concurrency cap
+#: below this. kubernetes-asyncio's default (100) is far more than an auth sidecar should hold.
+MAX_CONNECTIONS = 16
+
+
+class KubeConfigError(Exception):
+    """The API server connection cannot be configured (missing files, bad kubeconfig)."""
+
+
+class RedirectRefused(aiohttp.ClientError):
+    """The API server answered with a redirect; we never follow one."""
+
+
+class ResponseTooLarge(aiohttp.ClientError):
+    """The API server's answer exceeded our size cap."""
+
+
+@dataclass
+class ApiServer:
+    """An authenticated, CA-pinned client for one API server."""
+
+    client: ApiClient
+    host: str
+    source: Literal["in-cluster", "kubeconfig"]
+    #: The namespace the service runs in (in-cluster), or the kubeconfig context's namespace.
+    namespace: str | None
+    #: Seconds for each call, connect and read together.
+    timeout: float
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def request_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.timeout, connect=self.timeout)
+
+
+async def connect(settings: AuthSettings, environ: Mapping[str, str]) -> ApiServer:
+    """Build the client; raise ``KubeConfigError`` with a sentence an operator can act on."""
+    configuration = Configuration()
+    if settings.in_cluster:
+        source: Literal["in-cluster", "kubeconfig"] = "in-cluster"
+        namespace = _load_in_cluster(settings, environ, configuration)
+    else:
+        source = "kubeconfig"
+        namespace = await _load_kubeconfig(settings, configuration)
+    if not configuration.verify_ssl:
+        raise KubeConfigError(
+            f"the kubeconfig {settings.kubeconfig} sets insecure-skip-tls-verify; compass-auth "
+            "only talks to an API server whose certificate it can verify"
+        )
+    client = ApiClient(configuration=configuration)
+    await _install_session(client, configuration)
+    logger.info(
+        "API server configured",
+        extra={"host": configuration.host, "source": source, "namespace": namespace or ""},
+    )
+    return ApiServer(
+        client=client,
+        host=str(configuration.host),
+        source=source,
+        namespace=namespace,
+        timeout=settings.api_timeout,
+    )
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read a response body of at most ``limit`` bytes, then release the connection."""
+    try:
+        if response.content_length is not None and response.content_length > limit:
+            raise ResponseTooLarge(f"response of {response.content_length} bytes exceeds {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await response.content.read(min(65536, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(f"response exceeds {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        response.release()
+
+
+def _load_in_cluster(
+    settings: AuthSettings, environ: Mapping[str, str], configuration: Configuration
+) -> str | None:
+    directory = settings.serviceaccount_dir
+    loader = InClusterConfigLoader(
+        token_filename=str(directory / "token"),
+        cert_filename=str(directory / "ca.crt"),
+        environ=dict(environ),
+    )
+    try:
+        loader.load_and_set(configuration)
+    except (ConfigException, OSError) as error:
+        raise KubeConfigError(
+            f"in-cluster configuration failed: {error} (AUTH_SERVICEACCOUNT_DIR={directory}; "
+            "is automountServiceAccountToken off or the projected volume missing?)"
+        ) from None
+    return _read_namespace(directory / "namespace")
+
+
+async def _load_kubeconfig(settings: AuthSettings, configuration: Configuration) -> str | None:
+    path = settings.kubeconfig
+    if not path.is_file():
+        raise KubeConfigError(
+            f"no kubeconfig at {path} and KUBERNETES_SERVICE_HOST is not set: run inside a "
+            "cluster, set KUBECONFIG, or use `python -m service demo` for the built-in emulator"
+        )
+    try:
+        loader = await load_kube_config(
+            config_file=str(path),
+            context=settings.kube_context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (ConfigException, OSError, ValueError, KeyError) as error:
+        raise KubeConfigError(f"kubeconfig {path} could not be loaded: {error}") from None
+    context: Any = getattr(loader, "current_context", None)
+    try:
+        namespace = context["context"]["namespace"] if context else None
+    except (KeyError, TypeError):
+        namespace = None
+    return namespace if isinstance(namespace, str) else None
+
+
+def _read_namespace(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+async def _install_session(client: ApiClient, configuration: Configuration) -> None:
+    """Replace kubernetes-asyncio's ``ClientSession`` with a bounded one that refuses redirects.
+
+    ``rest_client.pool_manager`` is private API (pinned in setup.py and covered by the emulator
+    tests). The SSL context is rebuilt from the same configuration fields the library uses
+    (rest.py), so certificate verification is unchanged.
+    """
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+    if configuration.disable_strict_ssl_verification:
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    rest = client.rest_client
+    previous = rest.pool_manager
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=context),
+        # Honour HTTPS_PROXY/NO_PROXY like the library's own session does.
+        trust_env=True,
+        middlewares=(_refuse_redirects,),
+    )
+    await previous.close()
+
+
+async def _refuse_redirects(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    # aiohttp runs client middlewares once per hop, before its redirect logic: raising here
+    # stops the redirect before a second request (with our credentials) is ever sent.
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        location = response.headers.get("Location", "")[:200]
+        response.release()
+        raise RedirectRefused(f"API server redirected {request.url.path} to {location!r}")
+    return response
