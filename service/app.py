@@ -1,0 +1,223 @@
+"""The example service: ``/whoami`` behind ``AuthenticatedHandler``, plus health endpoints.
+
+``python -m service serve --host H --port P``. It listens at once; until the key set is loaded,
+protected requests get 503 with ``Retry-After``. SIGTERM (or SIGINT) drains: ``/readyz`` turns
+503, new connections are refused, requests in flight complete (up to ``--drain-seconds``), and the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPServerRequest
+from tornado.netutil import bind_sockets
+from tornado.routing import Rule
+
+from .auth import AuthenticatedHandler, Authenticator, AuthSettings
+from .auth.handler import write_json_error
+from .auth.kube import KubeConfigError
+from .auth.settings import SettingsError
+from .logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+#: Header bytes per request. A bound token is ~1 KiB and AUTH_MAX_TOKEN_BYTES defaults to 8 KiB;
+#: Tornado's default (64 KiB) would let each slow client pin 8x more memory than needed.
+MAX_HEADER_BYTES = 16 * 1024
+#: The example has no request bodies worth more than this.
+MAX_BODY_BYTES = 64 * 1024
+#: Seconds a connection may sit idle or take to send its headers (Tornado uses the same value
+#: for both): bounds slowloris-style clients.
+IDLE_TIMEOUT = 30.0
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    """Plain handlers of the example: JSON errors instead of Tornado's HTML page."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        write_json_error(self, status_code)
+
+
+class WhoAmIHandler(AuthenticatedHandler):
+    """``GET /whoami``: who the verified caller is."""
+
+    async def get(self) -> None:
+        who = self.identity
+        self.write({
+            "subject": who.subject,
+            "namespace": who.namespace,
+            "service_account": who.service_account,
+            "verified_by": who.verified_by,
+        })
+
+
+class HealthHandler(JsonHandler):
+    """``GET /healthz``: 200 while the process is up (liveness)."""
+
+    def get(self) -> None:
+        self.write({"status": "ok"})
+
+
+class ReadyHandler(JsonHandler):
+    """``GET /readyz``: 200 when a verification path is available, else 503 (readiness)."""
+
+    def initialize(self, service: Service) -> None:
+        self.service = service
+
+    def get(self) -> None:
+        status = self.service.readiness()
+        self.set_status(200 if status["ready"] else 503)
+        self.write(status)
+
+
+class NotFoundHandler(JsonHandler):
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)
+
+
+class DrainingHandler(JsonHandler):
+    """Requests that arrive on kept-alive connections while draining."""
+
+    def prepare(self) -> None:
+        self.set_header("Connection", "close")
+        self.set_header("Retry-After", "1")
+        raise tornado.web.HTTPError(503)
+
+
+class ServiceApplication(tornado.web.Application):
+    """Counts requests in flight, so a drain can wait for them."""
+
+    def __init__(self, service: Service, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._service = service
+
+    def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> Any:
+        if self._service.draining:
+            return self.get_handler_delegate(request, DrainingHandler)
+        self._service.in_flight += 1
+        return super().find_handler(request, **kwargs)
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        if not isinstance(handler, DrainingHandler):
+            self._service.request_finished()
+        super().log_request(handler)
+
+
+class Service:
+    """The example service around one ``Authenticator``."""
+
+    def __init__(self, authenticator: Authenticator, *, drain_seconds: float = 10.0) -> None:
+        self.authenticator = authenticator
+        self.drain_seconds = drain_seconds
+        self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self.application = self._make_application()
+        self.server = HTTPServer(
+            self.application,
+            max_header_size=MAX_HEADER_BYTES,
+            max_body_size=MAX_BODY_BYTES,
+            idle_connection_timeout=IDLE_TIMEOUT,
+            body_timeout=IDLE_TIMEOUT,
+        )
+        self.port: int | None = None
+
+    def _make_application(self) -> ServiceApplication:
+        rules: list[Rule | tuple[Any, ...]] = [
+            (r"/whoami", WhoAmIHandler),
+            (r"/healthz", HealthHandler),
+            (r"/readyz", ReadyHandler, {"service": self}),
+        ]
+        return ServiceApplication(
+            self,
+            rules,
+            authenticator=self.authenticator,
+            default_handler_class=NotFoundHandler,
+        )
+
+    def request_finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self.draining:
+            self._idle.set()
+
+    def readiness(self) -> dict[str, Any]:
+        status = self.authenticator.readiness()
+        if self.draining:
+            status = {**status, "ready": False, "draining": True}
+        return status
+
+    def listen(self, host: str, port: int) -> int:
+        """Bind and serve; returns the bound port (useful with port 0)."""
+        sockets = bind_sockets(port, host, family=socket.AF_UNSPEC)
+        self.server.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        self.authenticator.start()
+        logger.info("listening", extra={"host": host, "port": self.port})
+        return self.port
+
+    async def drain(self) -> None:
+        """Stop accepting, let requests in flight finish, then close everything."""
+        self.draining = True
+        self.server.stop()
+        if self.in_flight:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self.drain_seconds)
+        if self.in_flight:
+            logger.warning("drain timed out", extra={"in_flight": self.in_flight})
+        await self.server.close_all_connections()
+        await self.authenticator.close()
+        logger.info("stopped")
+
+
+async def serve(
+    settings: AuthSettings,
+    host: str,
+    port: int,
+    *,
+    environ: Mapping[str, str],
+    drain_seconds: float = 10.0,
+    on_listening: Callable[[Service], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
+    logger.info("settings", extra=settings.describe())
+    try:
+        authenticator = await Authenticator.connect(settings, environ)
+    except KubeConfigError as error:
+        logger.error("cannot configure the API server connection", extra={"error": str(error)})
+        return 2
+    service = Service(authenticator, drain_seconds=drain_seconds)
+    service.listen(host, port)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if on_listening is not None:
+        on_listening(service)
+    await stop.wait()
+    logger.info("shutting down", extra={"in_flight": service.in_flight})
+    await service.drain()
+    return 0
+
+
+def main(host: str, port: int, drain_seconds: float) -> int:
+    """``python -m service serve``: settings from the environment, logs to stderr."""
+    environ = dict(os.environ)
+    configure_logging()  # defaults first, so a settings error is logged in the usual format
+    try:
+        settings = AuthSettings.from_env(environ)
+    except SettingsError as error:
+        logger.error("invalid settings", extra={"error": str(error)})
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    return asyncio.run(serve(settings, host, port, environ=environ, drain_seconds=drain_seconds))

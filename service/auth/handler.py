@@ -1,0 +1,146 @@
+"""``AuthenticatedHandler``: a Tornado ``RequestHandler`` that lets only verified callers in.
+
+Subclass it and write your HTTP methods; ``self.current_user`` (also ``self.identity``, typed) is
+the caller's ``Identity`` before they run::
+
+    class Reports(AuthenticatedHandler):
+        allowed_subjects = {"system:serviceaccount:default:collector"}
+
+        async def get(self) -> None:
+            self.write({"caller": self.identity.service_account})
+
+Authentication runs in the async ``prepare()`` (Tornado's documented place for async
+authentication; ``get_current_user`` may not be a coroutine). Rejections end the request with
+``tornado.web.Finish``, so ``write_error`` is skipped and no stack trace is logged.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Collection
+from typing import Any, ClassVar, cast
+
+import tornado.web
+
+from .authenticator import Authenticator
+from .errors import AuthError
+from .identity import Identity
+
+_HTTP_METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
+
+
+class AuthenticatedHandler(tornado.web.RequestHandler):
+    """Authenticates every request with the application's ``Authenticator``.
+
+    Class attributes:
+
+    * ``allowed_subjects``: subjects (``system:serviceaccount:NS:NAME``) allowed to call this
+      handler, on top of the service-wide ``AUTH_ALLOWED_SUBJECTS``; ``None`` or empty = any
+      authenticated caller. A valid token from another subject gets 403.
+    * ``allow_unauthenticated_preflight``: let CORS preflight (``OPTIONS``) requests through
+      without a token. Off by default.
+
+    Extension points: ``get_authenticator()`` (defaults to ``self.settings["authenticator"]``)
+    and ``send_auth_error(error)``. If a subclass must extend ``prepare``, it must call
+    ``await super().prepare()`` first; a method that runs without authentication having
+    happened fails closed with a 500 instead of serving an anonymous caller.
+    """
+
+    allowed_subjects: ClassVar[Collection[str] | None] = None
+    allow_unauthenticated_preflight: ClassVar[bool] = False
+
+    _compass_authenticated: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Guard every HTTP method the subclass defines, so forgetting super().prepare() in an
+        # override cannot silently turn an authenticated endpoint into an open one.
+        for name in _HTTP_METHODS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_compass_guarded", False):
+                setattr(cls, name, _require_authentication(method))
+
+    @property
+    def identity(self) -> Identity:
+        """The authenticated caller (the same object as ``current_user``)."""
+        return cast(Identity, self.current_user)
+
+    def get_authenticator(self) -> Authenticator:
+        """The ``Authenticator`` to use; override to pick one per handler."""
+        return cast(Authenticator, self.settings["authenticator"])
+
+    async def prepare(self) -> None:
+        """Authenticate the request; on failure answer 400/401/403/503 and finish."""
+        if self.request.method == "OPTIONS" and self.allow_unauthenticated_preflight:
+            self._compass_authenticated = True
+            return
+        authenticator = self.get_authenticator()
+        try:
+            self.current_user = await authenticator.authenticate_request(
+                self.request.headers.get_list("Authorization"), self.allowed_subjects
+            )
+        except AuthError as error:
+            self.send_auth_error(error)
+        self._compass_authenticated = True
+
+    def send_auth_error(self, error: AuthError) -> None:
+        """Answer with the status, challenge and JSON body for ``error``; raises ``Finish``."""
+        self.clear()
+        self.set_status(error.status)
+        self.set_header("Cache-Control", "no-store")
+        if error.outcome == "unavailable":
+            self.set_header("Retry-After", str(self.get_authenticator().retry_after()))
+        else:
+            self.set_header("WWW-Authenticate", self._challenge(error))
+        self.finish(error_body(error))
+        raise tornado.web.Finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every other error (404, 405, 500, ...) is JSON too, never Tornado's HTML page."""
+        write_json_error(self, status_code)
+
+    def _challenge(self, error: AuthError) -> str:
+        realm = self.get_authenticator().settings.realm
+        challenge = f'Bearer realm="{realm}"'
+        if error.error_code is not None:
+            challenge += (
+                f', error="{error.error_code}", error_description="{_quoted(error.description)}"'
+            )
+        return challenge
+
+
+def error_body(error: AuthError) -> dict[str, str]:
+    """The JSON body of a rejection: OAuth-style fields plus our stable reason code."""
+    if error.error_code is not None:
+        code = error.error_code
+    elif error.outcome == "unavailable":
+        code = "temporarily_unavailable"  # RFC 6749 §4.1.2.1
+    else:
+        code = "unauthorized"
+    return {"error": code, "error_description": error.description, "reason": error.reason}
+
+
+def write_json_error(handler: tornado.web.RequestHandler, status_code: int) -> None:
+    """Write ``{"error", "error_description"}`` for a non-auth error; never the exception text."""
+    reason = handler._reason if status_code < 500 else "internal server error"
+    handler.set_header("Content-Type", "application/json; charset=UTF-8")
+    handler.finish({"error": reason.lower().replace(" ", "_"), "error_description": reason})
+
+
+def _quoted(text: str) -> str:
+    # error_description is a quoted-string (RFC 6750 §3): no quotes, backslashes or controls.
+    return "".join(ch for ch in text if ch.isprintable() and ch not in '"\\')
+
+
+def _require_authentication(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def guarded(self: AuthenticatedHandler, *args: Any, **kwargs: Any) -> Any:
+        if not self._compass_authenticated:
+            raise RuntimeError(
+                f"{type(self).__name__}.{method.__name__} ran without authentication: "
+                "an override of prepare() must call `await super().prepare()` first"
+            )
+        return method(self, *args, **kwargs)
+
+    guarded._compass_guarded = True  # type: ignore[attr-defined]
+    return guarded

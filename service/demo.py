@@ -1,0 +1,169 @@
+"""``python -m service demo``: the emulator and the example service in one process.
+
+Starts the built-in cluster emulator (HTTPS on loopback, its own CA), points the service at it
+through a kubeconfig, calls ``/whoami`` with one token per case and prints what happened. Exits 0
+when every case got the answer it should.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from .app import Service
+from .auth import Authenticator, AuthSettings
+from .devcluster import DevCluster
+from .logs import LogfmtFormatter
+
+AUDIENCE = "compass-internal"
+CALLER = ("default", "collector")
+CALLER_POD = "collector-6c9d8b7f5-x2k9q"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make_token: Callable[[DevCluster], str]
+    status: int
+    reason: str | None
+
+
+def _valid(cluster: DevCluster) -> str:
+    return cluster.mint(namespace=CALLER[0], service_account=CALLER[1],
+                        audiences=(AUDIENCE,), pod=CALLER_POD, node="kind-worker")
+
+
+def _expired(cluster: DevCluster) -> str:
+    return cluster.mint(namespace=CALLER[0], service_account=CALLER[1], audiences=(AUDIENCE,),
+                        pod=CALLER_POD, issued_at=int(time.time()) - 7200, lifetime=3600)
+
+
+def _wrong_audience(cluster: DevCluster) -> str:
+    return cluster.mint(namespace=CALLER[0], service_account=CALLER[1],
+                        audiences=("vault",), pod=CALLER_POD)
+
+
+def _not_allowed(cluster: DevCluster) -> str:
+    return cluster.mint(namespace="default", service_account="intruder",
+                        audiences=(AUDIENCE,), pod="intruder-7d4f9c-abcde")
+
+
+def _alg_none(cluster: DevCluster) -> str:
+    # A real token's claims, re-signed with "alg": "none" and an empty signature.
+    now = int(time.time())
+    payload = {
+        "aud": [AUDIENCE], "exp": now + 3600, "iat": now, "iss": cluster.issuer, "nbf": now,
+        "kubernetes.io": {"namespace": CALLER[0],
+                          "serviceaccount": {"name": CALLER[1], "uid": "forged"}},
+        "sub": f"system:serviceaccount:{CALLER[0]}:{CALLER[1]}",
+    }
+    return cluster.sign_raw({"alg": "none", "kid": cluster.signing_key_id}, payload, alg="none")
+
+
+CASES = (
+    Case("valid token", _valid, 200, None),
+    Case("expired token", _expired, 401, "expired"),
+    Case("wrong audience", _wrong_audience, 401, "audience_mismatch"),
+    Case("subject not allowed", _not_allowed, 403, "subject_not_allowed"),
+    Case("forged, alg: none", _alg_none, 401, "unsupported_algorithm"),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    status: int
+    who: str
+    verified_by: str
+    reason: str
+    ok: bool
+
+
+async def run_cases(base_url: str, cluster: DevCluster) -> list[Row]:
+    client = AsyncHTTPClient()
+    rows = []
+    for case in CASES:
+        response = await client.fetch(
+            base_url + "/whoami",
+            headers={"Authorization": f"Bearer {case.make_token(cluster)}"},
+            raise_error=False,
+        )
+        rows.append(_row(case, response))
+    return rows
+
+
+def _row(case: Case, response: HTTPResponse) -> Row:
+    try:
+        body = json.loads(response.body or b"{}")
+    except ValueError:
+        body = {}
+    who = body.get("subject", "-") if response.code == 200 else "-"
+    reason = body.get("reason", "-") if response.code != 200 else "-"
+    ok = response.code == case.status and (case.reason is None or reason == case.reason)
+    return Row(case.name, response.code, who, body.get("verified_by", "-"), reason, ok)
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("case", "HTTP", "who", "verified_by", "reason", "as expected")
+    lines = [header] + [
+        (row.case, str(row.status), row.who, row.verified_by, row.reason,
+         "yes" if row.ok else "NO") for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    rendered = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+                for line in lines]
+    rendered.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(rendered)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(LogfmtFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("service."):  # not Tornado's access log
+            self.lines.append(self.format(record))
+
+
+async def run_demo() -> bool:
+    collected = _Collect()
+    logging.getLogger().addHandler(collected)
+    logging.getLogger().setLevel(logging.INFO)
+    with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir:
+        kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
+        environ = {
+            "KUBECONFIG": str(kubeconfig),
+            "AUTH_AUDIENCE": AUDIENCE,
+            "AUTH_ALLOWED_SUBJECTS": f"system:serviceaccount:{CALLER[0]}:{CALLER[1]}",
+        }
+        settings = AuthSettings.from_env(environ)
+        authenticator = await Authenticator.connect(settings, environ)
+        service = Service(authenticator, drain_seconds=1.0)
+        port = service.listen("127.0.0.1", 0)
+        await authenticator.wait_started()
+        print(f"cluster emulator: {cluster.url} (issuer {cluster.issuer})")
+        print(f"example service:  http://127.0.0.1:{port}  (audience {AUDIENCE}, "
+              f"allowed: {environ['AUTH_ALLOWED_SUBJECTS']})\n")
+        rows = await run_cases(f"http://127.0.0.1:{port}", cluster)
+        print(format_table(rows))
+        await service.drain()
+    print("\nlog lines (tokens appear only as token_fp fingerprints):")
+    for line in collected.lines:
+        print("  " + line)
+    ok = all(row.ok for row in rows)
+    print("\nevery case as expected" if ok else "\nSOME CASES FAILED")
+    return ok
+
+
+def main() -> int:
+    return 0 if asyncio.run(run_demo()) else 1

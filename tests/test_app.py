@@ -1,0 +1,125 @@
+"""The example service as a process: CLI, start-up errors, SIGTERM drain, and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from service.devcluster import DevCluster, Fault
+
+from .conftest import RunningService
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def service_process(environ: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0",
+         "--drain-seconds", "5"],
+        cwd=ROOT, env={**os.environ, **environ}, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_port(process: subprocess.Popen[str], lines: list[str]) -> int:
+    assert process.stderr is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r'msg=listening .*port=(\d+)', line)
+        if match:
+            return int(match.group(1))
+    raise AssertionError("service did not start:\n" + "".join(lines))
+
+
+async def test_serve_answers_then_exits_0_on_sigterm(
+    devcluster: DevCluster, tmp_path: Path
+) -> None:
+    kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
+    process = service_process({"KUBECONFIG": str(kubeconfig)})
+    lines: list[str] = []
+    try:
+        port = wait_for_port(process, lines)
+        client = AsyncHTTPClient()
+        token = devcluster.mint(audiences=("compass-internal",))
+        for _ in range(100):
+            ready = await client.fetch(f"http://127.0.0.1:{port}/readyz", raise_error=False)
+            if ready.code == 200:
+                break
+            await asyncio.sleep(0.05)
+        response = await client.fetch(f"http://127.0.0.1:{port}/whoami", raise_error=False,
+                                      headers={"Authorization": f"Bearer {token}"})
+        assert response.code == 200
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    output = "".join(lines) + rest
+    assert 'msg="shutting down"' in output and "msg=stopped" in output
+    assert token not in output and token.split(".")[2] not in output
+
+
+def test_invalid_settings_stop_the_service_with_a_sentence() -> None:
+    process = service_process({"AUTH_AUDIENCE": "", "KUBECONFIG": "/nonexistent"})
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 2
+    assert "AUTH_AUDIENCE must not be empty" in stderr
+
+
+def test_missing_cluster_configuration_stops_the_service(tmp_path: Path) -> None:
+    process = service_process({"KUBECONFIG": str(tmp_path / "absent")})
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 2
+    assert "cannot configure the API server connection" in stderr
+
+
+async def test_drain_lets_requests_in_flight_finish(running: RunningService) -> None:
+    cluster = running.cluster
+    cluster.rotate_key()
+    # The new kid makes the request refetch the JWKS, which the emulator answers slowly.
+    cluster.set_fault("jwks", Fault(delay=1.0, times=1))
+    in_flight = asyncio.ensure_future(running.get(token=running.token()))
+    await asyncio.sleep(0.3)
+    assert running.service.in_flight == 1
+    drain = asyncio.ensure_future(running.service.drain())
+    await asyncio.sleep(0.1)
+    ready = running.service.readiness()
+    assert ready["ready"] is False and ready["draining"] is True
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", running.service.port)
+    response = await in_flight
+    assert response.code == 200
+    await asyncio.wait_for(drain, 5)
+
+
+def test_demo_shows_every_case_as_expected() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "demo"], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout
+    for case, status, reason in [
+        ("valid token", "200", "-"),
+        ("expired token", "401", "expired"),
+        ("wrong audience", "401", "audience_mismatch"),
+        ("subject not allowed", "403", "subject_not_allowed"),
+        ("forged, alg: none", "401", "unsupported_algorithm"),
+    ]:
+        assert re.search(rf"^{re.escape(case)}\s+{status}\s.*\s{reason}\s+yes\s*$", table,
+                         flags=re.MULTILINE), table
+    assert "every case as expected" in table
