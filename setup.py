@@ -34,9 +34,10 @@ setup(
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
         ],
+        # Pinned so that lint and type results do not change under a clean CI install.
         "dev": [
-            "ruff>=0.6",
-            "mypy>=1.11",
+            "ruff==0.17.6",
+            "mypy==2.4.1",
         ],
     },
     entry_points={"console_scripts": ["compass-auth=service.__main__:main"]},

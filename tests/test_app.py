@@ -69,8 +69,10 @@ async def test_serve_answers_then_exits_0_on_sigterm(
             process.communicate()
     assert process.returncode == 0
     output = "".join(lines) + rest
-    assert 'msg="shutting down"' in output and "msg=stopped" in output
-    assert token not in output and token.split(".")[2] not in output
+    assert 'msg="shutting down"' in output
+    assert "msg=stopped" in output
+    assert token not in output
+    assert token.split(".")[2] not in output
 
 
 def test_invalid_settings_stop_the_service_with_a_sentence() -> None:
@@ -98,7 +100,8 @@ async def test_drain_lets_requests_in_flight_finish(running: RunningService) -> 
     drain = asyncio.ensure_future(running.service.drain())
     await asyncio.sleep(0.1)
     ready = running.service.readiness()
-    assert ready["ready"] is False and ready["draining"] is True
+    assert ready["ready"] is False
+    assert ready["draining"] is True
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", running.service.port)
     response = await in_flight

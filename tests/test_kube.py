@@ -99,5 +99,5 @@ async def test_a_certificate_from_another_ca_is_refused(
     devcluster.set_server_certificate(self_signed=True)
     from service.auth.discovery import FetchError
 
-    with pytest.raises(FetchError, match="[Cc]ertificate|SSL"):
+    with pytest.raises(FetchError, match=r"[Cc]ertificate|SSL"):
         await connect_and_fetch({"KUBECONFIG": str(kubeconfig)})
