@@ -74,8 +74,8 @@ class ReadyHandler(JsonHandler):
     def initialize(self, service: Service) -> None:
         self.service = service
 
-    def get(self) -> None:
-        status = self.service.readiness()
+    async def get(self) -> None:
+        status = await self.service.readiness()
         self.set_status(200 if status["ready"] else 503)
         self.write(status)
 
@@ -150,8 +150,8 @@ class Service:
         if self.in_flight == 0 and self.draining:
             self._idle.set()
 
-    def readiness(self) -> dict[str, Any]:
-        status = self.authenticator.readiness()
+    async def readiness(self) -> dict[str, Any]:
+        status = await self.authenticator.readiness()
         if self.draining:
             status = {**status, "ready": False, "draining": True}
         return status

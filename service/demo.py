@@ -8,6 +8,7 @@ when every case got the answer it should.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
@@ -20,7 +21,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from .app import Service
 from .auth import Authenticator, AuthSettings
-from .devcluster import DevCluster
+from .devcluster import DevCluster, Fault
 from .logs import LogfmtFormatter
 
 AUDIENCE = "compass-internal"
@@ -100,7 +101,7 @@ async def run_cases(base_url: str, cluster: DevCluster) -> list[Row]:
     return rows
 
 
-def _row(case: Case, response: HTTPResponse) -> Row:
+def _row(case: Case, response: HTTPResponse, verified_by: str | None = None) -> Row:
     try:
         body = json.loads(response.body or b"{}")
     except ValueError:
@@ -108,6 +109,8 @@ def _row(case: Case, response: HTTPResponse) -> Row:
     who = body.get("subject", "-") if response.code == 200 else "-"
     reason = body.get("reason", "-") if response.code != 200 else "-"
     ok = response.code == case.status and (case.reason is None or reason == case.reason)
+    if verified_by is not None and response.code == 200:
+        ok = ok and body.get("verified_by") == verified_by
     return Row(case.name, response.code, who, body.get("verified_by", "-"), reason, ok)
 
 
@@ -135,28 +138,68 @@ class _Collect(logging.Handler):
             self.lines.append(self.format(record))
 
 
+async def _start_service(
+    cluster: DevCluster, workdir: str, **extra: str
+) -> tuple[Service, str]:
+    kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
+    environ = {
+        "KUBECONFIG": str(kubeconfig),
+        "AUTH_AUDIENCE": AUDIENCE,
+        "AUTH_ALLOWED_SUBJECTS": f"system:serviceaccount:{CALLER[0]}:{CALLER[1]}",
+        **extra,
+    }
+    settings = AuthSettings.from_env(environ)
+    authenticator = await Authenticator.connect(settings, environ)
+    service = Service(authenticator, drain_seconds=1.0)
+    port = service.listen("127.0.0.1", 0)
+    return service, f"http://127.0.0.1:{port}"
+
+
+async def run_fallback(cluster: DevCluster, workdir: str) -> list[Row]:
+    """Discovery down at start-up: TokenReview serves; discovery back: local again."""
+    cluster.set_fault("discovery", Fault(status=503))
+    service, base_url = await _start_service(cluster, workdir, AUTH_REDISCOVERY_INTERVAL="1")
+    client = AsyncHTTPClient()
+    rows = []
+    for case in (Case("discovery down: valid token", _valid, 200, None),
+                 Case("discovery down: expired token", _expired, 401, "expired")):
+        response = await client.fetch(
+            base_url + "/whoami", raise_error=False,
+            headers={"Authorization": f"Bearer {case.make_token(cluster)}"})
+        rows.append(_row(case, response, "tokenreview"))
+    loaded = asyncio.Event()
+    service.authenticator.keys.add_listener(lambda old, new: loaded.set())
+    cluster.clear_faults()
+    started = time.monotonic()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(loaded.wait(), 15)
+    waited = time.monotonic() - started
+    response = await client.fetch(
+        base_url + "/whoami", raise_error=False,
+        headers={"Authorization": f"Bearer {_valid(cluster)}"})
+    rows.append(_row(Case(f"discovery back ({waited:.1f} s later)", _valid, 200, None),
+                     response, "jwks"))
+    await service.drain()
+    return rows
+
+
 async def run_demo() -> bool:
     collected = _Collect()
     logging.getLogger().addHandler(collected)
     logging.getLogger().setLevel(logging.INFO)
     with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir:
-        kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
-        environ = {
-            "KUBECONFIG": str(kubeconfig),
-            "AUTH_AUDIENCE": AUDIENCE,
-            "AUTH_ALLOWED_SUBJECTS": f"system:serviceaccount:{CALLER[0]}:{CALLER[1]}",
-        }
-        settings = AuthSettings.from_env(environ)
-        authenticator = await Authenticator.connect(settings, environ)
-        service = Service(authenticator, drain_seconds=1.0)
-        port = service.listen("127.0.0.1", 0)
-        await authenticator.wait_started()
+        service, base_url = await _start_service(cluster, workdir)
+        await service.authenticator.wait_started()
         print(f"cluster emulator: {cluster.url} (issuer {cluster.issuer})")
-        print(f"example service:  http://127.0.0.1:{port}  (audience {AUDIENCE}, "
-              f"allowed: {environ['AUTH_ALLOWED_SUBJECTS']})\n")
-        rows = await run_cases(f"http://127.0.0.1:{port}", cluster)
+        print(f"example service:  {base_url}  (audience {AUDIENCE}, "
+              f"allowed: system:serviceaccount:{CALLER[0]}:{CALLER[1]})\n")
+        rows = await run_cases(base_url, cluster)
         print(format_table(rows))
         await service.drain()
+        print("\nfallback and recovery: a second service starts while discovery answers 503")
+        fallback = await run_fallback(cluster, workdir)
+        print(format_table(fallback))
+        rows += fallback
     print("\nlog lines (tokens appear only as token_fp fingerprints):")
     for line in collected.lines:
         print("  " + line)

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from service.app import Service
 from service.auth import Authenticator, AuthSettings
+from service.auth.bearer import fingerprint
 from service.devcluster import DevCluster
 
 pytest_plugins = ["service.devcluster.fixtures"]
@@ -34,7 +36,17 @@ class RunningService:
     authenticator: Authenticator
     environ: dict[str, str]
     base_url: str
+    #: Fingerprint of the service's own credential, to tell its API calls from other tests'.
+    credential_fp: str
     client: AsyncHTTPClient = field(default_factory=AsyncHTTPClient)
+
+    def api_calls(self, endpoint: str) -> int:
+        """How many requests this service (not an earlier test's) sent to an emulator endpoint."""
+        return sum(
+            1 for record in self.cluster.request_log
+            if record.endpoint == endpoint
+            and record.headers_subset.get("Authorization-Fingerprint") == self.credential_fp
+        )
 
     async def get(
         self, path: str = "/whoami", token: str | None = None, **headers: str
@@ -72,9 +84,11 @@ async def start_service(
         if in_cluster:
             sa_dir = devcluster.write_serviceaccount_dir(tmp_path / "sa")
             environ = {**devcluster.incluster_environ(), "AUTH_SERVICEACCOUNT_DIR": str(sa_dir)}
+            credential = (sa_dir / "token").read_text()
         else:
             kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
             environ = {"KUBECONFIG": str(kubeconfig)}
+            credential = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
         environ.update({"AUTH_AUDIENCE": AUDIENCE, **env})
         settings = AuthSettings.from_env(environ)
         authenticator = await Authenticator.connect(settings, environ)
@@ -89,6 +103,7 @@ async def start_service(
             authenticator=authenticator,
             environ=environ,
             base_url=f"http://127.0.0.1:{port}",
+            credential_fp=fingerprint(credential),
         )
 
     yield start

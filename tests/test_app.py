@@ -99,7 +99,7 @@ async def test_drain_lets_requests_in_flight_finish(running: RunningService) -> 
     assert running.service.in_flight == 1
     drain = asyncio.ensure_future(running.service.drain())
     await asyncio.sleep(0.1)
-    ready = running.service.readiness()
+    ready = await running.service.readiness()
     assert ready["ready"] is False
     assert ready["draining"] is True
     with pytest.raises(ConnectionRefusedError):
@@ -125,4 +125,8 @@ def test_demo_shows_every_case_as_expected() -> None:
     ]:
         assert re.search(rf"^{re.escape(case)}\s+{status}\s.*\s{reason}\s+yes\s*$", table,
                          flags=re.MULTILINE), table
+    assert re.search(r"^discovery down: valid token\s+200\s.*\stokenreview\s.*yes", table,
+                     flags=re.MULTILINE), table
+    assert re.search(r"^discovery back \([0-9.]+ s later\)\s+200\s.*\sjwks\s.*yes", table,
+                     flags=re.MULTILINE), table
     assert "every case as expected" in table

@@ -277,12 +277,13 @@ async def test_rejections_are_logged_with_a_fingerprint_never_the_token(
         assert secret not in text
 
 
-async def test_503_with_retry_after_until_keys_are_loaded(start_service: StartService) -> None:
-    cluster_fault = Fault(status=503)
+async def test_503_with_retry_after_when_no_way_to_verify_is_left(
+    start_service: StartService,
+) -> None:
     running: RunningService
     running = await start_service(wait=False, AUTH_REDISCOVERY_INTERVAL="30")
-    running.cluster.set_fault("all", cluster_fault)
-    # Start-up discovery is retrying; no key set yet.
+    running.cluster.set_fault("all", Fault(status=503))  # discovery, JWKS and TokenReview
+    # Start-up discovery is retrying; no key set yet, and TokenReview fails too.
     response = await running.get(token=running.token())
     assert response.code == 503
     assert 1 <= int(response.headers["Retry-After"]) <= 60
@@ -290,7 +291,7 @@ async def test_503_with_retry_after_until_keys_are_loaded(start_service: StartSe
     assert body(response) == {
         "error": "temporarily_unavailable",
         "error_description": "token verification is temporarily unavailable",
-        "reason": "keys_unavailable",
+        "reason": "tokenreview_unavailable",
     }
     ready = await running.get("/readyz")
     assert ready.code == 503
@@ -310,11 +311,11 @@ async def test_readyz_reports_the_active_path(running: RunningService) -> None:
 
 async def test_rotated_key_is_fetched_on_first_sight(running: RunningService) -> None:
     cluster = running.cluster
-    before = cluster.request_count("jwks")
+    before = running.api_calls("jwks")
     new_kid = cluster.rotate_key()
     response = await running.get(token=running.token())
     assert response.code == 200
-    assert cluster.request_count("jwks") == before + 1
+    assert running.api_calls("jwks") == before + 1
     record = cluster.request_log[-1]
     assert record.endpoint == "jwks"
     assert record.headers_subset.get("Cache-Control") == "no-cache"
@@ -322,14 +323,13 @@ async def test_rotated_key_is_fetched_on_first_sight(running: RunningService) ->
 
 
 async def test_flood_of_unknown_kids_costs_one_fetch(running: RunningService) -> None:
-    cluster = running.cluster
-    before = cluster.request_count("jwks")
+    before = running.api_calls("jwks")
     statuses = set()
     for index in range(200):
         token = running.token(header_override={"kid": f"random-{index}"})
         statuses.add((await running.get(token=token)).code)
     assert statuses == {401}
-    assert cluster.request_count("jwks") - before <= 1
+    assert running.api_calls("jwks") - before <= 1
 
 
 async def test_removed_key_is_rejected_after_the_refresh(running: RunningService) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.auth.settings import VARIABLES, AuthSettings, SettingsError
+from service.auth.settings import VARIABLES, AuthSettings, SettingsError, render_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +79,7 @@ def test_config_auth_env_documents_every_variable_with_its_default() -> None:
     text = (ROOT / "config" / "auth.env").read_text()
     assignments = dict(re.findall(r"^(AUTH_[A-Z_]+)=(.*)$", text, flags=re.MULTILINE))
     assert assignments == {variable.name: variable.default for variable in VARIABLES}
+    assert text == render_env_file(), "run `make config`"
 
 
 def test_readme_lists_every_variable() -> None:

@@ -1,7 +1,9 @@
 """Orchestration: from an ``Authorization`` header to an ``Identity``, with logging.
 
-The ``Authenticator`` owns the API-server connection and the key cache, runs the start-up
-discovery (with retries) and the background refresh, and decides which way a token is verified.
+The ``Authenticator`` owns the API-server connection, the key cache and the TokenReview client,
+runs the start-up discovery (with retries) and the background refresh (which, while discovery
+fails, retries forever every ``AUTH_REDISCOVERY_INTERVAL``), and decides which way a token is
+verified.
 It is framework-neutral: ``handler.AuthenticatedHandler`` is a thin Tornado adapter over it.
 """
 
@@ -16,12 +18,14 @@ from typing import Any
 from .bearer import extract_bearer, fingerprint
 from .claims import check_subject_allowed
 from .discovery import DiscoveryClient
-from .errors import AuthError, KeysUnavailable, UnknownKey
+from .errors import AuthError, KeysUnavailable, TokenReviewUnavailable, UnknownKey
 from .identity import Identity
 from .keys import KeyCache
+from .keyset import KeySet
 from .kube import ApiServer, connect
 from .settings import AuthSettings
-from .verifier import VerificationPolicy, verify_local
+from .tokenreview import TokenReviewer
+from .verifier import VerificationPolicy, precheck, verify_local
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +33,23 @@ logger = logging.getLogger(__name__)
 MSG_REJECTED = "token verification failed"
 MSG_ACCEPTED = "token verified"
 MSG_FATAL = "fatal: failed to create OIDC provider after retries"
+#: Retry-After for 503s caused by TokenReview (busy or failing): a short pause, not a schedule.
+TOKENREVIEW_RETRY_AFTER = 2
 
 
 class Authenticator:
-    """Verifies bearer tokens for one service (one audience)."""
+    """Verifies bearer tokens for one service (one audience).
+
+    Which way a token is verified (``AUTH_MODE``):
+
+    * ``auto`` (default): locally against the JWKS. TokenReview only when no key set is loaded
+      (start-up, discovery down) or when an unknown ``kid`` meets a failed JWKS refresh (the key
+      may be new). A token the local checks reject is rejected: no second opinion.
+    * ``review``: every first sight of a token also goes through TokenReview (after the local
+      checks, when keys are loaded), so a deleted pod's token stops working within
+      ``AUTH_TOKENREVIEW_CACHE_TTL``; costs one API call per distinct token per TTL, and 503 when
+      the API server cannot answer.
+    """
 
     def __init__(
         self,
@@ -52,12 +69,22 @@ class Authenticator:
             max_stale=settings.jwks_max_stale,
             retry_interval=settings.rediscovery_interval,
         )
+        self._keys.add_listener(self._on_keys_loaded)
+        self._reviewer = TokenReviewer(
+            api,
+            settings.audience,
+            max_in_flight=settings.tokenreview_max_in_flight,
+            accepted_ttl=settings.tokenreview_cache_ttl,
+            rejected_ttl=settings.tokenreview_negative_ttl,
+            capacity=settings.tokenreview_cache_size,
+        )
         self.policy = VerificationPolicy(
             audience=settings.audience,
             issuers=settings.issuers,
             clock_skew=settings.clock_skew,
             max_token_bytes=settings.max_token_bytes,
         )
+        self._in_fallback = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._startup_done = asyncio.Event()
@@ -71,10 +98,14 @@ class Authenticator:
     def keys(self) -> KeyCache:
         return self._keys
 
+    @property
+    def reviewer(self) -> TokenReviewer:
+        return self._reviewer
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Begin discovery in the background; requests get 503 until keys are loaded."""
+        """Begin discovery in the background; TokenReview serves until keys are loaded."""
         if not self._tasks:
             self._tasks.append(asyncio.create_task(self._run(), name="compass-auth-keys"))
 
@@ -96,11 +127,13 @@ class Authenticator:
         except Exception as error:  # noqa: BLE001 - every failure is reported the same way
             self._keys.note_failure(error)
             logger.error(MSG_FATAL, extra={"error": str(error), "api_server": self._api.host})
+            self._enter_fallback(str(error))
         else:
             # Seed the cache with what start-up fetched, without a second request.
             self._keys.seed(keys)
         finally:
             self._startup_done.set()
+        # Forever: refresh, and while discovery fails retry every AUTH_REDISCOVERY_INTERVAL.
         await self._keys.run(self._stop)
 
     # --- verification ---------------------------------------------------------------------
@@ -129,36 +162,100 @@ class Authenticator:
         return identity
 
     async def _verify(self, token: str) -> Identity:
+        now = self._clock()
+        if self.settings.mode == "review":
+            return await self._verify_with_review(token, now)
         keys = self._keys.snapshot()
         if keys is None:
-            raise KeysUnavailable(
-                f"no key set loaded ({self._keys.last_error or 'discovery still running'})"
-            )
-        now = self._clock()
+            return await self._fallback(token, now, self._keys.last_error or "no key set yet")
         try:
             return verify_local(token, keys, self.policy, now)
         except UnknownKey as error:
             # The key may be new: refetch (rate-limited, shared) and try once more.
-            keys = await self._keys.refresh_for_kid(error.kid)
+            try:
+                keys = await self._keys.refresh_for_kid(error.kid)
+            except KeysUnavailable as unavailable:
+                return await self._fallback(token, now, unavailable.detail)
             return verify_local(token, keys, self.policy, now)
 
-    # --- status ---------------------------------------------------------------------------
+    async def _fallback(self, token: str, now: float, why: str) -> Identity:
+        """Ask the API server, after the same cheap checks the local path makes."""
+        self._enter_fallback(why)
+        cached = self._reviewer.cached(token)
+        if cached is not None:
+            return cached
+        # Without discovery the issuer is only known if pinned; the API server checks it anyway.
+        unverified = precheck(token, self.policy, self.policy.issuers, now)
+        return await self._reviewer.review(token, _expiry(unverified.payload))
 
-    def readiness(self) -> dict[str, Any]:
-        """What ``/readyz`` reports: whether a verification path is available, and which."""
+    async def _verify_with_review(self, token: str, now: float) -> Identity:
+        cached = self._reviewer.cached(token)
+        if cached is not None:
+            return cached
         keys = self._keys.snapshot()
+        if keys is None:
+            unverified = precheck(token, self.policy, self.policy.issuers, now)
+            expiry = _expiry(unverified.payload)
+        else:
+            try:
+                expiry = verify_local(token, keys, self.policy, now).expires_at
+            except UnknownKey:
+                expiry = None  # a key we have not seen yet: the API server decides
+        return await self._reviewer.review(token, expiry)
+
+    # --- paths and status -----------------------------------------------------------------
+
+    def _enter_fallback(self, why: str) -> None:
+        if not self._in_fallback:
+            self._in_fallback = True
+            logger.warning(
+                "local verification unavailable; verifying tokens with TokenReview",
+                extra={"error": why},
+            )
+
+    def _on_keys_loaded(self, previous: KeySet | None, current: KeySet) -> None:
+        if self._in_fallback:
+            self._in_fallback = False
+            logger.info("discovery recovered; verifying tokens locally again",
+                        extra={"issuer": current.issuer})
+
+    def active_path(self) -> str:
+        """``jwks`` or ``tokenreview``: how the next token would be verified."""
+        if self.settings.mode == "review" or self._keys.snapshot() is None:
+            return "tokenreview"
+        return "jwks"
+
+    async def readiness(self) -> dict[str, Any]:
+        """What ``/readyz`` reports: whether a verification path is available, and which.
+
+        When TokenReview is the path and nothing recent says whether it works, one probe review
+        is sent (at most every few seconds, since the answer is remembered).
+        """
+        keys = self._keys.snapshot()
+        path = self.active_path()
+        ready = True
+        if path == "tokenreview":
+            healthy = self._reviewer.healthy()
+            if healthy is None:
+                healthy = await self._reviewer.probe()
+            ready = healthy
         age = self._keys.age()
         return {
-            "ready": keys is not None,
-            "path": "jwks" if keys is not None else "none",
+            "ready": ready,
+            "path": path if ready else "none",
+            "mode": self.settings.mode,
             "issuer": keys.issuer if keys is not None else None,
             "keys": sorted(keys.keys) if keys is not None else [],
             "keys_age_seconds": None if age is None else round(age, 1),
             "last_error": self._keys.last_error,
+            "tokenreview_cache_entries": self._reviewer.cache_size(),
         }
 
-    def retry_after(self) -> int:
-        """Seconds a client should wait after a 503 (until our next attempt, 1..60)."""
+    def retry_after(self, error: AuthError | None = None) -> int:
+        """Seconds a client should wait after a 503: a moment when TokenReview was busy or
+        failing, else until our next discovery attempt (1..60)."""
+        if isinstance(error, TokenReviewUnavailable):
+            return TOKENREVIEW_RETRY_AFTER
         return max(1, min(60, round(self._keys.seconds_until_retry())))
 
     def _log_rejection(self, error: AuthError, token: str) -> None:
@@ -173,6 +270,11 @@ class Authenticator:
             logger.error(MSG_REJECTED, extra=fields)
         else:
             logger.warning(MSG_REJECTED, extra=fields)
+
+
+def _expiry(payload: Mapping[str, Any]) -> int | None:
+    exp = payload.get("exp")
+    return int(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 def _identity_fields(identity: Identity) -> dict[str, Any]:

@@ -89,7 +89,7 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         self.set_status(error.status)
         self.set_header("Cache-Control", "no-store")
         if error.outcome == "unavailable":
-            self.set_header("Retry-After", str(self.get_authenticator().retry_after()))
+            self.set_header("Retry-After", str(self.get_authenticator().retry_after(error)))
         else:
             self.set_header("WWW-Authenticate", self._challenge(error))
         self.finish(error_body(error))

@@ -36,9 +36,10 @@ from .settings import AuthSettings
 
 logger = logging.getLogger(__name__)
 
-#: Connections to the API server. Discovery needs one; TokenReview has its own concurrency cap
-#: below this. kubernetes-asyncio's default (100) is far more than an auth sidecar should hold.
-MAX_CONNECTIONS = 16
+#: Connections to the API server besides TokenReview's (which has its own cap,
+#: AUTH_TOKENREVIEW_MAX_IN_FLIGHT): discovery and JWKS need one or two. kubernetes-asyncio's
+#: default limit (100) is far more than an auth component should hold open.
+SPARE_CONNECTIONS = 4
 
 
 class KubeConfigError(Exception):
@@ -87,7 +88,9 @@ async def connect(settings: AuthSettings, environ: Mapping[str, str]) -> ApiServ
             "only talks to an API server whose certificate it can verify"
         )
     client = ApiClient(configuration=configuration)
-    await _install_session(client, configuration)
+    await _install_session(
+        client, configuration, settings.tokenreview_max_in_flight + SPARE_CONNECTIONS
+    )
     logger.info(
         "API server configured",
         extra={"host": configuration.host, "source": source, "namespace": namespace or ""},
@@ -168,7 +171,9 @@ def _read_namespace(path: Path) -> str | None:
         return None
 
 
-async def _install_session(client: ApiClient, configuration: Configuration) -> None:
+async def _install_session(
+    client: ApiClient, configuration: Configuration, max_connections: int
+) -> None:
     """Replace kubernetes-asyncio's ``ClientSession`` with a bounded one that refuses redirects.
 
     ``rest_client.pool_manager`` is private API (pinned in setup.py and covered by the emulator
@@ -183,7 +188,7 @@ async def _install_session(client: ApiClient, configuration: Configuration) -> N
     rest = client.rest_client
     previous = rest.pool_manager
     rest.pool_manager = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=context),
+        connector=aiohttp.TCPConnector(limit=max_connections, ssl=context),
         # Honour HTTPS_PROXY/NO_PROXY like the library's own session does.
         trust_env=True,
         middlewares=(_refuse_redirects,),

@@ -62,6 +62,17 @@ VARIABLES: tuple[Variable, ...] = (
              "`realm` in the `WWW-Authenticate` challenge."),
     Variable("AUTH_LOG_FORMAT", "logfmt", "`logfmt` or `json`."),
     Variable("AUTH_LOG_LEVEL", "INFO", "Python log level name."),
+    Variable("AUTH_MODE", "auto",
+             "`auto`: verify locally, TokenReview only when keys are unavailable. `review`: "
+             "every first sight of a token also goes through TokenReview (revocation)."),
+    Variable("AUTH_TOKENREVIEW_MAX_IN_FLIGHT", "8",
+             "Outstanding TokenReviews at most; beyond that callers get 503."),
+    Variable("AUTH_TOKENREVIEW_CACHE_TTL", "120",
+             "Seconds an accepted TokenReview answer is reused (capped by the token's exp)."),
+    Variable("AUTH_TOKENREVIEW_NEGATIVE_TTL", "30",
+             "Seconds a rejected TokenReview answer is reused."),
+    Variable("AUTH_TOKENREVIEW_CACHE_SIZE", "10000",
+             "Entries in the TokenReview answer cache (least recently used go first)."),
 )
 _KNOWN = {variable.name for variable in VARIABLES}
 _DEFAULTS = {variable.name: variable.default for variable in VARIABLES}
@@ -90,6 +101,11 @@ class AuthSettings:
     realm: str
     log_format: Literal["logfmt", "json"]
     log_level: str
+    mode: Literal["auto", "review"]
+    tokenreview_max_in_flight: int
+    tokenreview_cache_ttl: float
+    tokenreview_negative_ttl: float
+    tokenreview_cache_size: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AuthSettings:
@@ -123,6 +139,15 @@ class AuthSettings:
             realm=_realm(raw("AUTH_REALM")),
             log_format=_choice(raw, "AUTH_LOG_FORMAT", ("logfmt", "json")),  # type: ignore[arg-type]
             log_level=_log_level(raw("AUTH_LOG_LEVEL")),
+            mode=_choice(raw, "AUTH_MODE", ("auto", "review")),  # type: ignore[arg-type]
+            tokenreview_max_in_flight=int(
+                _number(raw, "AUTH_TOKENREVIEW_MAX_IN_FLIGHT", int, 1, 256)
+            ),
+            tokenreview_cache_ttl=_seconds(raw, "AUTH_TOKENREVIEW_CACHE_TTL", 0, 3600),
+            tokenreview_negative_ttl=_seconds(raw, "AUTH_TOKENREVIEW_NEGATIVE_TTL", 0, 3600),
+            tokenreview_cache_size=int(
+                _number(raw, "AUTH_TOKENREVIEW_CACHE_SIZE", int, 1, 1_000_000)
+            ),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -134,6 +159,20 @@ class AuthSettings:
                 value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
             described[item.name] = str(value)
         return described
+
+
+def render_env_file() -> str:
+    """The text of ``config/auth.env``: every variable, its meaning and its default."""
+    lines = [
+        "# compass-auth settings: every AUTH_* variable with its default.",
+        "# The service reads them from the environment (k8s/ loads this file into a ConfigMap).",
+        "# Edit what you need; an unknown AUTH_* variable is logged as a likely typo.",
+        "# Regenerate after adding a variable: make config",
+        "",
+    ]
+    for variable in VARIABLES:
+        lines += [f"# {variable.help}", f"{variable.name}={variable.default}", ""]
+    return "\n".join(lines)
 
 
 def _subjects(text: str) -> list[str]:

@@ -66,8 +66,24 @@ class VerificationPolicy:
     max_token_bytes: int
 
 
-def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> Identity:
-    """Verify ``token`` against the key snapshot ``keys``; see the module docstring."""
+@dataclass(frozen=True, slots=True)
+class UnverifiedToken:
+    """What the cheap checks read from a token; nothing here is trusted yet."""
+
+    kid: str
+    algorithm: str
+    payload: dict[str, Any]
+
+
+def precheck(
+    token: str, policy: VerificationPolicy, issuers: tuple[str, ...], now: float
+) -> UnverifiedToken:
+    """Steps 1-3: size, shape, header and the unverified claim pre-filter.
+
+    Also the gate in front of TokenReview, so that junk, expired tokens and tokens for other
+    audiences never cost the API server a review. ``issuers`` empty skips the issuer check (the
+    API server checks it during a review).
+    """
     if len(token) > policy.max_token_bytes:
         raise TokenTooLarge(f"token of {len(token)} bytes exceeds {policy.max_token_bytes}")
     match = _COMPACT_JWS.fullmatch(token)
@@ -76,17 +92,24 @@ def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: floa
     header = decode_segment(match.group(1), "header")
     kid, algorithm = _check_header(header)
     payload = decode_segment(match.group(2), "payload")
-    issuers = policy.issuers or (keys.issuer,)
     prefilter(payload, policy.audience, issuers, now, policy.clock_skew)
     if not match.group(3):
         raise BadSignature("token has an empty signature")
+    return UnverifiedToken(kid=kid, algorithm=algorithm, payload=payload)
+
+
+def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> Identity:
+    """Verify ``token`` against the key snapshot ``keys``; see the module docstring."""
+    issuers = policy.issuers or (keys.issuer,)
+    unverified = precheck(token, policy, issuers, now)
+    kid, algorithm = unverified.kid, unverified.algorithm
     key = keys.get(kid)
     if key is None:
         raise UnknownKey(f"no published key has kid {kid[:64]!r}", kid=kid)
     if key.algorithm != algorithm:
         raise UnsupportedAlgorithm(f"token alg {algorithm} does not match key alg {key.algorithm}")
     claims = _decode_verified(token, key.jwk, key.algorithm, policy, issuers)
-    if claims != payload:
+    if claims != unverified.payload:
         # PyJWT parsed the same bytes; a difference would mean two parsers disagree about
         # what was signed (go-oidc makes the same final check).
         raise MalformedToken("verified payload differs from the pre-filtered one")

@@ -153,7 +153,11 @@ class KubeHandler(tornado.web.RequestHandler):
 
     def _authenticate(self, bearer: str) -> UserInfo | None:
         """x509 first, then bearer; a bad bearer token is 401, never anonymous."""
-        cert = self.request.get_ssl_certificate()
+        try:
+            cert = self.request.get_ssl_certificate()
+        except AttributeError:
+            # Tornado leaves the stream's socket None once the client has hung up.
+            cert = None
         if isinstance(cert, dict) and cert.get("subject"):
             # Only CA-verified certificates get this far (CERT_OPTIONAL + CA).
             fields = [item for rdn in cert["subject"] for item in rdn]

@@ -1,0 +1,260 @@
+"""Asking the API server: TokenReview, with a bounded cache and protection for the API server.
+
+Used when local verification is not possible (no key set yet, discovery gave up, or an unknown
+``kid`` right after a failed JWKS refresh) and, with ``AUTH_MODE=review``, for every first sight
+of a token. The API server also checks what local verification cannot: that the bound pod and
+service account still exist (k8s-wire.md §3.5).
+
+Protection, because a flood of tokens must not become a flood of reviews:
+
+* answers are cached under an HMAC of the audience and token with a random per-process key (never
+  the token itself): accepted until the earlier of the token's ``exp`` and ``accepted_ttl``,
+  rejected for ``rejected_ttl`` (the defaults of kube-apiserver's webhook token authenticator, 2
+  minutes and 30 seconds); bounded in entries (LRU). Infrastructure errors are never cached;
+* concurrent requests with the same token share one review (singleflight);
+* at most ``max_in_flight`` reviews are outstanding; beyond that the caller gets 503 at once
+  rather than a queue that grows with the flood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn, cast
+
+import aiohttp
+from kubernetes_asyncio.client import (
+    AuthenticationV1Api,
+    V1TokenReview,
+    V1TokenReviewSpec,
+)
+
+from .errors import ReviewRejected, TokenRejected, TokenReviewUnavailable
+from .identity import Identity, parse_subject
+from .kube import ApiServer, read_capped
+
+logger = logging.getLogger(__name__)
+
+#: A TokenReview answer echoes the token and lists a user: a few KiB at most.
+MAX_REVIEW_BYTES = 64 * 1024
+#: How long a failed probe or call keeps the path marked unhealthy for /readyz.
+HEALTH_MEMORY = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    identity: Identity | None
+    rejection: TokenRejected | None
+    expires: float  # monotonic
+
+
+class TokenReviewer:
+    """Reviews tokens for one audience through ``AuthenticationV1Api.create_token_review``."""
+
+    def __init__(
+        self,
+        api: ApiServer,
+        audience: str,
+        *,
+        max_in_flight: int,
+        accepted_ttl: float,
+        rejected_ttl: float,
+        capacity: int,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = api
+        self._authentication = AuthenticationV1Api(api.client)
+        self._audience = audience
+        self._max_in_flight = max_in_flight
+        self._accepted_ttl = accepted_ttl
+        self._rejected_ttl = rejected_ttl
+        self._capacity = capacity
+        self._clock = clock
+        self._wall_clock = wall_clock
+        # Random per process: cache keys reveal nothing about tokens, even in a heap dump
+        # shared with someone else, and cannot be precomputed.
+        self._hmac_key = secrets.token_bytes(32)
+        self._cache: OrderedDict[bytes, _Verdict] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Task[_Verdict]] = {}
+        self._last_failure: float | None = None
+        self._last_success: float | None = None
+        self.reviews_sent = 0
+
+    # --- the request path -------------------------------------------------------------------
+
+    def cached(self, token: str) -> Identity | None:
+        """A cached verdict without any I/O: the identity, or raise the cached rejection."""
+        verdict = self._lookup(self._key(token))
+        if verdict is None:
+            return None
+        if verdict.rejection is not None:
+            raise verdict.rejection
+        return verdict.identity
+
+    async def review(self, token: str, expires_at: int | None) -> Identity:
+        """The identity the API server confirms, or raise ``ReviewRejected`` /
+        ``TokenReviewUnavailable``. ``expires_at`` (the token's ``exp``, read by the caller's
+        pre-check) bounds how long an accepted answer is cached."""
+        key = self._key(token)
+        verdict = self._lookup(key)
+        if verdict is None:
+            task = self._inflight.get(key)
+            if task is None:
+                if len(self._inflight) >= self._max_in_flight:
+                    raise TokenReviewUnavailable(
+                        f"{len(self._inflight)} TokenReviews outstanding, the cap "
+                        "(AUTH_TOKENREVIEW_MAX_IN_FLIGHT) is reached"
+                    )
+                task = asyncio.create_task(self._review(token, key, expires_at))
+                self._inflight[key] = task
+            # shield: a client that hangs up must not cancel the review others wait for.
+            verdict = await asyncio.shield(task)
+        if verdict.rejection is not None:
+            raise verdict.rejection
+        assert verdict.identity is not None
+        return verdict.identity
+
+    def healthy(self) -> bool | None:
+        """``True``/``False`` from the latest call or probe within ``HEALTH_MEMORY`` seconds,
+        ``None`` when nothing recent is known."""
+        now = self._clock()
+        recent = [
+            (when, ok)
+            for when, ok in ((self._last_success, True), (self._last_failure, False))
+            if when is not None and now - when <= HEALTH_MEMORY
+        ]
+        return max(recent)[1] if recent else None
+
+    async def probe(self) -> bool:
+        """Review a token that cannot be valid: 201 "not authenticated" proves connectivity and
+        RBAC without caching anything. Used by /readyz while the service is in fallback."""
+        try:
+            await self._call("compass-auth.readiness-probe.invalid")
+        except TokenReviewUnavailable:
+            return False
+        return True
+
+    def cache_size(self) -> int:
+        return len(self._cache)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _key(self, token: str) -> bytes:
+        message = self._audience.encode() + b"\x00" + token.encode("utf-8", "surrogatepass")
+        return hmac.digest(self._hmac_key, message, hashlib.sha256)
+
+    def _lookup(self, key: bytes) -> _Verdict | None:
+        verdict = self._cache.get(key)
+        if verdict is None:
+            return None
+        if verdict.expires <= self._clock():
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        return verdict
+
+    async def _review(self, token: str, key: bytes, expires_at: int | None) -> _Verdict:
+        try:
+            status = await self._call(token)
+            verdict = self._judge(status, token, expires_at)
+        finally:
+            self._inflight.pop(key, None)
+        self._store(key, verdict)
+        return verdict
+
+    async def _call(self, token: str) -> Mapping[str, Any]:
+        body = V1TokenReview(
+            api_version="authentication.k8s.io/v1",
+            kind="TokenReview",
+            spec=V1TokenReviewSpec(token=token, audiences=[self._audience]),
+        )
+        self.reviews_sent += 1
+        try:
+            # With _preload_content=False the generated method returns the raw aiohttp
+            # response (its annotation says V1TokenReview): a bounded read, no model building.
+            response = cast(
+                aiohttp.ClientResponse,
+                await self._authentication.create_token_review(
+                    body,
+                    _preload_content=False,
+                    _request_timeout=self._api.request_timeout(),
+                ),
+            )
+            code = response.status
+            raw = await read_capped(response, MAX_REVIEW_BYTES)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            self._failed(f"TokenReview call failed: {type(error).__name__}: {error}")
+        if code in (401, 403):
+            self._failed(
+                f"API server answered {code} to TokenReview: the service account needs "
+                "`create` on tokenreviews.authentication.k8s.io "
+                "(bind the ClusterRole system:auth-delegator)"
+                if code == 403
+                else f"API server answered {code} to TokenReview: our own credentials "
+                "were refused (expired or rotated service-account token?)"
+            )
+        if code not in (200, 201):
+            self._failed(f"API server answered {code} to TokenReview")
+        try:
+            document = json.loads(raw)
+            status = document["status"]
+            if not isinstance(status, dict):
+                raise TypeError("status is not an object")
+        except (ValueError, KeyError, TypeError) as error:
+            self._failed(f"TokenReview answer is not a TokenReview: {error}")
+        self._last_success = self._clock()
+        return status
+
+    def _failed(self, message: str) -> NoReturn:
+        # The message names the cause (RBAC, credentials, transport), never the token; the
+        # caller logs it once per rejected request (ERROR, reason=tokenreview_unavailable).
+        self._last_failure = self._clock()
+        raise TokenReviewUnavailable(message)
+
+    def _judge(self, status: Mapping[str, Any], token: str, expires_at: int | None) -> _Verdict:
+        now = self._clock()
+        rejected_until = now + self._rejected_ttl
+        if status.get("authenticated") is not True:
+            # The error text is an aggregate that varies by version: log it, never parse it.
+            error = str(status.get("error") or "not authenticated")[:300]
+            return _Verdict(None, ReviewRejected(f"TokenReview: {error}"), rejected_until)
+        user = status.get("user")
+        if not isinstance(user, dict) or parse_subject(user.get("username")) is None:
+            name = str(user.get("username") if isinstance(user, dict) else None)[:100]
+            return _Verdict(
+                None,
+                ReviewRejected(f"TokenReview user {name!r} is not a service account"),
+                rejected_until,
+            )
+        audiences = status.get("audiences")
+        if audiences is not None and (
+            not isinstance(audiences, list) or self._audience not in audiences
+        ):
+            return _Verdict(
+                None,
+                ReviewRejected(f"TokenReview audiences {audiences!r} lack {self._audience!r}"),
+                rejected_until,
+            )
+        returned = tuple(a for a in audiences or [self._audience] if isinstance(a, str))
+        identity = Identity.from_token_review(user, returned, expires_at)
+        lifetime = self._accepted_ttl
+        if expires_at is not None:
+            lifetime = min(lifetime, expires_at - self._wall_clock())
+        return _Verdict(identity, None, now + max(0.0, lifetime))
+
+    def _store(self, key: bytes, verdict: _Verdict) -> None:
+        if verdict.expires <= self._clock():
+            return
+        self._cache[key] = verdict
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
