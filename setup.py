@@ -26,8 +26,14 @@ setup(
         "pyyaml>=6",
         "opentelemetry-api>=1.27,<2",
         "opentelemetry-sdk>=1.27,<2",
+        # The example service's exporters and server spans (the library itself needs only the
+        # API above).
+        "opentelemetry-exporter-otlp-proto-http>=1.27,<2",
+        "opentelemetry-exporter-prometheus>=0.48b0",
+        "opentelemetry-instrumentation-tornado>=0.48b0",
     ],
     extras_require={
+        "grpc": ["opentelemetry-exporter-otlp-proto-grpc>=1.27,<2"],
         "test": [
             "pytest>=8",
             "pytest-asyncio>=0.24",

@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM, how long requests in flight may take (default 10)")
-    commands.add_parser("demo", help="run the emulator and the service, print the case table")
+    demo = commands.add_parser(
+        "demo", help="run the emulator and the service, print the case table")
+    demo.add_argument("--telemetry", choices=("none", "console"), default="none",
+                      help="console: also print every span of the demo's requests")
     args = parser.parse_args(argv)
     if args.command == "serve":
         from .app import main as serve_main
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_main(args.host, args.port, args.drain_seconds)
     from .demo import main as demo_main
 
-    return int(demo_main())
+    return int(demo_main(args.telemetry))
 
 
 if __name__ == "__main__":

@@ -18,16 +18,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import tornado.web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPServerRequest
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
 
+from . import otel
 from .auth import AuthenticatedHandler, Authenticator, AuthSettings
 from .auth.handler import write_json_error
 from .auth.kube import KubeConfigError
 from .auth.settings import SettingsError
+from .auth.telemetry import Telemetry
 from .logs import configure_logging
+from .otel import TelemetrySetup
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,17 @@ class ReadyHandler(JsonHandler):
         self.write(status)
 
 
+class MetricsHandler(tornado.web.RequestHandler):
+    """``GET /metrics``: every OpenTelemetry metric as Prometheus text."""
+
+    def initialize(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.write(generate_latest(self.registry))
+
+
 class NotFoundHandler(JsonHandler):
     def prepare(self) -> None:
         raise tornado.web.HTTPError(404)
@@ -116,9 +131,16 @@ class ServiceApplication(tornado.web.Application):
 class Service:
     """The example service around one ``Authenticator``."""
 
-    def __init__(self, authenticator: Authenticator, *, drain_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        *,
+        drain_seconds: float = 10.0,
+        telemetry: TelemetrySetup | None = None,
+    ) -> None:
         self.authenticator = authenticator
         self.drain_seconds = drain_seconds
+        self.telemetry = telemetry
         self.draining = False
         self.in_flight = 0
         self._idle = asyncio.Event()
@@ -138,6 +160,8 @@ class Service:
             (r"/healthz", HealthHandler),
             (r"/readyz", ReadyHandler, {"service": self}),
         ]
+        if self.telemetry is not None:
+            rules.append((r"/metrics", MetricsHandler, {"registry": self.telemetry.registry}))
         return ServiceApplication(
             self,
             rules,
@@ -176,6 +200,8 @@ class Service:
             logger.warning("drain timed out", extra={"in_flight": self.in_flight})
         await self.server.close_all_connections()
         await self.authenticator.close()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()  # flush spans and metrics before exit
         logger.info("stopped")
 
 
@@ -192,11 +218,18 @@ async def serve(
     """Run until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
     logger.info("settings", extra=settings.describe())
     try:
-        authenticator = await Authenticator.connect(settings, environ)
+        setup = otel.configure(environ)
+    except SettingsError as error:
+        logger.error("invalid settings", extra={"error": str(error)})
+        return 2
+    telemetry = Telemetry(setup.tracer_provider, setup.meter_provider)
+    try:
+        authenticator = await Authenticator.connect(settings, environ, telemetry=telemetry)
     except KubeConfigError as error:
         logger.error("cannot configure the API server connection", extra={"error": str(error)})
+        setup.shutdown()
         return 2
-    service = Service(authenticator, drain_seconds=drain_seconds)
+    service = Service(authenticator, drain_seconds=drain_seconds, telemetry=setup)
     service.listen(host, port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

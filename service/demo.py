@@ -17,10 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from . import otel
 from .app import Service
 from .auth import Authenticator, AuthSettings
+from .auth.telemetry import Telemetry
 from .devcluster import DevCluster, Fault
 from .logs import LogfmtFormatter
 
@@ -139,7 +143,7 @@ class _Collect(logging.Handler):
 
 
 async def _start_service(
-    cluster: DevCluster, workdir: str, **extra: str
+    cluster: DevCluster, workdir: str, telemetry: Telemetry | None = None, **extra: str
 ) -> tuple[Service, str]:
     kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
     environ = {
@@ -149,16 +153,19 @@ async def _start_service(
         **extra,
     }
     settings = AuthSettings.from_env(environ)
-    authenticator = await Authenticator.connect(settings, environ)
+    authenticator = await Authenticator.connect(settings, environ, telemetry=telemetry)
     service = Service(authenticator, drain_seconds=1.0)
     port = service.listen("127.0.0.1", 0)
     return service, f"http://127.0.0.1:{port}"
 
 
-async def run_fallback(cluster: DevCluster, workdir: str) -> list[Row]:
+async def run_fallback(
+    cluster: DevCluster, workdir: str, telemetry: Telemetry | None = None
+) -> list[Row]:
     """Discovery down at start-up: TokenReview serves; discovery back: local again."""
     cluster.set_fault("discovery", Fault(status=503))
-    service, base_url = await _start_service(cluster, workdir, AUTH_REDISCOVERY_INTERVAL="1")
+    service, base_url = await _start_service(cluster, workdir, telemetry,
+                                             AUTH_REDISCOVERY_INTERVAL="1")
     client = AsyncHTTPClient()
     rows = []
     for case in (Case("discovery down: valid token", _valid, 200, None),
@@ -183,12 +190,33 @@ async def run_fallback(cluster: DevCluster, workdir: str) -> list[Row]:
     return rows
 
 
-async def run_demo() -> bool:
+def _span_line(span: ReadableSpan) -> str:
+    """One line per span: enough to see the tree, the outcome and why."""
+    attributes = dict(span.attributes or {})
+    if str(attributes.get("tornado.handler", "")).startswith("service.devcluster"):
+        return ""  # the emulator's own server spans (Tornado is instrumented process-wide)
+    shown = {k: v for k, v in attributes.items()
+             if k.startswith("auth.") or k in ("http.response.status_code", "http.status_code")}
+    parent = format(span.parent.span_id, "016x")[:8] if span.parent else "-"
+    status = span.status.status_code.name
+    return (f"  span trace={format(span.context.trace_id, '032x')[:8]} "
+            f"id={format(span.context.span_id, '016x')[:8]} parent={parent} "
+            f"{span.name!r} status={status} {json.dumps(shown, default=str)}\n")
+
+
+async def run_demo(telemetry: str = "none") -> bool:
     collected = _Collect()
     logging.getLogger().addHandler(collected)
     logging.getLogger().setLevel(logging.INFO)
+    setup = None
+    library_telemetry = None
+    if telemetry == "console":
+        # Spans print as they end, one line each, between the table rows' requests.
+        exporter = ConsoleSpanExporter(formatter=_span_line)
+        setup = otel.configure({}, extra_span_exporters=(exporter,))
+        library_telemetry = Telemetry(setup.tracer_provider, setup.meter_provider)
     with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir:
-        service, base_url = await _start_service(cluster, workdir)
+        service, base_url = await _start_service(cluster, workdir, library_telemetry)
         await service.authenticator.wait_started()
         print(f"cluster emulator: {cluster.url} (issuer {cluster.issuer})")
         print(f"example service:  {base_url}  (audience {AUDIENCE}, "
@@ -197,16 +225,18 @@ async def run_demo() -> bool:
         print(format_table(rows))
         await service.drain()
         print("\nfallback and recovery: a second service starts while discovery answers 503")
-        fallback = await run_fallback(cluster, workdir)
+        fallback = await run_fallback(cluster, workdir, library_telemetry)
         print(format_table(fallback))
         rows += fallback
     print("\nlog lines (tokens appear only as token_fp fingerprints):")
     for line in collected.lines:
         print("  " + line)
+    if setup is not None:
+        setup.shutdown()
     ok = all(row.ok for row in rows)
     print("\nevery case as expected" if ok else "\nSOME CASES FAILED")
     return ok
 
 
-def main() -> int:
-    return 0 if asyncio.run(run_demo()) else 1
+def main(telemetry: str = "none") -> int:
+    return 0 if asyncio.run(run_demo(telemetry)) else 1

@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from .auth.telemetry import current_trace_ids
+
 #: Attributes every LogRecord has; anything else came from ``extra=`` and is a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 _LEVELS = {"WARNING": "WARN", "CRITICAL": "FATAL"}
@@ -29,6 +31,10 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     for key, value in record.__dict__.items():
         if key not in _STANDARD and not key.startswith("_"):
             fields[key] = value
+    # Formatting runs in the logging call's context, so this is the span that was current then.
+    ids = current_trace_ids()
+    if ids is not None:
+        fields["trace_id"], fields["span_id"] = ids
     if record.exc_info:
         fields["exc"] = logging.Formatter().formatException(record.exc_info)
     return fields

@@ -19,7 +19,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from service.app import Service
 from service.auth import Authenticator, AuthSettings
 from service.auth.bearer import fingerprint
+from service.auth.telemetry import Telemetry
 from service.devcluster import DevCluster
+from service.otel import TelemetrySetup
 
 pytest_plugins = ["service.devcluster.fixtures"]
 
@@ -80,7 +82,12 @@ async def start_service(
     """Factory: ``await start_service(**env)`` runs the service with extra environment."""
     started: list[Service] = []
 
-    async def start(wait: bool = True, in_cluster: bool = False, **env: str) -> RunningService:
+    async def start(
+        wait: bool = True,
+        in_cluster: bool = False,
+        telemetry: TelemetrySetup | None = None,
+        **env: str,
+    ) -> RunningService:
         if in_cluster:
             sa_dir = devcluster.write_serviceaccount_dir(tmp_path / "sa")
             environ = {**devcluster.incluster_environ(), "AUTH_SERVICEACCOUNT_DIR": str(sa_dir)}
@@ -91,8 +98,11 @@ async def start_service(
             credential = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
         environ.update({"AUTH_AUDIENCE": AUDIENCE, **env})
         settings = AuthSettings.from_env(environ)
-        authenticator = await Authenticator.connect(settings, environ)
-        service = Service(authenticator, drain_seconds=2.0)
+        library_telemetry = (
+            Telemetry(telemetry.tracer_provider, telemetry.meter_provider) if telemetry else None
+        )
+        authenticator = await Authenticator.connect(settings, environ, telemetry=library_telemetry)
+        service = Service(authenticator, drain_seconds=2.0, telemetry=telemetry)
         port = service.listen("127.0.0.1", 0)
         started.append(service)
         if wait:

@@ -109,6 +109,21 @@ async def test_drain_lets_requests_in_flight_finish(running: RunningService) -> 
     await asyncio.wait_for(drain, 5)
 
 
+def test_demo_prints_the_spans_with_telemetry_console() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "demo", "--telemetry", "console"], cwd=ROOT,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    spans = [line for line in result.stdout.splitlines() if line.startswith("  span ")]
+    verify = [line for line in spans if "'auth.verify'" in line]
+    outcomes = {outcome: sum(f'"auth.outcome": "{outcome}"' in line for line in verify)
+                for outcome in ("allowed", "denied", "unavailable")}
+    assert outcomes == {"allowed": 3, "denied": 5, "unavailable": 0}, "\n".join(spans)
+    assert any("'auth.tokenreview'" in line for line in spans)
+    assert any("'auth.discovery'" in line for line in spans)
+
+
 def test_demo_shows_every_case_as_expected() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service", "demo"], cwd=ROOT, capture_output=True, text=True,

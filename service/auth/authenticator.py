@@ -24,6 +24,7 @@ from .keys import KeyCache
 from .keyset import KeySet
 from .kube import ApiServer, connect
 from .settings import AuthSettings
+from .telemetry import METHOD_TOKENREVIEW, Telemetry, Verification
 from .tokenreview import TokenReviewer
 from .verifier import VerificationPolicy, precheck, verify_local
 
@@ -57,11 +58,13 @@ class Authenticator:
         api: ApiServer,
         *,
         clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self._api = api
         self._clock = clock
-        self._discovery = DiscoveryClient(api)
+        self.telemetry = telemetry or Telemetry()
+        self._discovery = DiscoveryClient(api, telemetry=self.telemetry)
         self._keys = KeyCache(
             self._discovery.fetch,
             refresh_interval=settings.jwks_refresh_interval,
@@ -77,7 +80,10 @@ class Authenticator:
             accepted_ttl=settings.tokenreview_cache_ttl,
             rejected_ttl=settings.tokenreview_negative_ttl,
             capacity=settings.tokenreview_cache_size,
+            telemetry=self.telemetry,
         )
+        self.telemetry.observe_cache("tokenreview", self._reviewer.cache_size)
+        self.telemetry.observe_path(self.current_path)
         self.policy = VerificationPolicy(
             audience=settings.audience,
             issuers=settings.issuers,
@@ -90,9 +96,14 @@ class Authenticator:
         self._startup_done = asyncio.Event()
 
     @classmethod
-    async def connect(cls, settings: AuthSettings, environ: Mapping[str, str]) -> Authenticator:
+    async def connect(
+        cls,
+        settings: AuthSettings,
+        environ: Mapping[str, str],
+        telemetry: Telemetry | None = None,
+    ) -> Authenticator:
         """Configure the API-server client (fails fast on bad configuration); call ``start()``."""
-        return cls(settings, await connect(settings, environ))
+        return cls(settings, await connect(settings, environ), telemetry=telemetry)
 
     @property
     def keys(self) -> KeyCache:
@@ -145,52 +156,63 @@ class Authenticator:
     ) -> Identity:
         """Authenticate the ``Authorization`` header values of one request.
 
-        Raises an ``AuthError`` subclass (already logged) when the caller is not let in.
+        Raises an ``AuthError`` subclass (already logged, counted and traced) when the caller is
+        not let in.
         """
-        token = ""
-        try:
-            token = extract_bearer(authorization, self.settings.max_token_bytes)
-            identity = await self._verify(token)
-            check_subject_allowed(
-                identity.subject, self.settings.allowed_subjects, allowed_subjects
-            )
-        except AuthError as error:
-            self._log_rejection(error, token)
-            raise
+        with self.telemetry.verification() as record:
+            token = ""
+            try:
+                token = extract_bearer(authorization, self.settings.max_token_bytes)
+                identity = await self._verify(token, record)
+                check_subject_allowed(
+                    identity.subject, self.settings.allowed_subjects, allowed_subjects
+                )
+            except AuthError as error:
+                with self.telemetry.within(record):  # the log line carries the span's ids
+                    self._log_rejection(error, token)
+                raise
+            record.identity = identity
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(MSG_ACCEPTED, extra=_identity_fields(identity))
         return identity
 
-    async def _verify(self, token: str) -> Identity:
+    async def _verify(self, token: str, record: Verification) -> Identity:
         now = self._clock()
         if self.settings.mode == "review":
-            return await self._verify_with_review(token, now)
+            record.method = METHOD_TOKENREVIEW
+            return await self._verify_with_review(token, now, record)
         keys = self._keys.snapshot()
         if keys is None:
-            return await self._fallback(token, now, self._keys.last_error or "no key set yet")
+            reason = self._keys.last_error or "no key set yet"
+            return await self._fallback(token, now, reason, record)
         try:
             return verify_local(token, keys, self.policy, now)
         except UnknownKey as error:
             # The key may be new: refetch (rate-limited, shared) and try once more.
             try:
-                keys = await self._keys.refresh_for_kid(error.kid)
+                with self.telemetry.within(record):
+                    keys = await self._keys.refresh_for_kid(error.kid)
             except KeysUnavailable as unavailable:
-                return await self._fallback(token, now, unavailable.detail)
+                return await self._fallback(token, now, unavailable.detail, record)
             return verify_local(token, keys, self.policy, now)
 
-    async def _fallback(self, token: str, now: float, why: str) -> Identity:
+    async def _fallback(self, token: str, now: float, why: str, record: Verification) -> Identity:
         """Ask the API server, after the same cheap checks the local path makes."""
         self._enter_fallback(why)
+        record.method = METHOD_TOKENREVIEW
         cached = self._reviewer.cached(token)
         if cached is not None:
+            record.cache_hit = True
             return cached
         # Without discovery the issuer is only known if pinned; the API server checks it anyway.
         unverified = precheck(token, self.policy, self.policy.issuers, now)
-        return await self._reviewer.review(token, _expiry(unverified.payload))
+        with self.telemetry.within(record):
+            return await self._reviewer.review(token, _expiry(unverified.payload))
 
-    async def _verify_with_review(self, token: str, now: float) -> Identity:
+    async def _verify_with_review(self, token: str, now: float, record: Verification) -> Identity:
         cached = self._reviewer.cached(token)
         if cached is not None:
+            record.cache_hit = True
             return cached
         keys = self._keys.snapshot()
         if keys is None:
@@ -201,7 +223,8 @@ class Authenticator:
                 expiry = verify_local(token, keys, self.policy, now).expires_at
             except UnknownKey:
                 expiry = None  # a key we have not seen yet: the API server decides
-        return await self._reviewer.review(token, expiry)
+        with self.telemetry.within(record):
+            return await self._reviewer.review(token, expiry)
 
     # --- paths and status -----------------------------------------------------------------
 
@@ -224,6 +247,14 @@ class Authenticator:
         if self.settings.mode == "review" or self._keys.snapshot() is None:
             return "tokenreview"
         return "jwks"
+
+    def current_path(self) -> str:
+        """``active_path()``, or ``none`` when TokenReview is the path and is known to fail
+        (for the ``auth.active_path`` gauge; never sends a probe)."""
+        path = self.active_path()
+        if path == "tokenreview" and self._reviewer.healthy() is False:
+            return "none"
+        return path
 
     async def readiness(self) -> dict[str, Any]:
         """What ``/readyz`` reports: whether a verification path is available, and which.

@@ -35,6 +35,17 @@ from tenacity import (
 
 from .keyset import InvalidKeySet, KeySet
 from .kube import ApiServer, read_capped
+from .telemetry import (
+    AUTH_ATTEMPT,
+    AUTH_FORCE,
+    ERROR_TYPE,
+    HTTP_STATUS,
+    SPAN_DISCOVERY,
+    SPAN_KEYS_FETCH,
+    Telemetry,
+    http_attributes,
+    trace_event,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +55,9 @@ MAX_DISCOVERY_BYTES = 64 * 1024
 MAX_JWKS_BYTES = 512 * 1024
 #: Start-up attempts: the first plus 3 retries, 1 s, 2 s and 4 s apart.
 STARTUP_ATTEMPTS = 4
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+JWKS_PATH = "/openid/v1/jwks"
+_WHAT = {DISCOVERY_PATH: "discovery document", JWKS_PATH: "JWKS"}
 
 
 class DiscoveryDocument(TypedDict):
@@ -79,22 +93,34 @@ class DiscoveryClient:
         api: ApiServer,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._api = api
         self._sleep = sleep
+        self._telemetry = telemetry or Telemetry()
         self._well_known = WellKnownApi(api.client)
         self._openid = OpenidApi(api.client)
 
     async def fetch(self, force: bool = False) -> KeySet:
         """One attempt: discovery document, then JWKS. ``force`` bypasses HTTP caches."""
+        with self._telemetry.internal_span(SPAN_KEYS_FETCH, {AUTH_FORCE: force}):
+            try:
+                keys = await self._fetch(force)
+            except FetchError:
+                self._telemetry.key_fetch("error")
+                raise
+            self._telemetry.key_fetch("ok")
+            return keys
+
+    async def _fetch(self, force: bool) -> KeySet:
         headers = {"Cache-Control": "no-cache"} if force else {}
         document = _parse_discovery(
             await self._get(self._well_known.get_service_account_issuer_open_id_configuration,
-                            "discovery document", MAX_DISCOVERY_BYTES, headers)
+                            DISCOVERY_PATH, MAX_DISCOVERY_BYTES, headers)
         )
         _note_external_jwks_uri(document["jwks_uri"], self._api.host)
         jwks = await self._get(self._openid.get_service_account_issuer_open_id_keyset,
-                               "JWKS", MAX_JWKS_BYTES, headers)
+                               JWKS_PATH, MAX_JWKS_BYTES, headers)
         try:
             return KeySet.from_jwks(jwks, issuer=document["issuer"])
         except InvalidKeySet as error:
@@ -110,38 +136,45 @@ class DiscoveryClient:
             sleep=self._sleep,
             before_sleep=_log_retry,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self.fetch()
+        # One parent span; each attempt is a child auth.keys.fetch span, each wait an event.
+        with self._telemetry.internal_span(SPAN_DISCOVERY, {}):
+            async for attempt in retrying:
+                with attempt:
+                    return await self.fetch()
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _get(
         self,
         call: Callable[..., Awaitable[Any]],
-        what: str,
+        path: str,
         limit: int,
         headers: dict[str, str],
     ) -> Any:
-        try:
-            response: aiohttp.ClientResponse = await call(
-                # The generated deserializer turns these JSON bodies into str(dict) (a Python
-                # repr); the raw response avoids that and lets us cap the size.
-                _preload_content=False,
-                _request_timeout=self._api.request_timeout(),
-                _headers=headers,
-            )
-            status = response.status
-            body = await read_capped(response, limit)
-        except (TimeoutError, aiohttp.ClientConnectionError) as error:
-            raise FetchError(f"{what}: {_describe(error)}", transient=True) from None
-        except aiohttp.ClientError as error:
-            raise FetchError(f"{what}: {_describe(error)}", transient=False) from None
-        if status != 200:
-            raise FetchError(
-                f"{what}: API server answered {status}{_status_hint(status)}",
-                transient=status == 429 or status >= 500,
-                status=status,
-            )
+        what = _WHAT[path]
+        attributes = http_attributes("GET", self._api.host + path, self._api.host)
+        with self._telemetry.client_span(f"GET {path}", attributes) as span:
+            try:
+                response: aiohttp.ClientResponse = await call(
+                    # The generated deserializer turns these JSON bodies into str(dict) (a
+                    # Python repr); the raw response avoids that and lets us cap the size.
+                    _preload_content=False,
+                    _request_timeout=self._api.request_timeout(),
+                    _headers=headers,
+                )
+                status = response.status
+                span.set_attribute(HTTP_STATUS, status)
+                body = await read_capped(response, limit)
+            except (TimeoutError, aiohttp.ClientConnectionError) as error:
+                raise FetchError(f"{what}: {_describe(error)}", transient=True) from None
+            except aiohttp.ClientError as error:
+                raise FetchError(f"{what}: {_describe(error)}", transient=False) from None
+            if status != 200:
+                span.set_attribute(ERROR_TYPE, str(status))
+                raise FetchError(
+                    f"{what}: API server answered {status}{_status_hint(status)}",
+                    transient=status == 429 or status >= 500,
+                    status=status,
+                )
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
@@ -184,6 +217,9 @@ def _describe(error: BaseException) -> str:
 def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
+    # The retry shows in the trace as an event on the auth.discovery span.
+    trace_event("retry", {AUTH_ATTEMPT: state.attempt_number, "auth.retry_in_s": wait,
+                          ERROR_TYPE: type(error).__name__})
     logger.warning(
         "discovery attempt failed; retrying",
         extra={"attempt": state.attempt_number, "retry_in": f"{wait:g}s", "error": str(error)},

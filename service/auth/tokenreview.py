@@ -40,9 +40,18 @@ from kubernetes_asyncio.client import (
 from .errors import ReviewRejected, TokenRejected, TokenReviewUnavailable
 from .identity import Identity, parse_subject
 from .kube import ApiServer, read_capped
+from .telemetry import (
+    AUTH_RESULT,
+    HTTP_STATUS,
+    SPAN_TOKENREVIEW,
+    Span,
+    Telemetry,
+    http_attributes,
+)
 
 logger = logging.getLogger(__name__)
 
+REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 #: A TokenReview answer echoes the token and lists a user: a few KiB at most.
 MAX_REVIEW_BYTES = 64 * 1024
 #: How long a failed probe or call keeps the path marked unhealthy for /readyz.
@@ -70,8 +79,10 @@ class TokenReviewer:
         capacity: int,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._api = api
+        self._telemetry = telemetry or Telemetry()
         self._authentication = AuthenticationV1Api(api.client)
         self._audience = audience
         self._max_in_flight = max_in_flight
@@ -140,7 +151,9 @@ class TokenReviewer:
         try:
             await self._call("compass-auth.readiness-probe.invalid")
         except TokenReviewUnavailable:
+            self._telemetry.review_call("probe_error")
             return False
+        self._telemetry.review_call("probe_ok")
         return True
 
     def cache_size(self) -> int:
@@ -166,12 +179,24 @@ class TokenReviewer:
         try:
             status = await self._call(token)
             verdict = self._judge(status, token, expires_at)
+        except TokenReviewUnavailable:
+            self._telemetry.review_call("error")
+            raise
         finally:
             self._inflight.pop(key, None)
+        self._telemetry.review_call("authenticated" if verdict.identity else "rejected")
         self._store(key, verdict)
         return verdict
 
     async def _call(self, token: str) -> Mapping[str, Any]:
+        attributes = http_attributes("POST", self._api.host + REVIEW_PATH, self._api.host)
+        with self._telemetry.client_span(SPAN_TOKENREVIEW, attributes) as span:
+            status = await self._send(token, span)
+            span.set_attribute(AUTH_RESULT, "authenticated" if status.get("authenticated") is True
+                               else "rejected")
+            return status
+
+    async def _send(self, token: str, span: Span) -> Mapping[str, Any]:
         body = V1TokenReview(
             api_version="authentication.k8s.io/v1",
             kind="TokenReview",
@@ -190,6 +215,7 @@ class TokenReviewer:
                 ),
             )
             code = response.status
+            span.set_attribute(HTTP_STATUS, code)
             raw = await read_capped(response, MAX_REVIEW_BYTES)
         except (TimeoutError, aiohttp.ClientError) as error:
             self._failed(f"TokenReview call failed: {type(error).__name__}: {error}")

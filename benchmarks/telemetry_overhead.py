@@ -1,0 +1,96 @@
+"""What telemetry adds to one verification: no SDK (API no-ops) against the SDK, with every span
+recorded (the SDK's default sampler) and with 10 % of traces sampled.
+
+    python -m benchmarks.telemetry_overhead [--iterations N] [--rounds R]
+
+Both variants verify the same valid token through ``Authenticator.authenticate_request`` (the
+whole library path: header parsing, PyJWT, claims, span, metrics) against the emulator's keys.
+Rounds interleave the variants so machine noise hits both alike; the ratio is per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+from service.auth import Authenticator, AuthSettings
+from service.auth.telemetry import Telemetry
+from service.devcluster import DevCluster
+
+
+class DiscardExporter(SpanExporter):
+    """Spans are built, batched and handed over like in production, then dropped."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+async def measure(authenticator: Authenticator, header: list[str], iterations: int) -> float:
+    """Seconds per verification."""
+    started = time.perf_counter()
+    for _ in range(iterations):
+        await authenticator.authenticate_request(header)
+    return (time.perf_counter() - started) / iterations
+
+
+async def run(iterations: int, rounds: int) -> None:
+    with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir:
+        environ = {"KUBECONFIG": str(cluster.write_kubeconfig(Path(workdir) / "kubeconfig"))}
+        settings = AuthSettings.from_env(environ)
+        providers = []
+        variants = {
+            "no SDK": await Authenticator.connect(settings, environ, telemetry=Telemetry()),
+        }
+        for name, sampler in (("SDK, all sampled", ALWAYS_ON),
+                              ("SDK, 10% sampled", ParentBased(TraceIdRatioBased(0.1)))):
+            tracer_provider = TracerProvider(sampler=sampler)
+            tracer_provider.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+            meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()],
+                                           exemplar_filter=AlwaysOffExemplarFilter())
+            providers.append(tracer_provider)
+            variants[name] = await Authenticator.connect(
+                settings, environ, telemetry=Telemetry(tracer_provider, meter_provider))
+        for authenticator in variants.values():
+            authenticator.start()
+            await authenticator.wait_started()
+        header = [f"Bearer {cluster.mint(audiences=('compass-internal',))}"]
+        for authenticator in variants.values():  # warm-up
+            await measure(authenticator, header, iterations // 10 or 1)
+        results: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, authenticator in variants.items():
+                results[name].append(await measure(authenticator, header, iterations))
+        for authenticator in variants.values():
+            await authenticator.close()
+        for tracer_provider in providers:
+            tracer_provider.shutdown()
+    print(f"{'variant':<18} {'median µs':>10} {'min µs':>8} {'max µs':>8} {'ratio to no SDK':>16}")
+    for name, values in results.items():
+        ratios = [t / b for t, b in zip(values, results["no SDK"], strict=True)]
+        print(f"{name:<18} {statistics.median(values) * 1e6:>10.1f} "
+              f"{min(values) * 1e6:>8.1f} {max(values) * 1e6:>8.1f} "
+              f"{statistics.median(ratios):>8.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+    print(f"{rounds} interleaved rounds of {iterations} verifications of one valid token")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(run(args.iterations, args.rounds))
+
+
+if __name__ == "__main__":
+    main()

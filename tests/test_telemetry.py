@@ -1,0 +1,277 @@
+"""Spans, metrics and log correlation, read from in-memory exporters and from /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from service import otel
+from service.auth.telemetry import Telemetry
+from service.devcluster import DevCluster, Fault
+from service.otel import TelemetrySetup
+
+from .conftest import COLLECTOR, RunningService, StartService
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+@dataclass
+class Observed:
+    running: RunningService
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+    setup: TelemetrySetup
+
+    def finished(self) -> list[ReadableSpan]:
+        return list(self.spans.get_finished_spans())
+
+    def by_name(self, name: str) -> list[ReadableSpan]:
+        return [span for span in self.finished() if span.name == name]
+
+    def points(self, metric: str) -> list[Any]:
+        data = self.metrics.get_metrics_data()
+        found = []
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                for item in scope.metrics:
+                    if item.name == metric:
+                        found.extend(item.data.data_points)
+        return found
+
+
+async def raw_get(running: RunningService, headers: dict[str, str]) -> int:
+    """GET /whoami from a client no instrumentation touches, so only our traceparent is sent
+    (Tornado's instrumented AsyncHTTPClient would inject its own)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.service.port)
+    lines = ["GET /whoami HTTP/1.1", "Host: test", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.fixture
+def telemetry_setup() -> Iterator[
+    tuple[TelemetrySetup, InMemorySpanExporter, InMemoryMetricReader]
+]:
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    setup = otel.configure({}, extra_span_exporters=(spans,), extra_metric_readers=(reader,))
+    yield setup, spans, reader
+    setup.shutdown()
+
+
+@pytest.fixture
+async def observed(
+    start_service: StartService, telemetry_setup: Any
+) -> AsyncIterator[Observed]:
+    setup, spans, reader = telemetry_setup
+    running = await start_service(telemetry=setup)
+    return Observed(running, spans, reader, setup)
+
+
+async def test_verify_span_is_a_child_of_the_server_span_continuing_traceparent(
+    observed: Observed,
+) -> None:
+    running = observed.running
+    status = await raw_get(running, {"Authorization": f"Bearer {running.token()}",
+                                     "traceparent": TRACEPARENT})
+    assert status == 200
+    server = [s for s in observed.finished()
+              if s.kind == SpanKind.SERVER and format(s.context.trace_id, "032x") == TRACE_ID]
+    assert len(server) == 1
+    assert server[0].parent is not None
+    assert format(server[0].parent.span_id, "016x") == PARENT_ID  # continues the caller's trace
+    (verify,) = observed.by_name("auth.verify")
+    assert verify.parent is not None
+    assert verify.parent.span_id == server[0].context.span_id
+    assert verify.context.trace_id == server[0].context.trace_id
+    assert dict(verify.attributes or {}) == {
+        "auth.method": "jwks",
+        "auth.outcome": "allowed",
+        "auth.reason": "ok",
+        "auth.cache_hit": False,
+        "auth.subject": COLLECTOR,
+        "auth.namespace": "default",
+        "auth.service_account": "collector",
+        "auth.pod": "collector-6c9d8b7f5-x2k9q",
+    }
+    assert verify.status.status_code == StatusCode.UNSET
+
+
+async def test_denied_is_recorded_without_failing_the_trace(observed: Observed) -> None:
+    running = observed.running
+    token = running.token(audiences=("vault",))
+    status = await raw_get(running, {"Authorization": f"Bearer {token}",
+                                     "traceparent": TRACEPARENT})
+    assert status == 401
+    (verify,) = observed.by_name("auth.verify")
+    attributes = dict(verify.attributes or {})
+    assert attributes["auth.outcome"] == "denied"
+    assert attributes["auth.reason"] == "audience_mismatch"
+    assert "auth.subject" not in attributes
+    assert verify.status.status_code == StatusCode.UNSET
+    server = [s for s in observed.finished() if s.kind == SpanKind.SERVER
+              and s.context.trace_id == verify.context.trace_id]
+    assert server[0].status.status_code != StatusCode.ERROR  # a 401 is not an error
+    for span in observed.finished():  # the token is never in any attribute
+        assert token not in json.dumps(dict(span.attributes or {}), default=str)
+
+
+async def test_unavailable_is_an_error_and_tokenreview_has_its_own_span(
+    observed: Observed,
+) -> None:
+    running = observed.running
+    cluster = running.cluster
+    new_kid = cluster.add_key("EC")
+    cluster.set_fault("all", Fault(status=503))
+    response = await running.get(token=running.token(key_id=new_kid))
+    assert response.code == 503
+    (verify,) = observed.by_name("auth.verify")
+    attributes = dict(verify.attributes or {})
+    assert attributes["auth.outcome"] == "unavailable"
+    assert attributes["auth.method"] == "tokenreview"
+    assert attributes["auth.reason"] == "tokenreview_unavailable"
+    assert verify.status.status_code == StatusCode.ERROR
+    # The failed JWKS refetch and the failed review are spans under auth.verify.
+    children = [s for s in observed.finished()
+                if s.parent is not None and s.parent.span_id == verify.context.span_id]
+    assert {s.name for s in children} == {"auth.keys.fetch", "auth.tokenreview"}
+    (review,) = observed.by_name("auth.tokenreview")
+    assert review.kind == SpanKind.CLIENT
+    assert review.status.status_code == StatusCode.ERROR
+    assert dict(review.attributes or {})["http.response.status_code"] == 503
+
+
+async def test_startup_discovery_spans_show_each_attempt(
+    devcluster: DevCluster, start_service: StartService, telemetry_setup: Any, no_sleep: Any,
+) -> None:
+    setup, spans, _ = telemetry_setup
+    devcluster.set_fault("discovery", Fault(status=503, times=1))
+    running = await start_service(telemetry=setup, wait=False)
+    running.authenticator._discovery._sleep = no_sleep  # no real 1 s wait in the test
+    await running.authenticator.wait_started()
+    finished = list(spans.get_finished_spans())
+    (discovery,) = [s for s in finished if s.name == "auth.discovery"]
+    attempts = [s for s in finished if s.name == "auth.keys.fetch"
+                and s.parent is not None and s.parent.span_id == discovery.context.span_id]
+    assert [a.status.status_code for a in attempts] == [StatusCode.ERROR, StatusCode.UNSET]
+    assert [event.name for event in discovery.events] == ["retry"]
+    gets = [s for s in finished if s.name.startswith("GET /")
+            and s.parent is not None and s.parent.span_id == attempts[1].context.span_id]
+    assert {s.name for s in gets} == {"GET /.well-known/openid-configuration",
+                                      "GET /openid/v1/jwks"}
+    assert all(s.kind == SpanKind.CLIENT for s in gets)
+
+
+async def test_log_lines_carry_the_trace_and_span_ids(
+    observed: Observed, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.logs import LogfmtFormatter
+
+    handler = logging.StreamHandler()
+    formatter = LogfmtFormatter()
+    lines: list[str] = []
+    handler.emit = lambda record: lines.append(formatter.format(record))  # type: ignore[method-assign]
+    logging.getLogger("service.auth.authenticator").addHandler(handler)
+    try:
+        running = observed.running
+        token = running.token(audiences=("vault",))
+        await raw_get(running, {"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT})
+    finally:
+        logging.getLogger("service.auth.authenticator").removeHandler(handler)
+    (verify,) = observed.by_name("auth.verify")
+    (line,) = [line for line in lines if "token verification failed" in line]
+    assert f"trace_id={TRACE_ID}" in line
+    assert f"span_id={format(verify.context.span_id, '016x')}" in line
+
+
+async def test_metrics_count_each_outcome(observed: Observed) -> None:
+    running = observed.running
+    await running.get(token=running.token())
+    await running.get(token=running.token())
+    await running.get(token=running.token(audiences=("vault",)))
+    await running.get()
+    counts = {
+        (p.attributes["auth.method"], p.attributes["auth.outcome"], p.attributes["auth.reason"]):
+        p.value for p in observed.points("auth.verifications")
+    }
+    assert counts == {
+        ("jwks", "allowed", "ok"): 2,
+        ("jwks", "denied", "audience_mismatch"): 1,
+        ("jwks", "denied", "missing"): 1,
+    }
+    durations = {(p.attributes["auth.method"], p.attributes["auth.outcome"]): p.count
+                 for p in observed.points("auth.verification.duration")}
+    assert durations == {("jwks", "allowed"): 2, ("jwks", "denied"): 2}
+    fetches = {p.attributes["auth.result"]: p.value for p in observed.points("auth.jwks.fetches")}
+    assert fetches == {"ok": 1}
+    paths = {p.attributes["auth.path"]: p.value for p in observed.points("auth.active_path")}
+    assert paths == {"jwks": 1, "tokenreview": 0, "none": 0}
+
+
+def scrape(text: str, metric: str) -> dict[frozenset[tuple[str, str]], float]:
+    """Prometheus text -> {frozenset(labels): value} for one metric name."""
+    found = {}
+    for match in re.finditer(rf"^{metric}\{{([^}}]*)\}} (\S+)$", text, flags=re.MULTILINE):
+        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        found[labels] = float(match.group(2))
+    return found
+
+
+async def test_metrics_endpoint_after_a_known_sequence(
+    devcluster: DevCluster, observed: Observed
+) -> None:
+    running = observed.running
+    valid = running.token()
+    for _ in range(3):
+        await running.get(token=valid)
+    await running.get(token=running.token(issued_at=1_000_000_000, lifetime=3600))
+    await running.get(token=running.token(audiences=("vault",)))
+    await running.get(Authorization="Bearer not-a-jwt")
+    response = await running.get("/metrics")
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = response.body.decode()
+    totals = scrape(text, "auth_verifications_total")
+
+    def count(outcome: str, reason: str) -> float:
+        labels = {("auth_method", "jwks"), ("auth_outcome", outcome), ("auth_reason", reason)}
+        return next(v for k, v in totals.items() if labels <= k)
+
+    assert count("allowed", "ok") == 3
+    assert count("denied", "expired") == 1
+    assert count("denied", "audience_mismatch") == 1
+    assert count("denied", "malformed") == 1
+    buckets = scrape(text, "auth_verification_duration_seconds_count")
+    assert sum(buckets.values()) == 6
+    assert "auth_cache_entries" in text
+    assert re.search(r'^auth_active_path\{[^}]*auth_path="jwks"[^}]*\} 1\.0$', text, re.M)
+    # /metrics itself is not traced (nor /healthz, /readyz).
+    await running.get("/healthz")
+    names = {span.name for span in observed.finished() if span.kind == SpanKind.SERVER}
+    assert names
+    assert "GET /whoami" in names
+    assert not any(re.search("/metrics|/healthz|/readyz", n) for n in names)
+
+
+async def test_no_sdk_means_no_op(running: RunningService) -> None:
+    # Without providers the library still works (API no-ops) and /metrics is not mounted.
+    assert isinstance(running.authenticator.telemetry, Telemetry)
+    assert (await running.get(token=running.token())).code == 200
+    assert (await running.get("/metrics")).code == 404
