@@ -229,6 +229,16 @@ async def test_handler_allow_list_narrows_access(running: RunningService, custom
     assert other.code == 403
 
 
+async def test_allow_lists_apply_to_cached_tokens(
+    running: RunningService, custom_app: str
+) -> None:
+    intruder = running.token(service_account="intruder")
+    assert (await running.get(token=intruder)).code == 200  # verified and cached
+    response = await AsyncHTTPClient().fetch(custom_app + "/reports", raise_error=False,
+                                             headers={"Authorization": f"Bearer {intruder}"})
+    assert response.code == 403
+
+
 async def test_preflight_can_be_exempted(running: RunningService, custom_app: str) -> None:
     client = AsyncHTTPClient()
     preflight = await client.fetch(custom_app + "/preflight", method="OPTIONS", raise_error=False)

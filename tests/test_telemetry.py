@@ -114,6 +114,16 @@ async def test_verify_span_is_a_child_of_the_server_span_continuing_traceparent(
     assert verify.status.status_code == StatusCode.UNSET
 
 
+async def test_repeated_tokens_are_cache_hits(observed: Observed) -> None:
+    running = observed.running
+    token = running.token()
+    for _ in range(3):
+        assert (await running.get(token=token)).code == 200
+    spans = observed.by_name("auth.verify")
+    hits = [dict(span.attributes or {})["auth.cache_hit"] for span in spans]
+    assert hits == [False, True, True]
+
+
 async def test_denied_is_recorded_without_failing_the_trace(observed: Observed) -> None:
     running = observed.running
     token = running.token(audiences=("vault",))

@@ -252,7 +252,7 @@ async def test_cache_keys_are_hmacs_not_tokens(in_fallback: RunningService) -> N
     token = running.token()
     await running.get(token=token)
     reviewer = running.authenticator.reviewer
-    keys = list(reviewer._cache)
+    keys = list(reviewer._cache._entries)
     assert len(keys) == 1
     assert token.encode() not in keys[0]
     assert len(keys[0]) == 32

@@ -78,7 +78,10 @@ def tamper_payload(token: str) -> str:
     return f"{head}.{forged}.{signature}"
 
 
-NOW = int(time.time())
+def now() -> int:
+    return int(time.time())
+
+
 Factory = Callable[[DevCluster], str]
 
 CASES: list[tuple[str, Factory, type[errors.AuthError] | None]] = [
@@ -87,10 +90,10 @@ CASES: list[tuple[str, Factory, type[errors.AuthError] | None]] = [
     ("aud as a plain string", lambda c: raw(c, aud=AUDIENCE), None),
     ("one of several audiences", lambda c: mint(c, audiences=("vault", AUDIENCE)), None),
     ("expired 30 s ago, within the 60 s leeway",
-     lambda c: mint(c, issued_at=NOW - 3630, lifetime=3600), None),
-    ("expired", lambda c: mint(c, issued_at=NOW - 7200, lifetime=3600), errors.TokenExpired),
-    ("nbf in the future", lambda c: raw(c, nbf=NOW + 600), errors.NotYetValid),
-    ("iat in the future", lambda c: raw(c, iat=NOW + 600), errors.NotYetValid),
+     lambda c: mint(c, issued_at=now() - 3630, lifetime=3600), None),
+    ("expired", lambda c: mint(c, issued_at=now() - 7200, lifetime=3600), errors.TokenExpired),
+    ("nbf in the future", lambda c: raw(c, nbf=now() + 600), errors.NotYetValid),
+    ("iat in the future", lambda c: raw(c, iat=now() + 600), errors.NotYetValid),
     ("wrong audience", lambda c: mint(c, audiences=("vault",)), errors.AudienceMismatch),
     ("no aud", lambda c: mint(c, claims_override={"aud": None}), errors.AudienceMismatch),
     ("aud is a number", lambda c: raw(c, aud=42), errors.MalformedToken),
@@ -100,11 +103,11 @@ CASES: list[tuple[str, Factory, type[errors.AuthError] | None]] = [
                                                     service_account="collector"),
      errors.LegacyToken),
     ("no exp", lambda c: mint(c, claims_override={"exp": None}), errors.MalformedToken),
-    ("exp as a string", lambda c: raw(c, exp=str(NOW + 3600)), errors.MalformedToken),
+    ("exp as a string", lambda c: raw(c, exp=str(now() + 3600)), errors.MalformedToken),
     ("exp as a bool", lambda c: raw(c, exp=True), errors.MalformedToken),
-    ("exp as a list", lambda c: raw(c, exp=[NOW + 3600]), errors.MalformedToken),
+    ("exp as a list", lambda c: raw(c, exp=[now() + 3600]), errors.MalformedToken),
     ("exp huge", lambda c: raw(c, exp=10**30), errors.MalformedToken),
-    ("exp a float", lambda c: raw(c, exp=NOW + 3600.5), None),
+    ("exp a float", lambda c: raw(c, exp=now() + 3600.5), None),
     ("iat as an object", lambda c: raw(c, iat={"n": 1}), errors.MalformedToken),
     ("no iat", lambda c: mint(c, claims_override={"iat": None}), errors.MalformedToken),
     ("no sub", lambda c: mint(c, claims_override={"sub": None}), errors.MalformedToken),

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from .bearer import extract_bearer, fingerprint
+from .cache import TokenHasher, VerdictCache
 from .claims import check_subject_allowed
 from .discovery import DiscoveryClient
 from .errors import AuthError, KeysUnavailable, TokenReviewUnavailable, UnknownKey
@@ -73,6 +74,12 @@ class Authenticator:
             retry_interval=settings.rediscovery_interval,
         )
         self._keys.add_listener(self._on_keys_loaded)
+        self._hasher = TokenHasher()
+        # Locally verified identities. Not used in review mode: there every first sight of a
+        # token must reach the API server (its answers are cached by the reviewer instead).
+        self._verified: VerdictCache[Identity] = VerdictCache(
+            settings.cache_size if settings.mode == "auto" else 0
+        )
         self._reviewer = TokenReviewer(
             api,
             settings.audience,
@@ -80,9 +87,11 @@ class Authenticator:
             accepted_ttl=settings.tokenreview_cache_ttl,
             rejected_ttl=settings.tokenreview_negative_ttl,
             capacity=settings.tokenreview_cache_size,
+            hasher=self._hasher,
             telemetry=self.telemetry,
         )
         self.telemetry.observe_cache("tokenreview", self._reviewer.cache_size)
+        self.telemetry.observe_cache("verified", self._verified.__len__)
         self.telemetry.observe_path(self.current_path)
         self.policy = VerificationPolicy(
             audience=settings.audience,
@@ -163,7 +172,15 @@ class Authenticator:
             token = ""
             try:
                 token = extract_bearer(authorization, self.settings.max_token_bytes)
-                identity = await self._verify(token, record)
+                key = self._hasher(token)
+                cached = self._verified.get(key)
+                if cached is None:
+                    identity = await self._verify(token, key, record)
+                else:
+                    # The common case: a client reuses its bound token for up to an hour.
+                    record.cache_hit = True
+                    identity = cached
+                # Allow-lists apply on every request, cached or not.
                 check_subject_allowed(
                     identity.subject, self.settings.allowed_subjects, allowed_subjects
                 )
@@ -176,41 +193,49 @@ class Authenticator:
             logger.debug(MSG_ACCEPTED, extra=_identity_fields(identity))
         return identity
 
-    async def _verify(self, token: str, record: Verification) -> Identity:
+    async def _verify(self, token: str, key: bytes, record: Verification) -> Identity:
         now = self._clock()
         if self.settings.mode == "review":
             record.method = METHOD_TOKENREVIEW
-            return await self._verify_with_review(token, now, record)
+            return await self._verify_with_review(token, key, now, record)
         keys = self._keys.snapshot()
         if keys is None:
             reason = self._keys.last_error or "no key set yet"
-            return await self._fallback(token, now, reason, record)
+            return await self._fallback(token, key, now, reason, record)
         try:
-            return verify_local(token, keys, self.policy, now)
+            identity = verify_local(token, keys, self.policy, now)
         except UnknownKey as error:
             # The key may be new: refetch (rate-limited, shared) and try once more.
             try:
                 with self.telemetry.within(record):
                     keys = await self._keys.refresh_for_kid(error.kid)
             except KeysUnavailable as unavailable:
-                return await self._fallback(token, now, unavailable.detail, record)
-            return verify_local(token, keys, self.policy, now)
+                return await self._fallback(token, key, now, unavailable.detail, record)
+            identity = verify_local(token, keys, self.policy, now)
+        if identity.expires_at is not None:
+            lifetime = min(self.settings.cache_ttl, identity.expires_at - now)
+            self._verified.put(key, identity, lifetime, identity.key_id)
+        return identity
 
-    async def _fallback(self, token: str, now: float, why: str, record: Verification) -> Identity:
+    async def _fallback(
+        self, token: str, key: bytes, now: float, why: str, record: Verification
+    ) -> Identity:
         """Ask the API server, after the same cheap checks the local path makes."""
         self._enter_fallback(why)
         record.method = METHOD_TOKENREVIEW
-        cached = self._reviewer.cached(token)
+        cached = self._reviewer.cached(key)
         if cached is not None:
             record.cache_hit = True
             return cached
         # Without discovery the issuer is only known if pinned; the API server checks it anyway.
         unverified = precheck(token, self.policy, self.policy.issuers, now)
         with self.telemetry.within(record):
-            return await self._reviewer.review(token, _expiry(unverified.payload))
+            return await self._reviewer.review(token, key, _expiry(unverified.payload))
 
-    async def _verify_with_review(self, token: str, now: float, record: Verification) -> Identity:
-        cached = self._reviewer.cached(token)
+    async def _verify_with_review(
+        self, token: str, key: bytes, now: float, record: Verification
+    ) -> Identity:
+        cached = self._reviewer.cached(key)
         if cached is not None:
             record.cache_hit = True
             return cached
@@ -224,7 +249,7 @@ class Authenticator:
             except UnknownKey:
                 expiry = None  # a key we have not seen yet: the API server decides
         with self.telemetry.within(record):
-            return await self._reviewer.review(token, expiry)
+            return await self._reviewer.review(token, key, expiry)
 
     # --- paths and status -----------------------------------------------------------------
 
@@ -237,6 +262,10 @@ class Authenticator:
             )
 
     def _on_keys_loaded(self, previous: KeySet | None, current: KeySet) -> None:
+        if previous is not None and previous.issuer != current.issuer:
+            self._verified.clear()  # verified against an issuer that is no longer declared
+        else:
+            self._verified.retain_kids(current.keys)  # keys that left the set take theirs along
         if self._in_fallback:
             self._in_fallback = False
             logger.info("discovery recovered; verifying tokens locally again",

@@ -45,9 +45,16 @@ class Identity:
     token_id: str | None
     verified_by: VerifiedBy
     claims: Mapping[str, Any] = field(compare=False, repr=False)
+    #: The ``kid`` of the key that signed the token (local verification only).
+    key_id: str | None = None
 
     @classmethod
-    def from_claims(cls, claims: Mapping[str, Any], verified_by: VerifiedBy = "jwks") -> Identity:
+    def from_claims(
+        cls,
+        claims: Mapping[str, Any],
+        verified_by: VerifiedBy = "jwks",
+        key_id: str | None = None,
+    ) -> Identity:
         """Build from signature-verified JWT claims; raise ``MalformedToken`` on a wrong shape.
 
         The subject must name the same namespace and service account as the
@@ -81,6 +88,7 @@ class Identity:
             token_id=_optional_str(claims.get("jti"), "jti"),
             verified_by=verified_by,
             claims=MappingProxyType(dict(claims)),
+            key_id=key_id,
         )
 
     @classmethod

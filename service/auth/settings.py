@@ -73,6 +73,10 @@ VARIABLES: tuple[Variable, ...] = (
              "Seconds a rejected TokenReview answer is reused."),
     Variable("AUTH_TOKENREVIEW_CACHE_SIZE", "10000",
              "Entries in the TokenReview answer cache (least recently used go first)."),
+    Variable("AUTH_CACHE_SIZE", "10000",
+             "Locally verified tokens remembered (least recently used go first); 0 = off."),
+    Variable("AUTH_CACHE_TTL", "300",
+             "Seconds a locally verified token is remembered (never past its exp)."),
 )
 _KNOWN = {variable.name for variable in VARIABLES}
 _DEFAULTS = {variable.name: variable.default for variable in VARIABLES}
@@ -106,6 +110,8 @@ class AuthSettings:
     tokenreview_cache_ttl: float
     tokenreview_negative_ttl: float
     tokenreview_cache_size: int
+    cache_size: int
+    cache_ttl: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AuthSettings:
@@ -148,6 +154,8 @@ class AuthSettings:
             tokenreview_cache_size=int(
                 _number(raw, "AUTH_TOKENREVIEW_CACHE_SIZE", int, 1, 1_000_000)
             ),
+            cache_size=int(_number(raw, "AUTH_CACHE_SIZE", int, 0, 1_000_000)),
+            cache_ttl=_seconds(raw, "AUTH_CACHE_TTL", 0, 3600),
         )
 
     def describe(self) -> dict[str, Any]:

@@ -19,13 +19,9 @@ Protection, because a flood of tokens must not become a flood of reviews:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
@@ -37,6 +33,7 @@ from kubernetes_asyncio.client import (
     V1TokenReviewSpec,
 )
 
+from .cache import TokenHasher, VerdictCache
 from .errors import ReviewRejected, TokenRejected, TokenReviewUnavailable
 from .identity import Identity, parse_subject
 from .kube import ApiServer, read_capped
@@ -62,7 +59,7 @@ HEALTH_MEMORY = 10.0
 class _Verdict:
     identity: Identity | None
     rejection: TokenRejected | None
-    expires: float  # monotonic
+    lifetime: float  # seconds to cache it
 
 
 class TokenReviewer:
@@ -77,6 +74,7 @@ class TokenReviewer:
         accepted_ttl: float,
         rejected_ttl: float,
         capacity: int,
+        hasher: TokenHasher | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         telemetry: Telemetry | None = None,
@@ -88,13 +86,10 @@ class TokenReviewer:
         self._max_in_flight = max_in_flight
         self._accepted_ttl = accepted_ttl
         self._rejected_ttl = rejected_ttl
-        self._capacity = capacity
         self._clock = clock
         self._wall_clock = wall_clock
-        # Random per process: cache keys reveal nothing about tokens, even in a heap dump
-        # shared with someone else, and cannot be precomputed.
-        self._hmac_key = secrets.token_bytes(32)
-        self._cache: OrderedDict[bytes, _Verdict] = OrderedDict()
+        self.hasher = hasher or TokenHasher()
+        self._cache: VerdictCache[_Verdict] = VerdictCache(capacity, clock)
         self._inflight: dict[bytes, asyncio.Task[_Verdict]] = {}
         self._last_failure: float | None = None
         self._last_success: float | None = None
@@ -102,21 +97,22 @@ class TokenReviewer:
 
     # --- the request path -------------------------------------------------------------------
 
-    def cached(self, token: str) -> Identity | None:
-        """A cached verdict without any I/O: the identity, or raise the cached rejection."""
-        verdict = self._lookup(self._key(token))
+    def cached(self, key: bytes) -> Identity | None:
+        """A cached verdict without any I/O: the identity, or raise the cached rejection.
+
+        ``key`` is ``self.hasher(token)`` (computed once per request by the caller)."""
+        verdict = self._cache.get(key)
         if verdict is None:
             return None
         if verdict.rejection is not None:
             raise verdict.rejection
         return verdict.identity
 
-    async def review(self, token: str, expires_at: int | None) -> Identity:
+    async def review(self, token: str, key: bytes, expires_at: int | None) -> Identity:
         """The identity the API server confirms, or raise ``ReviewRejected`` /
         ``TokenReviewUnavailable``. ``expires_at`` (the token's ``exp``, read by the caller's
         pre-check) bounds how long an accepted answer is cached."""
-        key = self._key(token)
-        verdict = self._lookup(key)
+        verdict = self._cache.get(key)
         if verdict is None:
             task = self._inflight.get(key)
             if task is None:
@@ -161,20 +157,6 @@ class TokenReviewer:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _key(self, token: str) -> bytes:
-        message = self._audience.encode() + b"\x00" + token.encode("utf-8", "surrogatepass")
-        return hmac.digest(self._hmac_key, message, hashlib.sha256)
-
-    def _lookup(self, key: bytes) -> _Verdict | None:
-        verdict = self._cache.get(key)
-        if verdict is None:
-            return None
-        if verdict.expires <= self._clock():
-            del self._cache[key]
-            return None
-        self._cache.move_to_end(key)
-        return verdict
-
     async def _review(self, token: str, key: bytes, expires_at: int | None) -> _Verdict:
         try:
             status = await self._call(token)
@@ -185,7 +167,7 @@ class TokenReviewer:
         finally:
             self._inflight.pop(key, None)
         self._telemetry.review_call("authenticated" if verdict.identity else "rejected")
-        self._store(key, verdict)
+        self._cache.put(key, verdict, verdict.lifetime)
         return verdict
 
     async def _call(self, token: str) -> Mapping[str, Any]:
@@ -247,19 +229,18 @@ class TokenReviewer:
         raise TokenReviewUnavailable(message)
 
     def _judge(self, status: Mapping[str, Any], token: str, expires_at: int | None) -> _Verdict:
-        now = self._clock()
-        rejected_until = now + self._rejected_ttl
+        rejected_for = self._rejected_ttl
         if status.get("authenticated") is not True:
             # The error text is an aggregate that varies by version: log it, never parse it.
             error = str(status.get("error") or "not authenticated")[:300]
-            return _Verdict(None, ReviewRejected(f"TokenReview: {error}"), rejected_until)
+            return _Verdict(None, ReviewRejected(f"TokenReview: {error}"), rejected_for)
         user = status.get("user")
         if not isinstance(user, dict) or parse_subject(user.get("username")) is None:
             name = str(user.get("username") if isinstance(user, dict) else None)[:100]
             return _Verdict(
                 None,
                 ReviewRejected(f"TokenReview user {name!r} is not a service account"),
-                rejected_until,
+                rejected_for,
             )
         audiences = status.get("audiences")
         if audiences is not None and (
@@ -268,19 +249,11 @@ class TokenReviewer:
             return _Verdict(
                 None,
                 ReviewRejected(f"TokenReview audiences {audiences!r} lack {self._audience!r}"),
-                rejected_until,
+                rejected_for,
             )
         returned = tuple(a for a in audiences or [self._audience] if isinstance(a, str))
         identity = Identity.from_token_review(user, returned, expires_at)
         lifetime = self._accepted_ttl
         if expires_at is not None:
             lifetime = min(lifetime, expires_at - self._wall_clock())
-        return _Verdict(identity, None, now + max(0.0, lifetime))
-
-    def _store(self, key: bytes, verdict: _Verdict) -> None:
-        if verdict.expires <= self._clock():
-            return
-        self._cache[key] = verdict
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._capacity:
-            self._cache.popitem(last=False)
+        return _Verdict(identity, None, lifetime)

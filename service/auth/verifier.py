@@ -113,7 +113,7 @@ def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: floa
         # PyJWT parsed the same bytes; a difference would mean two parsers disagree about
         # what was signed (go-oidc makes the same final check).
         raise MalformedToken("verified payload differs from the pre-filtered one")
-    return Identity.from_claims(claims, verified_by="jwks")
+    return Identity.from_claims(claims, verified_by="jwks", key_id=kid)
 
 
 def decode_segment(segment: str, name: str) -> dict[str, Any]:

@@ -1,0 +1,80 @@
+"""Bounded caches of verdicts, keyed by an HMAC of the token (never the token itself).
+
+Used for locally verified identities (the common case: a client reuses one bound token for up to
+an hour) and for TokenReview answers. Both are keyed by ``TokenHasher``: HMAC-SHA256 with a
+random per-process key, so a cache key reveals nothing about a token, cannot be precomputed, and
+is useless outside this process (even in a heap dump).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class TokenHasher:
+    """HMAC-SHA256 of a token under a random key created with the process."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+
+    def __call__(self, token: str) -> bytes:
+        # surrogatepass: a header Tornado decoded as latin-1 always encodes; never raise here.
+        return hmac.digest(self._key, token.encode("utf-8", "surrogatepass"), hashlib.sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[V]):
+    value: V
+    expires: float  # monotonic
+    kid: str | None
+
+
+class VerdictCache(Generic[V]):
+    """An LRU map with a per-entry expiry; ``get`` is a dict lookup plus a clock read."""
+
+    def __init__(self, capacity: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._capacity = capacity
+        self._clock = clock
+        self._entries: OrderedDict[bytes, _Entry[V]] = OrderedDict()
+
+    def get(self, key: bytes) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry.value
+
+    def put(self, key: bytes, value: V, lifetime: float, kid: str | None = None) -> None:
+        """Keep ``value`` for ``lifetime`` seconds (nothing when it is not positive)."""
+        if lifetime <= 0:
+            return
+        self._entries[key] = _Entry(value, self._clock() + lifetime, kid)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def retain_kids(self, kids: Container[str]) -> int:
+        """Drop entries verified with a key that is no longer published; return how many."""
+        gone = [key for key, entry in self._entries.items()
+                if entry.kid is not None and entry.kid not in kids]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

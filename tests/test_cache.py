@@ -1,0 +1,81 @@
+"""Verdict caches: HMAC keys, LRU bound, expiry, dropping entries of keys that left the set."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from service.auth.cache import TokenHasher, VerdictCache
+
+from .conftest import RunningService, StartService
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hasher_is_keyed_per_process_and_never_contains_the_token() -> None:
+    one, other = TokenHasher(), TokenHasher()
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
+    assert one(token) == one(token)
+    assert one(token) != other(token)  # a random key each
+    assert len(one(token)) == 32
+    assert token.encode() not in one(token)
+    assert one("\udcff") != one("x")  # undecodable input never raises
+
+
+def test_lru_bound_and_expiry() -> None:
+    clock = Clock()
+    cache: VerdictCache[str] = VerdictCache(3, clock)
+    for index in range(5):
+        cache.put(bytes([index]), f"v{index}", lifetime=10)
+    assert len(cache) == 3
+    assert cache.get(bytes([0])) is None
+    assert cache.get(bytes([1])) is None
+    assert cache.get(bytes([2])) == "v2"  # now most recently used
+    cache.put(bytes([5]), "v5", lifetime=10)
+    assert cache.get(bytes([3])) is None  # the least recently used went
+    assert cache.get(bytes([2])) == "v2"
+    clock.now += 10
+    assert cache.get(bytes([2])) is None  # expired
+    cache.put(b"x", "never", lifetime=0)
+    assert cache.get(b"x") is None
+
+
+def test_retain_kids_drops_entries_of_removed_keys() -> None:
+    cache: VerdictCache[str] = VerdictCache(10, Clock())
+    cache.put(b"a", "a", 10, kid="old")
+    cache.put(b"b", "b", 10, kid="new")
+    cache.put(b"c", "c", 10, kid=None)
+    assert cache.retain_kids({"new"}) == 1
+    assert (cache.get(b"a"), cache.get(b"b"), cache.get(b"c")) == (None, "b", "c")
+
+
+def test_capacity_zero_caches_nothing() -> None:
+    cache: VerdictCache[str] = VerdictCache(0, Clock())
+    cache.put(b"a", "a", 10)
+    assert cache.get(b"a") is None
+
+
+async def test_cached_answers_never_outlive_the_token(start_service: StartService) -> None:
+    running: RunningService = await start_service(AUTH_CLOCK_SKEW="0")
+    token = running.token(issued_at=int(time.time()) - 598, lifetime=600)
+    assert (await running.get(token=token)).code == 200
+    assert (await running.get(token=token)).code == 200  # from the cache
+    await asyncio.sleep(2.5)
+    response = await running.get(token=token)
+    assert response.code == 401
+
+
+async def test_issuer_change_forgets_cached_tokens(running: RunningService) -> None:
+    token = running.token()
+    assert (await running.get(token=token)).code == 200
+    running.cluster.set_issuer("https://oidc.example.com/cluster-2")
+    await running.authenticator.keys.refresh()
+    response = await running.get(token=token)
+    assert response.code == 401
+    assert b"issuer_mismatch" in response.body
