@@ -87,7 +87,8 @@ class Identity:
             expires_at=_optional_int(claims.get("exp")),
             token_id=_optional_str(claims.get("jti"), "jti"),
             verified_by=verified_by,
-            claims=MappingProxyType(dict(claims)),
+            # A read-only view; the verifier hands over a dict nobody else holds.
+            claims=MappingProxyType(claims if isinstance(claims, dict) else dict(claims)),
             key_id=key_id,
         )
 
