@@ -34,6 +34,8 @@ setup(
     ],
     extras_require={
         "grpc": ["opentelemetry-exporter-otlp-proto-grpc>=1.27,<2"],
+        "speed": ["uvloop>=0.19"],
+        "bench": ["uvloop>=0.19", "matplotlib>=3.7"],
         "test": [
             "pytest>=8",
             "pytest-asyncio>=0.24",

@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM, how long requests in flight may take (default 10)")
+    serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                       help="event loop (uvloop needs: pip install 'compass-auth[speed]')")
     demo = commands.add_parser(
         "demo", help="run the emulator and the service, print the case table")
     demo.add_argument("--telemetry", choices=("none", "console"), default="none",
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from .app import main as serve_main
 
-        return serve_main(args.host, args.port, args.drain_seconds)
+        return serve_main(args.host, args.port, args.drain_seconds, args.loop)
     from .demo import main as demo_main
 
     return int(demo_main(args.telemetry))

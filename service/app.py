@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import tornado.web
@@ -54,6 +54,9 @@ class JsonHandler(tornado.web.RequestHandler):
 
 class WhoAmIHandler(AuthenticatedHandler):
     """``GET /whoami``: who the verified caller is."""
+
+    def compute_etag(self) -> str | None:
+        return None  # a per-caller answer: an ETag only costs a SHA-1 per request
 
     async def get(self) -> None:
         who = self.identity
@@ -125,7 +128,10 @@ class ServiceApplication(tornado.web.Application):
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         if not isinstance(handler, DrainingHandler):
             self._service.request_finished()
-        super().log_request(handler)
+        # No access log line per request: spans and metrics say the same, and every rejection
+        # already has its own log line. Server errors are still logged.
+        if handler.get_status() >= 500:
+            super().log_request(handler)
 
 
 class Service:
@@ -137,10 +143,12 @@ class Service:
         *,
         drain_seconds: float = 10.0,
         telemetry: TelemetrySetup | None = None,
+        extra_rules: Sequence[tuple[Any, ...]] = (),
     ) -> None:
         self.authenticator = authenticator
         self.drain_seconds = drain_seconds
         self.telemetry = telemetry
+        self._extra_rules = extra_rules
         self.draining = False
         self.in_flight = 0
         self._idle = asyncio.Event()
@@ -162,6 +170,7 @@ class Service:
         ]
         if self.telemetry is not None:
             rules.append((r"/metrics", MetricsHandler, {"registry": self.telemetry.registry}))
+        rules.extend(self._extra_rules)
         return ServiceApplication(
             self,
             rules,
@@ -214,6 +223,7 @@ async def serve(
     drain_seconds: float = 10.0,
     on_listening: Callable[[Service], None] | None = None,
     stop: asyncio.Event | None = None,
+    extra_rules: Callable[[Authenticator], Sequence[tuple[Any, ...]]] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
     logger.info("settings", extra=settings.describe())
@@ -229,7 +239,12 @@ async def serve(
         logger.error("cannot configure the API server connection", extra={"error": str(error)})
         setup.shutdown()
         return 2
-    service = Service(authenticator, drain_seconds=drain_seconds, telemetry=setup)
+    service = Service(
+        authenticator,
+        drain_seconds=drain_seconds,
+        telemetry=setup,
+        extra_rules=extra_rules(authenticator) if extra_rules else (),
+    )
     service.listen(host, port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -243,8 +258,18 @@ async def serve(
     return 0
 
 
-def main(host: str, port: int, drain_seconds: float) -> int:
-    """``python -m service serve``: settings from the environment, logs to stderr."""
+def main(
+    host: str,
+    port: int,
+    drain_seconds: float,
+    loop: str = "asyncio",
+    extra_rules: Callable[[Authenticator], Sequence[tuple[Any, ...]]] | None = None,
+) -> int:
+    """``python -m service serve``: settings from the environment, logs to stderr.
+
+    ``loop="uvloop"`` runs on uvloop (the ``speed`` extra): Tornado runs on any asyncio loop,
+    and uvloop's C event loop takes a share off every request's cost.
+    """
     environ = dict(os.environ)
     configure_logging()  # defaults first, so a settings error is logged in the usual format
     try:
@@ -253,4 +278,11 @@ def main(host: str, port: int, drain_seconds: float) -> int:
         logger.error("invalid settings", extra={"error": str(error)})
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    return asyncio.run(serve(settings, host, port, environ=environ, drain_seconds=drain_seconds))
+    loop_factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(settings, host, port, environ=environ,
+                                drain_seconds=drain_seconds, extra_rules=extra_rules))
