@@ -52,12 +52,7 @@ class Authenticator:
             max_stale=settings.jwks_max_stale,
             retry_interval=settings.rediscovery_interval,
         )
-        self.policy = VerificationPolicy(
-            audience=settings.audience,
-            issuers=settings.issuers,
-            clock_skew=settings.clock_skew,
-            max_token_bytes=settings.max_token_bytes,
-        )
+        self.policy = VerificationPolicy.from_settings(settings)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._startup_done = asyncio.Event()
