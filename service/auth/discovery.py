@@ -123,12 +123,14 @@ class DiscoveryClient:
         headers: dict[str, str],
     ) -> Any:
         try:
-            response: aiohttp.ClientResponse = await call(
-                # The generated deserializer turns these JSON bodies into str(dict) (a Python
-                # repr); the raw response avoids that and lets us cap the size.
-                _preload_content=False,
-                _request_timeout=self._api.request_timeout(),
-                _headers=headers,
+            response: aiohttp.ClientResponse = await self._api.retry_once_on_401(
+                lambda: call(
+                    # The generated deserializer turns these JSON bodies into str(dict) (a
+                    # Python repr); the raw response avoids that and lets us cap the size.
+                    _preload_content=False,
+                    _request_timeout=self._api.request_timeout(),
+                    _headers=headers,
+                )
             )
             status = response.status
             body = await read_capped(response, limit)

@@ -4,7 +4,8 @@ Where the API server is:
 
 * in a pod (``KUBERNETES_SERVICE_HOST`` set): kubernetes-asyncio's ``InClusterConfigLoader`` with
   the ``token`` and ``ca.crt`` of ``AUTH_SERVICEACCOUNT_DIR``; the namespace file is read here
-  (the library never reads it);
+  (the library never reads it). The token follows the kubelet's rotations (``tokenfile.py``):
+  checked before every call, re-read and retried once after a 401 (``retry_once_on_401``);
 * elsewhere: ``load_kube_config`` on ``KUBECONFIG`` or ``~/.kube/config`` (token, token file or
   client certificate of the chosen context), with ``persist_config=False`` so nothing is written
   back.
@@ -21,18 +22,23 @@ not point us). Only this module and its two callers (``discovery``, ``tokenrevie
 from __future__ import annotations
 
 import logging
+import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException, load_kube_config
 from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
 from .settings import AuthSettings
+from .tokenfile import Stat, TokenFile, TokenFileError
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,8 @@ class ApiServer:
     namespace: str | None
     #: Seconds for each call, connect and read together.
     timeout: float
+    #: The service's own projected token (in-cluster only): followed across kubelet rotations.
+    token_file: TokenFile | None = None
 
     async def close(self) -> None:
         await self.client.close()
@@ -71,13 +79,50 @@ class ApiServer:
     def request_timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=self.timeout, connect=self.timeout)
 
+    async def retry_once_on_401(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call``; on a 401, re-read the token file and, if the token changed, call again.
 
-async def connect(settings: AuthSettings, environ: Mapping[str, str]) -> ApiServer:
-    """Build the client; raise ``KubeConfigError`` with a sentence an operator can act on."""
+        For every API-server call made with the service's own credentials (discovery, JWKS,
+        TokenReview). Works both with raw responses (``_preload_content=False``: a 401 is a
+        response, released here before the retry) and with the generated methods (a 401 is an
+        ``ApiException``). An unchanged token is not retried: the same request would get the
+        same answer.
+        """
+        try:
+            result = await call()
+        except ApiException as error:
+            if error.status != 401 or not self._reload_after_401():
+                raise
+            return await call()
+        response = result if isinstance(result, aiohttp.ClientResponse) else None
+        if response is not None and response.status == 401 and self._reload_after_401():
+            response.release()
+            return await call()
+        return result
+
+    def _reload_after_401(self) -> bool:
+        if self.token_file is None or not self.token_file.reload():
+            return False
+        logger.info("API server answered 401; retrying once with the re-read token")
+        return True
+
+
+async def connect(
+    settings: AuthSettings,
+    environ: Mapping[str, str],
+    *,
+    stat: Stat = os.stat,
+) -> ApiServer:
+    """Build the client; raise ``KubeConfigError`` with a sentence an operator can act on.
+
+    ``stat`` is what the token file is watched with (tests play a filesystem that hides changes).
+    """
     configuration = Configuration()
+    token_file: TokenFile | None = None
     if settings.in_cluster:
         source: Literal["in-cluster", "kubeconfig"] = "in-cluster"
         namespace = _load_in_cluster(settings, environ, configuration)
+        token_file = _follow_token_file(settings, configuration, stat)
     else:
         source = "kubeconfig"
         namespace = await _load_kubeconfig(settings, configuration)
@@ -98,6 +143,7 @@ async def connect(settings: AuthSettings, environ: Mapping[str, str]) -> ApiServ
         source=source,
         namespace=namespace,
         timeout=settings.api_timeout,
+        token_file=token_file,
     )
 
 
@@ -135,6 +181,30 @@ def _load_in_cluster(
             "is automountServiceAccountToken off or the projected volume missing?)"
         ) from None
     return _read_namespace(directory / "namespace")
+
+
+def _follow_token_file(
+    settings: AuthSettings, configuration: Configuration, stat: Stat
+) -> TokenFile:
+    """Replace the loader's once-a-minute token hook with ours (see ``tokenfile.py``)."""
+    path = settings.serviceaccount_dir / "token"
+    try:
+        token_file = TokenFile(path, stat=stat)
+    except TokenFileError as error:
+        raise KubeConfigError(
+            f"in-cluster configuration failed: {error} (AUTH_SERVICEACCOUNT_DIR="
+            f"{settings.serviceaccount_dir})"
+        ) from None
+
+    def refresh(current: Configuration) -> None:
+        # Runs before every request (Configuration.get_api_key_with_prefix). The prefix lives
+        # in the value, as InClusterConfigLoader stores it.
+        token_file.refresh()
+        current.api_key["BearerToken"] = f"Bearer {token_file.token}"
+
+    refresh(configuration)
+    configuration.refresh_api_key_hook = refresh
+    return token_file
 
 
 async def _load_kubeconfig(settings: AuthSettings, configuration: Configuration) -> str | None:
