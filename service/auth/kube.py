@@ -13,6 +13,9 @@ Where the API server is:
 We decide explicitly instead of calling ``config.load_config()``, which prefers a kubeconfig
 whenever one exists, even inside a pod.
 
+With ``KUBERNETES_SERVICE_IP`` set, connections are pinned to that address while TLS keeps
+verifying the API server's host name (DNS bypass, ``resolver.py``).
+
 Every call is bounded: a timeout (kubernetes-asyncio has none by default), a connection limit, a
 response-size cap, and no redirects (a redirect would send our credentials where discovery did
 not point us). Only this module and its two callers (``discovery``, ``tokenreview``) import
@@ -35,6 +38,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException, load_kube_config
 from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
+from .resolver import Bypass, PinnedResolver, plan_bypass
 from .settings import AuthSettings
 from .tokenfile import Stat, TokenFile, TokenFileError
 
@@ -72,9 +76,15 @@ class ApiServer:
     timeout: float
     #: The service's own projected token (in-cluster only): followed across kubelet rotations.
     token_file: TokenFile | None = None
+    #: Where connections really go when ``KUBERNETES_SERVICE_IP`` pins them (DNS bypass).
+    bypass: Bypass | None = None
+    resolver: PinnedResolver | None = None
 
     async def close(self) -> None:
         await self.client.close()
+        if self.resolver is not None:
+            # A resolver handed to the connector is not closed by it (aiohttp connector.py).
+            await self.resolver.close()
 
     def request_timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=self.timeout, connect=self.timeout)
@@ -131,8 +141,16 @@ async def connect(
             f"the kubeconfig {settings.kubeconfig} sets insecure-skip-tls-verify; compass-auth "
             "only talks to an API server whose certificate it can verify"
         )
+    bypass = plan_bypass(str(configuration.host), settings.service_ip, settings.api_server_name)
+    if bypass is not None:
+        configuration.host = bypass.url
+        logger.info(
+            "DNS bypass: API server connections go to KUBERNETES_SERVICE_IP; TLS verifies the "
+            "host name",
+            extra={"api_server_name": bypass.name, "address": bypass.address},
+        )
     client = ApiClient(configuration=configuration)
-    await _install_session(client, configuration)
+    resolver = await _install_session(client, configuration, bypass)
     logger.info(
         "API server configured",
         extra={"host": configuration.host, "source": source, "namespace": namespace or ""},
@@ -144,6 +162,8 @@ async def connect(
         namespace=namespace,
         timeout=settings.api_timeout,
         token_file=token_file,
+        bypass=bypass,
+        resolver=resolver,
     )
 
 
@@ -238,12 +258,15 @@ def _read_namespace(path: Path) -> str | None:
         return None
 
 
-async def _install_session(client: ApiClient, configuration: Configuration) -> None:
+async def _install_session(
+    client: ApiClient, configuration: Configuration, bypass: Bypass | None
+) -> PinnedResolver | None:
     """Replace kubernetes-asyncio's ``ClientSession`` with a bounded one that refuses redirects.
 
     ``rest_client.pool_manager`` is private API (pinned in setup.py and covered by the emulator
     tests). The SSL context is rebuilt from the same configuration fields the library uses
-    (rest.py), so certificate verification is unchanged.
+    (rest.py), so certificate verification is unchanged. Its ``TCPConnector`` is also the only
+    place a resolver can be given, which the DNS bypass needs.
     """
     context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
     if configuration.cert_file:
@@ -252,13 +275,18 @@ async def _install_session(client: ApiClient, configuration: Configuration) -> N
         context.verify_flags &= ~ssl.VERIFY_X509_STRICT
     rest = client.rest_client
     previous = rest.pool_manager
+    # None: the connector creates (and closes) aiohttp's default resolver itself.
+    resolver: PinnedResolver | None = None
+    if bypass is not None:
+        resolver = PinnedResolver({bypass.name: bypass.address}, fallback=aiohttp.DefaultResolver())
     rest.pool_manager = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=context),
+        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=context, resolver=resolver),
         # Honour HTTPS_PROXY/NO_PROXY like the library's own session does.
         trust_env=True,
         middlewares=(_refuse_redirects,),
     )
     await previous.close()
+    return resolver
 
 
 async def _refuse_redirects(
