@@ -21,6 +21,7 @@ from .identity import Identity
 from .keys import KeyCache
 from .kube import ApiServer, connect
 from .settings import AuthSettings
+from .troubleshoot import IssuerCrossCheck
 from .verifier import VerificationPolicy, verify_local
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ class Authenticator:
             retry_interval=settings.rediscovery_interval,
         )
         self.policy = VerificationPolicy.from_settings(settings)
+        # In-cluster quirks: warn when discovery's issuer, AUTH_ISSUER and our own token's iss
+        # disagree (at start-up, and whenever the discovered issuer changes).
+        self._keys.add_listener(IssuerCrossCheck(
+            settings.issuers, api.own_token, skip=settings.insecure_skip_issuer_check
+        ).on_keys)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._startup_done = asyncio.Event()

@@ -135,15 +135,18 @@ class DiscoveryClient:
             status = response.status
             body = await read_capped(response, limit)
         except (TimeoutError, aiohttp.ClientConnectionError) as error:
+            self._api.troubleshooter.report(self._api.diagnose_transport(error))
             raise FetchError(f"{what}: {_describe(error)}", transient=True) from None
         except aiohttp.ClientError as error:
             raise FetchError(f"{what}: {_describe(error)}", transient=False) from None
         if status != 200:
+            self._api.troubleshooter.report(self._api.diagnose_discovery_status(status))
             raise FetchError(
                 f"{what}: API server answered {status}{_status_hint(status)}",
                 transient=status == 429 or status >= 500,
                 status=status,
             )
+        self._api.troubleshooter.clear()
         try:
             return json.loads(body)
         except (ValueError, RecursionError):

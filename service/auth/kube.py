@@ -28,9 +28,10 @@ import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
@@ -38,6 +39,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException, load_kube_config
 from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
+from . import troubleshoot
 from .resolver import Bypass, PinnedResolver, plan_bypass
 from .settings import AuthSettings
 from .tokenfile import Stat, TokenFile, TokenFileError
@@ -79,6 +81,12 @@ class ApiServer:
     #: Where connections really go when ``KUBERNETES_SERVICE_IP`` pins them (DNS bypass).
     bypass: Bypass | None = None
     resolver: PinnedResolver | None = None
+    #: The CA file the connection verifies against (for troubleshooting lines).
+    ca_file: str | None = None
+    #: Logs the operator-facing failures of calls through this connection (troubleshoot.py).
+    troubleshooter: troubleshoot.Troubleshooter = field(
+        default_factory=troubleshoot.Troubleshooter
+    )
 
     async def close(self) -> None:
         await self.client.close()
@@ -110,6 +118,29 @@ class ApiServer:
             return await call()
         return result
 
+    def own_token(self) -> str | None:
+        """The service's own service-account token (in-cluster), for diagnostics."""
+        return self.token_file.token if self.token_file is not None else None
+
+    def diagnose_transport(self, error: BaseException) -> troubleshoot.Diagnosis | None:
+        """The troubleshooting line for a failed connection to this API server, if any."""
+        host = self.bypass.name if self.bypass is not None else urlsplit(self.host).hostname
+        return troubleshoot.diagnose_transport(
+            error,
+            host=host or self.host,
+            bypass_address=self.bypass.address if self.bypass is not None else None,
+            ca_file=self.ca_file,
+        )
+
+    def diagnose_discovery_status(self, status: int) -> troubleshoot.Diagnosis | None:
+        """The troubleshooting line for a 401/403 from the OIDC discovery endpoints, if any."""
+        token = self.own_token()
+        return troubleshoot.diagnose_status(
+            status,
+            own_subject=troubleshoot.token_claim(token, "sub") if token else None,
+            token_path=self.token_file.path if self.token_file is not None else None,
+        )
+
     def _reload_after_401(self) -> bool:
         if self.token_file is None or not self.token_file.reload():
             return False
@@ -131,11 +162,15 @@ async def connect(
     token_file: TokenFile | None = None
     if settings.in_cluster:
         source: Literal["in-cluster", "kubeconfig"] = "in-cluster"
+        # Our own checks first: each missing file gets its troubleshooting line with the fix.
+        token_file = _open_token_file(settings, stat)
+        _check_ca_file(settings.serviceaccount_dir / "ca.crt", settings)
         namespace = _load_in_cluster(settings, environ, configuration)
-        token_file = _follow_token_file(settings, configuration, stat)
+        _follow_token_file(token_file, configuration)
     else:
         source = "kubeconfig"
         namespace = await _load_kubeconfig(settings, configuration)
+        _check_ca_file(configuration.ssl_ca_cert, settings)
     if not configuration.verify_ssl:
         raise KubeConfigError(
             f"the kubeconfig {settings.kubeconfig} sets insecure-skip-tls-verify; compass-auth "
@@ -164,6 +199,7 @@ async def connect(
         token_file=token_file,
         bypass=bypass,
         resolver=resolver,
+        ca_file=configuration.ssl_ca_cert,
     )
 
 
@@ -203,18 +239,36 @@ def _load_in_cluster(
     return _read_namespace(directory / "namespace")
 
 
-def _follow_token_file(
-    settings: AuthSettings, configuration: Configuration, stat: Stat
-) -> TokenFile:
-    """Replace the loader's once-a-minute token hook with ours (see ``tokenfile.py``)."""
+def _open_token_file(settings: AuthSettings, stat: Stat) -> TokenFile:
     path = settings.serviceaccount_dir / "token"
     try:
-        token_file = TokenFile(path, stat=stat)
+        return TokenFile(path, stat=stat)
     except TokenFileError as error:
+        troubleshoot.log(troubleshoot.diagnose_token_file(path, str(error)))
         raise KubeConfigError(
             f"in-cluster configuration failed: {error} (AUTH_SERVICEACCOUNT_DIR="
-            f"{settings.serviceaccount_dir})"
+            f"{settings.serviceaccount_dir}; is automountServiceAccountToken off or the "
+            "projected volume missing?)"
         ) from None
+
+
+def _check_ca_file(path: Path | str | None, settings: AuthSettings) -> None:
+    diagnosis = troubleshoot.diagnose_ca_file(path, in_cluster=settings.in_cluster)
+    if diagnosis is None:
+        return
+    troubleshoot.log(diagnosis)
+    where = (
+        f"AUTH_SERVICEACCOUNT_DIR={settings.serviceaccount_dir}"
+        if settings.in_cluster
+        else f"kubeconfig {settings.kubeconfig}"
+    )
+    raise KubeConfigError(
+        f"{troubleshoot.MSG_CA_FILE}: {path}: {diagnosis.fields['error']} ({where})"
+    )
+
+
+def _follow_token_file(token_file: TokenFile, configuration: Configuration) -> None:
+    """Replace the loader's once-a-minute token hook with ours (see ``tokenfile.py``)."""
 
     def refresh(current: Configuration) -> None:
         # Runs before every request (Configuration.get_api_key_with_prefix). The prefix lives
@@ -224,7 +278,6 @@ def _follow_token_file(
 
     refresh(configuration)
     configuration.refresh_api_key_hook = refresh
-    return token_file
 
 
 async def _load_kubeconfig(settings: AuthSettings, configuration: Configuration) -> str | None:
