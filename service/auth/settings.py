@@ -58,8 +58,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Reject tokens whose `exp - iat` exceeds this many seconds (e.g. the year-long "
              "extended tokens); 0 = no limit."),
     Variable("AUTH_STALE_TOKENS", "off",
-             "Tokens past `kubernetes.io.warnafter`: `off` (not checked), `warn` (accepted, "
-             "WARN log) or `reject`."),
+             "Tokens past `kubernetes.io.warnafter`: `off` (accepted silently), `warn` "
+             "(accepted, WARN once per token) or `reject`."),
     Variable("AUTH_SERVICEACCOUNT_DIR", DEFAULT_SERVICEACCOUNT_DIR,
              "Folder with the service's own `token`, `ca.crt` and `namespace` (in-cluster)."),
     Variable("AUTH_KUBE_CONTEXT", "",
