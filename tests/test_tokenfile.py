@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from kubernetes_asyncio.client import AuthenticationV1Api, V1TokenReview, V1TokenReviewSpec
 
 from service.auth.bearer import fingerprint
 from service.auth.discovery import DiscoveryClient, FetchError
@@ -148,6 +149,32 @@ async def test_a_401_rereads_the_token_and_retries_once(
     new = fingerprint(rotated)
     assert fingerprints(devcluster) == [(401, old), (200, new), (200, new)]
     assert "API server answered 401; retrying once with the re-read token" in log_text(caplog)
+
+
+async def review_once(api: ApiServer, token: str) -> int:
+    """POST one TokenReview through the service's own client; the raw answer's status."""
+    body = V1TokenReview(api_version="authentication.k8s.io/v1", kind="TokenReview",
+                         spec=V1TokenReviewSpec(token=token, audiences=["compass-internal"]))
+    response = await AuthenticationV1Api(api.client).create_token_review(
+        body, _preload_content=False, _request_timeout=api.request_timeout())
+    response.release()
+    return int(response.status)
+
+
+async def test_a_tokenreview_is_sent_again_after_a_401(
+    devcluster: DevCluster, devcluster_sa_dir: Path
+) -> None:
+    # The same middleware serves the TokenReview client: a POST body is re-sent as well.
+    environ = in_cluster_environ(devcluster, devcluster_sa_dir)
+    api = await connect(AuthSettings.from_env(environ), environ, stat=frozen_stat())
+    try:
+        old = fingerprint((devcluster_sa_dir / "token").read_text())
+        new = fingerprint(
+            devcluster.rotate_serviceaccount_token(devcluster_sa_dir, revoke_old=True))
+        assert await review_once(api, devcluster.mint()) == 201
+    finally:
+        await api.close()
+    assert fingerprints(devcluster) == [(401, old), (201, new)]
 
 
 async def test_a_401_with_an_unchanged_token_is_not_retried(

@@ -23,6 +23,7 @@ from service.devcluster import DevCluster
 from service.devcluster.core import DEFAULT_ISSUER
 
 from .conftest import log_text
+from .test_tokenfile import review_once
 
 ROOT = Path(__file__).resolve().parent.parent
 UNRESOLVABLE = "api.compass-test.invalid"
@@ -195,6 +196,23 @@ async def test_403_from_discovery_gives_the_rbac_command(
     assert ("kubectl create clusterrolebinding compass-auth-issuer-discovery "
             "--clusterrole=system:service-account-issuer-discovery "
             "--serviceaccount=compass-system:compass-auth") in record.fix  # type: ignore[attr-defined]
+
+
+async def test_403_from_tokenreview_gives_the_rbac_command(
+    devcluster: DevCluster, devcluster_sa_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    devcluster.set_tokenreview_allowed(False)
+    environ = environ_for(devcluster, devcluster_sa_dir)
+    api = await connect(AuthSettings.from_env(environ), environ)
+    try:
+        assert await review_once(api, devcluster.mint()) == 403
+    finally:
+        await api.close()
+    record = the_line(caplog, troubleshoot.MSG_FORBIDDEN_TOKENREVIEW)
+    assert ("kubectl create clusterrolebinding compass-auth-tokenreview "
+            "--clusterrole=system:auth-delegator "
+            "--serviceaccount=compass-system:compass-auth") in record.fix  # type: ignore[attr-defined]
+    assert not lines(caplog, troubleshoot.MSG_FORBIDDEN)
 
 
 async def test_a_repeated_failure_is_logged_once_until_it_recovers(

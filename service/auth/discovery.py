@@ -123,30 +123,25 @@ class DiscoveryClient:
         headers: dict[str, str],
     ) -> Any:
         try:
-            response: aiohttp.ClientResponse = await self._api.retry_once_on_401(
-                lambda: call(
-                    # The generated deserializer turns these JSON bodies into str(dict) (a
-                    # Python repr); the raw response avoids that and lets us cap the size.
-                    _preload_content=False,
-                    _request_timeout=self._api.request_timeout(),
-                    _headers=headers,
-                )
+            response: aiohttp.ClientResponse = await call(
+                # The generated deserializer turns these JSON bodies into str(dict) (a Python
+                # repr); the raw response avoids that and lets us cap the size.
+                _preload_content=False,
+                _request_timeout=self._api.request_timeout(),
+                _headers=headers,
             )
             status = response.status
             body = await read_capped(response, limit)
         except (TimeoutError, aiohttp.ClientConnectionError) as error:
-            self._api.troubleshooter.report(self._api.diagnose_transport(error))
             raise FetchError(f"{what}: {_describe(error)}", transient=True) from None
         except aiohttp.ClientError as error:
             raise FetchError(f"{what}: {_describe(error)}", transient=False) from None
         if status != 200:
-            self._api.troubleshooter.report(self._api.diagnose_discovery_status(status))
             raise FetchError(
                 f"{what}: API server answered {status}{_status_hint(status)}",
                 transient=status == 429 or status >= 500,
                 status=status,
             )
-        self._api.troubleshooter.clear()
         try:
             return json.loads(body)
         except (ValueError, RecursionError):

@@ -5,7 +5,7 @@ Where the API server is:
 * in a pod (``KUBERNETES_SERVICE_HOST`` set): kubernetes-asyncio's ``InClusterConfigLoader`` with
   the ``token`` and ``ca.crt`` of ``AUTH_SERVICEACCOUNT_DIR``; the namespace file is read here
   (the library never reads it). The token follows the kubelet's rotations (``tokenfile.py``):
-  checked before every call, re-read and retried once after a 401 (``retry_once_on_401``);
+  checked before every call, re-read and retried once after a 401 (``middlewares.py``);
 * elsewhere: ``load_kube_config`` on ``KUBECONFIG`` or ``~/.kube/config`` (token, token file or
   client certificate of the chosen context), with ``persist_config=False`` so nothing is written
   back.
@@ -27,24 +27,21 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException, load_kube_config
 from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
-from . import troubleshoot
+from . import middlewares, troubleshoot
 from .resolver import Bypass, PinnedResolver, plan_bypass
 from .settings import AuthSettings
 from .tokenfile import Stat, TokenFile, TokenFileError
-
-T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -97,55 +94,9 @@ class ApiServer:
     def request_timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=self.timeout, connect=self.timeout)
 
-    async def retry_once_on_401(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call``; on a 401, re-read the token file and, if the token changed, call again.
-
-        For every API-server call made with the service's own credentials (discovery, JWKS,
-        TokenReview). Works both with raw responses (``_preload_content=False``: a 401 is a
-        response, released here before the retry) and with the generated methods (a 401 is an
-        ``ApiException``). An unchanged token is not retried: the same request would get the
-        same answer.
-        """
-        try:
-            result = await call()
-        except ApiException as error:
-            if error.status != 401 or not self._reload_after_401():
-                raise
-            return await call()
-        response = result if isinstance(result, aiohttp.ClientResponse) else None
-        if response is not None and response.status == 401 and self._reload_after_401():
-            response.release()
-            return await call()
-        return result
-
     def own_token(self) -> str | None:
         """The service's own service-account token (in-cluster), for diagnostics."""
         return self.token_file.token if self.token_file is not None else None
-
-    def diagnose_transport(self, error: BaseException) -> troubleshoot.Diagnosis | None:
-        """The troubleshooting line for a failed connection to this API server, if any."""
-        host = self.bypass.name if self.bypass is not None else urlsplit(self.host).hostname
-        return troubleshoot.diagnose_transport(
-            error,
-            host=host or self.host,
-            bypass_address=self.bypass.address if self.bypass is not None else None,
-            ca_file=self.ca_file,
-        )
-
-    def diagnose_discovery_status(self, status: int) -> troubleshoot.Diagnosis | None:
-        """The troubleshooting line for a 401/403 from the OIDC discovery endpoints, if any."""
-        token = self.own_token()
-        return troubleshoot.diagnose_status(
-            status,
-            own_subject=troubleshoot.token_claim(token, "sub") if token else None,
-            token_path=self.token_file.path if self.token_file is not None else None,
-        )
-
-    def _reload_after_401(self) -> bool:
-        if self.token_file is None or not self.token_file.reload():
-            return False
-        logger.info("API server answered 401; retrying once with the re-read token")
-        return True
 
 
 async def connect(
@@ -184,8 +135,12 @@ async def connect(
             "host name",
             extra={"api_server_name": bypass.name, "address": bypass.address},
         )
+    troubleshooter = troubleshoot.Troubleshooter()
     client = ApiClient(configuration=configuration)
-    resolver = await _install_session(client, configuration, bypass)
+    resolver = await _install_session(
+        client, configuration, bypass, _middlewares(configuration, bypass, token_file,
+                                                    troubleshooter)
+    )
     logger.info(
         "API server configured",
         extra={"host": configuration.host, "source": source, "namespace": namespace or ""},
@@ -200,6 +155,7 @@ async def connect(
         bypass=bypass,
         resolver=resolver,
         ca_file=configuration.ssl_ca_cert,
+        troubleshooter=troubleshooter,
     )
 
 
@@ -311,8 +267,32 @@ def _read_namespace(path: Path) -> str | None:
         return None
 
 
+def _middlewares(
+    configuration: Configuration,
+    bypass: Bypass | None,
+    token_file: TokenFile | None,
+    troubleshooter: troubleshoot.Troubleshooter,
+) -> tuple[aiohttp.ClientMiddlewareType, ...]:
+    """Outermost first: no redirects, then diagnosis of what reaches us, then the 401 retry."""
+    # The name TLS verifies: the bypass's, else the URL's host (a name or an address).
+    host = bypass.name if bypass is not None else urlsplit(str(configuration.host)).hostname
+    diagnosis = middlewares.diagnose(
+        troubleshooter,
+        host=host or str(configuration.host),
+        bypass_address=bypass.address if bypass is not None else None,
+        ca_file=configuration.ssl_ca_cert,
+        token_file=token_file,
+    )
+    if token_file is None:
+        return (_refuse_redirects, diagnosis)
+    return (_refuse_redirects, diagnosis, middlewares.retry_on_401(token_file))
+
+
 async def _install_session(
-    client: ApiClient, configuration: Configuration, bypass: Bypass | None
+    client: ApiClient,
+    configuration: Configuration,
+    bypass: Bypass | None,
+    session_middlewares: tuple[aiohttp.ClientMiddlewareType, ...],
 ) -> PinnedResolver | None:
     """Replace kubernetes-asyncio's ``ClientSession`` with a bounded one that refuses redirects.
 
@@ -336,7 +316,7 @@ async def _install_session(
         connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=context, resolver=resolver),
         # Honour HTTPS_PROXY/NO_PROXY like the library's own session does.
         trust_env=True,
-        middlewares=(_refuse_redirects,),
+        middlewares=session_middlewares,
     )
     await previous.close()
     return resolver

@@ -37,13 +37,14 @@ MSG_TLS = "TLS verification of the API server failed"
 MSG_CONNECT = "cannot connect to the API server"
 MSG_UNAUTHORIZED = "API server rejected the service's credentials (401)"
 MSG_FORBIDDEN = "API server forbids OIDC discovery to this service (403)"
+MSG_FORBIDDEN_TOKENREVIEW = "API server forbids TokenReview to this service (403)"
 MSG_ISSUER_OWN_TOKEN = "issuer mismatch: own token and discovery disagree"  # noqa: S105
 MSG_ISSUER_PINNED = "issuer mismatch: AUTH_ISSUER does not list the issuer discovery declares"
 
 #: Every message, for the docs test.
 ALL_MESSAGES = (
     MSG_CA_FILE, MSG_TOKEN_FILE, MSG_DNS, MSG_TLS, MSG_CONNECT, MSG_UNAUTHORIZED, MSG_FORBIDDEN,
-    MSG_ISSUER_OWN_TOKEN, MSG_ISSUER_PINNED,
+    MSG_FORBIDDEN_TOKENREVIEW, MSG_ISSUER_OWN_TOKEN, MSG_ISSUER_PINNED,
 )
 
 #: Seconds before an identical diagnosis is logged again while the failure lasts.
@@ -136,10 +137,16 @@ def diagnose_transport(
     return None
 
 
-def diagnose_status(status: int, *, own_subject: str | None, token_path: Path | None) -> (
-    Diagnosis | None
-):
-    """Classify a 401/403 from the OIDC discovery endpoints; ``None`` for other statuses."""
+#: The API paths whose 403 has a known RBAC fix.
+OIDC_PATHS = frozenset({"/.well-known/openid-configuration", "/openid/v1/jwks"})
+TOKENREVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+def diagnose_status(
+    status: int, *, path: str, own_subject: str | None, token_path: Path | None
+) -> Diagnosis | None:
+    """Classify a 401 (any path) or a 403 (discovery or TokenReview); else ``None``."""
+    account = own_subject.removeprefix("system:serviceaccount:") if own_subject else "NS:NAME"
     if status == 401:
         where = (
             f"the projected token at {token_path} (is the kubelet still rotating it?)"
@@ -150,17 +157,24 @@ def diagnose_status(status: int, *, own_subject: str | None, token_path: Path | 
             MSG_UNAUTHORIZED,
             f"the service's own token is expired, revoked or not for the API server's audience: "
             f"check {where}",
-            {"status": status},
+            {"status": status, "path": path},
         )
-    if status == 403:
-        account = own_subject.removeprefix("system:serviceaccount:") if own_subject else "NS:NAME"
+    if status == 403 and path in OIDC_PATHS:
         return Diagnosis(
             MSG_FORBIDDEN,
             "bind the ClusterRole system:service-account-issuer-discovery (by default bound to "
             "the group system:serviceaccounts): kubectl create clusterrolebinding "
             "compass-auth-issuer-discovery --clusterrole=system:service-account-issuer-discovery "
             f"--serviceaccount={account}",
-            {"status": status, "subject": own_subject or ""},
+            {"status": status, "path": path, "subject": own_subject or ""},
+        )
+    if status == 403 and path == TOKENREVIEW_PATH:
+        return Diagnosis(
+            MSG_FORBIDDEN_TOKENREVIEW,
+            "allow `create` on tokenreviews.authentication.k8s.io: kubectl create "
+            "clusterrolebinding compass-auth-tokenreview --clusterrole=system:auth-delegator "
+            f"--serviceaccount={account}",
+            {"status": status, "path": path, "subject": own_subject or ""},
         )
     return None
 
