@@ -78,9 +78,8 @@ class ApiServer:
     #: Where connections really go when ``KUBERNETES_SERVICE_IP`` pins them (DNS bypass).
     bypass: Bypass | None = None
     resolver: PinnedResolver | None = None
-    #: The CA file the connection verifies against (for troubleshooting lines).
-    ca_file: str | None = None
-    #: Logs the operator-facing failures of calls through this connection (troubleshoot.py).
+    #: Logs the operator-facing failures of calls through this connection (troubleshoot.py);
+    #: the session's middlewares report to it, other callers may too.
     troubleshooter: troubleshoot.Troubleshooter = field(
         default_factory=troubleshoot.Troubleshooter
     )
@@ -136,11 +135,9 @@ async def connect(
             extra={"api_server_name": bypass.name, "address": bypass.address},
         )
     troubleshooter = troubleshoot.Troubleshooter()
+    session_middlewares = _middlewares(configuration, bypass, token_file, troubleshooter)
     client = ApiClient(configuration=configuration)
-    resolver = await _install_session(
-        client, configuration, bypass, _middlewares(configuration, bypass, token_file,
-                                                    troubleshooter)
-    )
+    resolver = await _install_session(client, configuration, bypass, session_middlewares)
     logger.info(
         "API server configured",
         extra={"host": configuration.host, "source": source, "namespace": namespace or ""},
@@ -154,7 +151,6 @@ async def connect(
         token_file=token_file,
         bypass=bypass,
         resolver=resolver,
-        ca_file=configuration.ssl_ca_cert,
         troubleshooter=troubleshooter,
     )
 
