@@ -9,9 +9,8 @@ kubernetes-asyncio re-reads the file at most once a minute, by the clock
 We install our own hook instead: before every API call it ``stat``s the path (following the
 symlinks to the current file) and re-reads only when the file is another one or has changed, so a
 rotation is seen by the very next call at the cost of one system call. ``reload()`` re-reads
-unconditionally; ``kube.ApiServer.retry_once_on_401`` uses it when the API server refuses the
-token (a filesystem whose attributes are cached, e.g. NFS ``actimeo``, can hide a change from
-``stat``).
+unconditionally; ``middlewares.retry_on_401`` uses it when the API server refuses the token (a
+filesystem whose attributes are cached, e.g. NFS ``actimeo``, can hide a change from ``stat``).
 
 The file is tiny and read synchronously on the event loop, as kubernetes-asyncio's own hook does.
 A failed read keeps the last good token (the old one usually stays valid until its ``exp``).
