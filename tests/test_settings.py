@@ -21,6 +21,13 @@ def test_defaults() -> None:
     assert settings.clock_skew == 60
     assert settings.in_cluster is False
     assert str(settings.serviceaccount_dir) == "/var/run/secrets/kubernetes.io/serviceaccount"
+    # In-cluster details (issue 5): every Kubernetes-aware option is off by default.
+    assert settings.insecure_skip_issuer_check is False
+    assert settings.api_server_name == "kubernetes.default.svc"
+    assert settings.service_ip is None
+    assert settings.require_pod_bound is False
+    assert settings.max_token_lifetime is None
+    assert settings.stale_tokens == "off"
 
 
 def test_values_are_parsed() -> None:
@@ -55,6 +62,15 @@ def test_values_are_parsed() -> None:
         ({"AUTH_LOG_FORMAT": "xml"}, "AUTH_LOG_FORMAT"),
         ({"AUTH_REALM": 'a"b'}, "AUTH_REALM"),
         ({"AUTH_LOG_LEVEL": "LOUD"}, "AUTH_LOG_LEVEL"),
+        ({"AUTH_SKIP_ISSUER_CHECK": "maybe"}, "AUTH_SKIP_ISSUER_CHECK"),
+        ({"AUTH_API_SERVER_NAME": "10.96.0.1"}, "AUTH_API_SERVER_NAME"),
+        ({"AUTH_API_SERVER_NAME": "https://kubernetes.default.svc"}, "AUTH_API_SERVER_NAME"),
+        ({"AUTH_API_SERVER_NAME": "-bad-.svc"}, "AUTH_API_SERVER_NAME"),
+        ({"KUBERNETES_SERVICE_IP": "kubernetes.default.svc"}, "KUBERNETES_SERVICE_IP"),
+        ({"AUTH_REQUIRE_POD_BOUND": "pods"}, "AUTH_REQUIRE_POD_BOUND"),
+        ({"AUTH_MAX_TOKEN_LIFETIME": "60"}, "AUTH_MAX_TOKEN_LIFETIME"),
+        ({"AUTH_MAX_TOKEN_LIFETIME": "-1"}, "AUTH_MAX_TOKEN_LIFETIME"),
+        ({"AUTH_STALE_TOKENS": "ignore"}, "AUTH_STALE_TOKENS"),
     ],
 )
 def test_invalid_values_name_the_variable(environ: dict[str, str], variable: str) -> None:
@@ -86,3 +102,30 @@ def test_readme_lists_every_variable() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [variable.name for variable in VARIABLES if f"`{variable.name}`" not in readme]
     assert not missing
+
+
+def test_in_cluster_options_are_parsed() -> None:
+    settings = AuthSettings.from_env({
+        "AUTH_API_SERVER_NAME": "Kubernetes.Default.Svc.Cluster.Local.",
+        "KUBERNETES_SERVICE_IP": " 10.96.0.1 ",
+        "AUTH_REQUIRE_POD_BOUND": "true",
+        "AUTH_MAX_TOKEN_LIFETIME": "86400",
+        "AUTH_STALE_TOKENS": "Reject",
+    })
+    assert settings.api_server_name == "kubernetes.default.svc.cluster.local"
+    assert settings.service_ip == "10.96.0.1"
+    assert settings.require_pod_bound is True
+    assert settings.max_token_lifetime == 86400
+    assert settings.stale_tokens == "reject"
+    assert AuthSettings.from_env({"KUBERNETES_SERVICE_IP": "fd00::1"}).service_ip == "fd00::1"
+
+
+def test_skipping_the_issuer_check_is_a_loud_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert AuthSettings.from_env({}).insecure_skip_issuer_check is False
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        assert AuthSettings.from_env({"AUTH_SKIP_ISSUER_CHECK": "true"}).insecure_skip_issuer_check
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("INSECURE: issuer check disabled")

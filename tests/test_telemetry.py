@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +123,22 @@ async def test_repeated_tokens_are_cache_hits(observed: Observed) -> None:
     spans = observed.by_name("auth.verify")
     hits = [dict(span.attributes or {})["auth.cache_hit"] for span in spans]
     assert hits == [False, True, True]
+
+
+async def test_stale_tokens_are_counted_on_every_request(
+    start_service: StartService, telemetry_setup: Any
+) -> None:
+    setup, spans, reader = telemetry_setup
+    running = await start_service(telemetry=setup, AUTH_STALE_TOKENS="warn")
+    observed = Observed(running, spans, reader, setup)
+    stale = running.token(lifetime=365 * 86400, warnafter=3607,
+                          issued_at=int(time.time()) - 7200)
+    fresh = running.token(lifetime=365 * 86400, warnafter=3607)
+    for token in (stale, stale, fresh):  # the second stale request is a cache hit
+        assert (await running.get(token=token)).code == 200
+    (point,) = observed.points("auth.tokens.stale")
+    assert point.value == 2
+    assert point.attributes == {"auth.namespace": "default"}
 
 
 async def test_denied_is_recorded_without_failing_the_trace(observed: Observed) -> None:

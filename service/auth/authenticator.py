@@ -17,7 +17,7 @@ from typing import Any
 
 from .bearer import extract_bearer, fingerprint
 from .cache import TokenHasher, VerdictCache
-from .claims import check_subject_allowed
+from .claims import check_kubernetes_policy, check_subject_allowed
 from .discovery import DiscoveryClient
 from .errors import AuthError, KeysUnavailable, TokenReviewUnavailable, UnknownKey
 from .identity import Identity
@@ -25,8 +25,10 @@ from .keys import KeyCache
 from .keyset import KeySet
 from .kube import ApiServer, connect
 from .settings import AuthSettings
+from .stale import StaleTokenLog
 from .telemetry import METHOD_TOKENREVIEW, Telemetry, Verification
 from .tokenreview import TokenReviewer
+from .troubleshoot import IssuerCrossCheck
 from .verifier import VerificationPolicy, precheck, verify_local
 
 logger = logging.getLogger(__name__)
@@ -93,12 +95,13 @@ class Authenticator:
         self.telemetry.observe_cache("tokenreview", self._reviewer.cache_size)
         self.telemetry.observe_cache("verified", self._verified.__len__)
         self.telemetry.observe_path(self.current_path)
-        self.policy = VerificationPolicy(
-            audience=settings.audience,
-            issuers=settings.issuers,
-            clock_skew=settings.clock_skew,
-            max_token_bytes=settings.max_token_bytes,
-        )
+        self.policy = VerificationPolicy.from_settings(settings)
+        # In-cluster quirks: warn when discovery's issuer, AUTH_ISSUER and our own token's iss
+        # disagree (at start-up, and whenever the discovered issuer changes).
+        self._keys.add_listener(IssuerCrossCheck(
+            settings.issuers, api.own_token, skip=settings.insecure_skip_issuer_check
+        ).on_keys)
+        self._stale_log = StaleTokenLog()
         self._in_fallback = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -184,6 +187,8 @@ class Authenticator:
                 check_subject_allowed(
                     identity.subject, self.settings.allowed_subjects, allowed_subjects
                 )
+                if identity.stale and self.policy.stale_tokens == "warn":
+                    self._report_stale(identity, token)
             except AuthError as error:
                 with self.telemetry.within(record):  # the log line carries the span's ids
                     self._log_rejection(error, token)
@@ -212,10 +217,21 @@ class Authenticator:
             except KeysUnavailable as unavailable:
                 return await self._fallback(token, key, now, unavailable.detail, record)
             identity = verify_local(token, keys, self.policy, now)
-        if identity.expires_at is not None:
-            lifetime = min(self.settings.cache_ttl, identity.expires_at - now)
-            self._verified.put(key, identity, lifetime, identity.key_id)
+        self._remember(key, identity, now)
         return identity
+
+    def _remember(self, key: bytes, identity: Identity, now: float) -> None:
+        if identity.expires_at is None:
+            return
+        lifetime = min(self.settings.cache_ttl, identity.expires_at - now)
+        if self.policy.stale_tokens != "off" and identity.warn_after and not identity.stale:
+            # Becoming stale is a matter of time: re-verify then, so it is flagged or refused.
+            lifetime = min(lifetime, identity.warn_after - now)
+        self._verified.put(key, identity, lifetime, identity.key_id)
+
+    def _report_stale(self, identity: Identity, token: str) -> None:
+        self.telemetry.stale_token(identity)
+        self._stale_log(identity, token)  # one WARN per token, by fingerprint
 
     async def _fallback(
         self, token: str, key: bytes, now: float, why: str, record: Verification
@@ -228,9 +244,17 @@ class Authenticator:
             record.cache_hit = True
             return cached
         # Without discovery the issuer is only known if pinned; the API server checks it anyway.
-        unverified = precheck(token, self.policy, self.policy.issuers, now)
+        unverified = precheck(token, self.policy, self.policy.accepted_issuers(None), now)
         with self.telemetry.within(record):
-            return await self._reviewer.review(token, key, _expiry(unverified.payload))
+            identity = await self._reviewer.review(token, key, _expiry(unverified.payload))
+        return self._review_policy(identity)
+
+    def _review_policy(self, identity: Identity) -> Identity:
+        """The Kubernetes-aware options on a TokenReview answer: pod binding comes from
+        ``status.user.extra``; the lifetime and ``warnafter`` are not in the answer."""
+        check_kubernetes_policy(identity, require_pod_bound=self.policy.require_pod_bound,
+                                max_lifetime=None, reject_stale=False)
+        return identity
 
     async def _verify_with_review(
         self, token: str, key: bytes, now: float, record: Verification
@@ -241,7 +265,7 @@ class Authenticator:
             return cached
         keys = self._keys.snapshot()
         if keys is None:
-            unverified = precheck(token, self.policy, self.policy.issuers, now)
+            unverified = precheck(token, self.policy, self.policy.accepted_issuers(None), now)
             expiry = _expiry(unverified.payload)
         else:
             try:
@@ -249,7 +273,8 @@ class Authenticator:
             except UnknownKey:
                 expiry = None  # a key we have not seen yet: the API server decides
         with self.telemetry.within(record):
-            return await self._reviewer.review(token, key, expiry)
+            identity = await self._reviewer.review(token, key, expiry)
+        return self._review_policy(identity)
 
     # --- paths and status -----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Pure checks on token claims: the unverified pre-filter and the subject allow-list.
+"""Pure checks on token claims: the unverified pre-filter, Kubernetes-aware policy options and
+the subject allow-list.
 
 The pre-filter runs on the *unverified* payload, before any key lookup, so junk and tokens that
 are plainly for someone else never cost a signature check or a JWKS refetch (go-oidc's "cheap
@@ -16,11 +17,15 @@ from .errors import (
     AudienceMismatch,
     IssuerMismatch,
     LegacyToken,
+    LifetimeTooLong,
     MalformedToken,
+    NotPodBound,
     NotYetValid,
+    StaleToken,
     SubjectNotAllowed,
     TokenExpired,
 )
+from .identity import Identity
 
 #: Issuer of legacy Secret-based tokens (k8s-wire.md §2): no exp, no aud; never accepted.
 LEGACY_ISSUER = "kubernetes/serviceaccount"
@@ -49,6 +54,55 @@ def prefilter(
                 f"token {name} {int(value)} is in the future, now {int(now)} "
                 f"(leeway {clock_skew:g}s)"
             )
+
+
+def is_stale(identity: Identity, now: float) -> bool:
+    """Whether ``now`` is past the token's ``kubernetes.io.warnafter``.
+
+    No leeway: kube-apiserver itself counts a token as stale as soon as ``warnafter`` has passed
+    (``pkg/serviceaccount/claims.go``), and the flag only warns unless the operator chose
+    ``AUTH_STALE_TOKENS=reject``.
+    """
+    return identity.warn_after is not None and now > identity.warn_after
+
+
+def check_kubernetes_policy(
+    identity: Identity,
+    *,
+    require_pod_bound: bool,
+    max_lifetime: float | None,
+    reject_stale: bool,
+) -> None:
+    """The optional Kubernetes-aware checks (each off by default), on a verified identity.
+
+    * ``require_pod_bound``: the claims must name a pod (kubelet-projected tokens do;
+      ``kubectl create token`` and Secret- or node-bound tokens do not);
+    * ``max_lifetime``: ``exp - iat`` at most this many seconds. kube-apiserver stretches a
+      kubelet's 3607 s request to a year (``--service-account-extend-token-expiration``, default
+      on), but only for tokens whose audience is the API server's own
+      (``pkg/registry/core/serviceaccount/storage/token.go``, ``isKubeAudiences``); tokens
+      projected for a custom audience keep their requested lifetime;
+    * ``reject_stale``: refuse tokens past ``warnafter`` (``identity.stale``).
+
+    Not checked when the identity does not carry the fact (``issued_at`` is unknown for
+    TokenReview answers, so the lifetime check is skipped there).
+    """
+    if require_pod_bound and identity.pod_name is None:
+        raise NotPodBound(f"token of {identity.subject} is not bound to a pod")
+    if max_lifetime is not None and identity.issued_at is not None and (
+        identity.expires_at is not None
+    ):
+        lifetime = identity.expires_at - identity.issued_at
+        if lifetime > max_lifetime:
+            raise LifetimeTooLong(
+                f"token lifetime (exp - iat): expected at most {max_lifetime:g}s, "
+                f"got {lifetime}s"
+            )
+    if reject_stale and identity.stale:
+        raise StaleToken(
+            f"token is past kubernetes.io.warnafter {identity.warn_after}: the client of "
+            f"{identity.subject} keeps a token its kubelet has rotated"
+        )
 
 
 def check_subject_allowed(subject: str, *allow_lists: Collection[str] | None) -> None:

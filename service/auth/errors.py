@@ -135,6 +135,27 @@ class LegacyToken(TokenRejected):
     default_description = "legacy service-account tokens are not accepted"
 
 
+class NotPodBound(TokenRejected):
+    """The token is not bound to a pod and ``AUTH_REQUIRE_POD_BOUND`` is on."""
+
+    reason = "not_pod_bound"
+    default_description = "only pod-bound tokens are accepted"
+
+
+class LifetimeTooLong(TokenRejected):
+    """``exp - iat`` exceeds ``AUTH_MAX_TOKEN_LIFETIME``."""
+
+    reason = "lifetime_too_long"
+    default_description = "the token's lifetime is longer than this service accepts"
+
+
+class StaleToken(TokenRejected):
+    """The token is past ``kubernetes.io.warnafter`` and ``AUTH_STALE_TOKENS=reject``."""
+
+    reason = "stale_token"
+    default_description = "the token is stale: the client must re-read its token file"
+
+
 class ReviewRejected(TokenRejected):
     """The API server's TokenReview did not authenticate the token."""
 
@@ -196,6 +217,9 @@ ALL_ERRORS: tuple[type[AuthError], ...] = (
     AudienceMismatch,
     IssuerMismatch,
     LegacyToken,
+    NotPodBound,
+    LifetimeTooLong,
+    StaleToken,
     ReviewRejected,
     SubjectNotAllowed,
     DiscoveryUnavailable,

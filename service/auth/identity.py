@@ -47,6 +47,12 @@ class Identity:
     claims: Mapping[str, Any] = field(compare=False, repr=False)
     #: The ``kid`` of the key that signed the token (local verification only).
     key_id: str | None = None
+    #: ``kubernetes.io.warnafter``: the API server stretched a kubelet-projected token to a year
+    #: and wants clients to have replaced it by this time (k8s-wire.md §1).
+    warn_after: int | None = None
+    #: Past ``warn_after``: the caller keeps using a token its kubelet has long since rotated
+    #: (an old client that reads the token file once). Set by the verifier, which knows the time.
+    stale: bool = False
 
     @classmethod
     def from_claims(
@@ -90,6 +96,7 @@ class Identity:
             # A read-only view; the verifier hands over a dict nobody else holds.
             claims=MappingProxyType(claims if isinstance(claims, dict) else dict(claims)),
             key_id=key_id,
+            warn_after=_optional_time(private.get("warnafter"), "kubernetes.io.warnafter"),
         )
 
     @classmethod
@@ -165,6 +172,14 @@ def _optional_str(value: object, name: str) -> str | None:
 def _optional_int(value: object) -> int | None:
     # The verifier has already checked the time claims' types; bool is an int in Python.
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _optional_time(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedToken(f"claim {name} is not an integer")
+    return value
 
 
 def _first_extra(extra: Mapping[str, Any], key: str) -> str | None:

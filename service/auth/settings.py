@@ -10,7 +10,9 @@ value raises ``SettingsError`` with a sentence naming the variable; the service 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,6 +21,10 @@ from typing import Any, Literal, NamedTuple
 logger = logging.getLogger(__name__)
 
 DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: What to do with a token past its ``kubernetes.io.warnafter`` (see ``AUTH_STALE_TOKENS``).
+StalePolicy = Literal["off", "warn", "reject"]
+#: kube-apiserver's TokenRequest minimum (k8s-wire.md §1): a lower maximum rejects every token.
+MIN_TOKEN_LIFETIME = 600
 
 
 class SettingsError(ValueError):
@@ -40,6 +46,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AUTH_ISSUER", "",
              "Comma-separated accepted issuers; empty = the issuer the discovery document "
              "declares."),
+    Variable("AUTH_SKIP_ISSUER_CHECK", "false",
+             "INSECURE: accept any `iss` signed by the cluster's keys (parity with the system "
+             "this is modelled on; logged as a WARN). Keep false; list aliases in AUTH_ISSUER."),
+    Variable("AUTH_API_SERVER_NAME", "kubernetes.default.svc",
+             "Host name the API server's certificate is verified against (and sent as SNI) "
+             "when KUBERNETES_SERVICE_IP pins connections to an address (DNS bypass)."),
+    Variable("AUTH_REQUIRE_POD_BOUND", "false",
+             "Accept only tokens bound to a pod (`kubernetes.io.pod` claim)."),
+    Variable("AUTH_MAX_TOKEN_LIFETIME", "0",
+             "Reject tokens whose `exp - iat` exceeds this many seconds (e.g. the year-long "
+             "extended tokens); 0 = no limit."),
+    Variable("AUTH_STALE_TOKENS", "off",
+             "Tokens past `kubernetes.io.warnafter`: `off` (accepted silently), `warn` "
+             "(accepted, WARN once per token) or `reject`."),
     Variable("AUTH_SERVICEACCOUNT_DIR", DEFAULT_SERVICEACCOUNT_DIR,
              "Folder with the service's own `token`, `ca.crt` and `namespace` (in-cluster)."),
     Variable("AUTH_KUBE_CONTEXT", "",
@@ -89,6 +109,16 @@ class AuthSettings:
     audience: str
     allowed_subjects: frozenset[str]
     issuers: tuple[str, ...]
+    #: AUTH_SKIP_ISSUER_CHECK. Dangerous: any issuer whose tokens the cluster's keys sign passes.
+    insecure_skip_issuer_check: bool
+    #: The API server's host name for TLS when connections are pinned to ``service_ip``.
+    api_server_name: str
+    #: ``KUBERNETES_SERVICE_IP``: pin API-server connections to this address (DNS bypass).
+    service_ip: str | None
+    require_pod_bound: bool
+    #: Maximum ``exp - iat`` in seconds; ``None`` = no limit.
+    max_token_lifetime: float | None
+    stale_tokens: StalePolicy
     serviceaccount_dir: Path
     kube_context: str | None
     #: True when ``KUBERNETES_SERVICE_HOST`` is set: then the in-cluster config is used.
@@ -131,6 +161,13 @@ class AuthSettings:
             audience=audience,
             allowed_subjects=frozenset(_subjects(raw("AUTH_ALLOWED_SUBJECTS"))),
             issuers=tuple(_issuers(raw("AUTH_ISSUER"))),
+            insecure_skip_issuer_check=_skip_issuer_check(raw),
+            api_server_name=_host_name(raw("AUTH_API_SERVER_NAME")),
+            service_ip=_service_ip(environ.get("KUBERNETES_SERVICE_IP", "").strip()),
+            require_pod_bound=_flag(raw, "AUTH_REQUIRE_POD_BOUND"),
+            max_token_lifetime=_lifetime(raw),
+            stale_tokens=_choice(  # type: ignore[arg-type]
+                raw, "AUTH_STALE_TOKENS", ("off", "warn", "reject")),
             serviceaccount_dir=Path(raw("AUTH_SERVICEACCOUNT_DIR") or DEFAULT_SERVICEACCOUNT_DIR),
             kube_context=raw("AUTH_KUBE_CONTEXT") or None,
             in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
@@ -203,6 +240,72 @@ def _issuers(text: str) -> list[str]:
         if not issuer.startswith("https://"):
             raise SettingsError(f"AUTH_ISSUER entry {issuer!r} must be an https:// URL")
     return issuers
+
+
+def _flag(raw: Callable[[str], str], name: str) -> bool:
+    value = raw(name).lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}={value!r} must be true or false")
+
+
+def _skip_issuer_check(raw: Callable[[str], str]) -> bool:
+    skip = _flag(raw, "AUTH_SKIP_ISSUER_CHECK")
+    if skip:
+        # go-oidc names its equivalent SkipIssuerCheck and documents it as dangerous: a token
+        # from any issuer that the cluster's keys sign is accepted. Say so once, loudly.
+        logger.warning(
+            "INSECURE: issuer check disabled (AUTH_SKIP_ISSUER_CHECK=true); tokens are accepted "
+            "whatever their iss. List issuer aliases in AUTH_ISSUER instead",
+            extra={"variable": "AUTH_SKIP_ISSUER_CHECK"},
+        )
+    return skip
+
+
+#: RFC 1123 host name: dot-separated labels of letters, digits and hyphens.
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host_name(value: str) -> str:
+    name = value.rstrip(".").lower()
+    labels = name.split(".")
+    is_ip = True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        is_ip = False
+    if is_ip or not name or len(name) > 253 or not all(map(_HOST_LABEL.fullmatch, labels)):
+        raise SettingsError(
+            f"AUTH_API_SERVER_NAME={value!r} must be a DNS host name such as "
+            "kubernetes.default.svc (the name in the API server's certificate)"
+        )
+    return name
+
+
+def _service_ip(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise SettingsError(
+            f"KUBERNETES_SERVICE_IP={value!r} is not an IP address (find it with "
+            "`kubectl get service kubernetes -n default -o jsonpath='{.spec.clusterIP}'`)"
+        ) from None
+
+
+def _lifetime(raw: Callable[[str], str]) -> float | None:
+    value = _seconds(raw, "AUTH_MAX_TOKEN_LIFETIME", 0, float(1 << 32))
+    if value == 0:
+        return None
+    if value < MIN_TOKEN_LIFETIME:
+        raise SettingsError(
+            f"AUTH_MAX_TOKEN_LIFETIME={value:g} is below {MIN_TOKEN_LIFETIME}, the shortest "
+            "lifetime the API server issues: every token would be rejected (0 = no limit)"
+        )
+    return value
 
 
 def _number(

@@ -8,7 +8,9 @@ Order of checks (cheapest first, so junk never reaches a key lookup or a signatu
 3. unverified payload pre-filter: ``iss``, ``aud``, ``exp``/``nbf``/``iat`` (``claims.prefilter``);
 4. key lookup by ``kid`` (``UnknownKey`` lets the caller refetch the JWKS);
 5. PyJWT: signature with that key's algorithm only, then ``aud``/``iss``/``exp``/``nbf``/``iat``;
-6. Kubernetes claim layout (``Identity.from_claims``).
+6. Kubernetes claim layout (``Identity.from_claims``);
+7. the optional Kubernetes-aware policy (``claims.check_kubernetes_policy``): pod-bound only,
+   maximum lifetime, stale tokens (past ``kubernetes.io.warnafter``).
 
 It does NOT apply subject allow-lists (the caller does, for both verification paths), and it
 does NOT check that the pod or service account still exists: only TokenReview can (see
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -28,7 +31,7 @@ from typing import Any
 
 import jwt
 
-from .claims import prefilter
+from .claims import check_kubernetes_policy, is_stale, prefilter
 from .errors import (
     AudienceMismatch,
     AuthError,
@@ -43,6 +46,7 @@ from .errors import (
 )
 from .identity import Identity
 from .keyset import SUPPORTED_ALGORITHMS, KeySet
+from .settings import AuthSettings, StalePolicy
 
 #: Three base64url segments; the signature may be empty here so that ``alg: none`` tokens are
 #: reported as an unsupported algorithm rather than as mere malformation.
@@ -64,6 +68,33 @@ class VerificationPolicy:
     #: verification and TokenReview agree on the same token.
     clock_skew: float
     max_token_bytes: int
+    #: INSECURE (``AUTH_SKIP_ISSUER_CHECK``): accept any ``iss``. Legacy tokens stay refused.
+    insecure_skip_issuer_check: bool = False
+    #: Kubernetes-aware options, all off by default (``claims.check_kubernetes_policy``).
+    require_pod_bound: bool = False
+    max_token_lifetime: float | None = None
+    stale_tokens: StalePolicy = "off"
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings) -> VerificationPolicy:
+        """The policy that ``settings`` describe (one place, so new options cannot be missed)."""
+        return cls(
+            audience=settings.audience,
+            issuers=settings.issuers,
+            clock_skew=settings.clock_skew,
+            max_token_bytes=settings.max_token_bytes,
+            insecure_skip_issuer_check=settings.insecure_skip_issuer_check,
+            require_pod_bound=settings.require_pod_bound,
+            max_token_lifetime=settings.max_token_lifetime,
+            stale_tokens=settings.stale_tokens,
+        )
+
+    def accepted_issuers(self, discovered: str | None) -> tuple[str, ...]:
+        """The issuers a token may carry; empty (no check) when the (insecure) skip is on, or
+        when nothing is pinned and no discovery document is known (TokenReview then checks)."""
+        if self.insecure_skip_issuer_check:
+            return ()
+        return self.issuers or ((discovered,) if discovered else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +131,7 @@ def precheck(
 
 def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> Identity:
     """Verify ``token`` against the key snapshot ``keys``; see the module docstring."""
-    issuers = policy.issuers or (keys.issuer,)
+    issuers = policy.accepted_issuers(keys.issuer)
     unverified = precheck(token, policy, issuers, now)
     kid, algorithm = unverified.kid, unverified.algorithm
     key = keys.get(kid)
@@ -113,7 +144,16 @@ def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: floa
         # PyJWT parsed the same bytes; a difference would mean two parsers disagree about
         # what was signed (go-oidc makes the same final check).
         raise MalformedToken("verified payload differs from the pre-filtered one")
-    return Identity.from_claims(claims, verified_by="jwks", key_id=kid)
+    identity = Identity.from_claims(claims, verified_by="jwks", key_id=kid)
+    if is_stale(identity, now):
+        identity = dataclasses.replace(identity, stale=True)
+    check_kubernetes_policy(
+        identity,
+        require_pod_bound=policy.require_pod_bound,
+        max_lifetime=policy.max_token_lifetime,
+        reject_stale=policy.stale_tokens == "reject",
+    )
+    return identity
 
 
 def decode_segment(segment: str, name: str) -> dict[str, Any]:

@@ -71,17 +71,32 @@ class DevCluster(ClusterCore):
             layout=layout,
         )
 
-    def rotate_serviceaccount_token(self, directory: str | os.PathLike[str]) -> str:
-        """Mint a fresh token for the folder's account and swap it in atomically."""
+    def rotate_serviceaccount_token(
+        self, directory: str | os.PathLike[str], revoke_old: bool = False
+    ) -> str:
+        """Mint a fresh token for the folder's account and swap it in atomically.
+
+        ``revoke_old`` makes the API server refuse the previous token from now on
+        (a real one keeps accepting it until its ``exp``): a client that did not
+        follow the rotation gets 401.
+        """
         folder = Path(directory)
         namespace = (folder / "namespace").read_text(encoding="utf-8")
-        claims = jws.b64url_decode(
-            (folder / "token").read_text(encoding="utf-8").split(".")[1]
-        )
+        old_token = (folder / "token").read_text(encoding="utf-8")
+        claims = jws.b64url_decode(old_token.split(".")[1])
         service_account = str(json.loads(claims)["sub"]).rsplit(":", 1)[-1]
         token = self.service_token(namespace, service_account)
         files.rotate_serviceaccount_token(folder, token)
+        if revoke_old:
+            self.revoke_token(old_token)
         return token
+
+    def revoke_token(self, token: str) -> None:
+        """Refuse ``token`` from now on (401 / TokenReview "has been invalidated").
+
+        Cleared by :meth:`reset`.
+        """
+        self._state.revoke(token)
 
     def incluster_environ(self) -> dict[str, str]:
         """The two variables a pod gets for the ``kubernetes`` Service."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
@@ -60,13 +61,21 @@ class ClusterState:
         self.admin_token = secrets.token_urlsafe(32)
         self.tokenreview_allowed = True
         self.discovery_allowed = True
+        self._revoked_lock = threading.Lock()
+        # sha256 of tokens the API server no longer accepts (see revoke_token).
+        self._revoked: set[str] = set()
         self._delegators_lock = threading.Lock()
         # ServiceAccounts bound to system:auth-delegator (may create TokenReviews).
         self._delegators: set[tuple[str, str]] = {
             (DEFAULT_SERVICE_NAMESPACE, DEFAULT_SERVICE_ACCOUNT)
         }
         self.validator = TokenValidator(
-            self.keys, self.objects, self.accepted_issuers, self.api_audiences, clock
+            self.keys,
+            self.objects,
+            self.accepted_issuers,
+            self.api_audiences,
+            clock,
+            self.is_revoked,
         )
 
     def accepted_issuers(self) -> tuple[str, ...]:
@@ -78,6 +87,17 @@ class ClusterState:
         """
         issuers = [self.issuer, *self.extra_issuers, self.original_issuer]
         return tuple(dict.fromkeys(issuers))
+
+    def revoke(self, token: str) -> None:
+        """Stop accepting ``token`` (as when its bound object is deleted)."""
+        with self._revoked_lock:
+            self._revoked.add(hashlib.sha256(token.encode()).hexdigest())
+
+    def is_revoked(self, token: str) -> bool:
+        """Whether :meth:`revoke` was called for ``token`` since the last reset."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._revoked_lock:
+            return digest in self._revoked
 
     def grant_tokenreview(self, namespace: str, name: str) -> None:
         """Bind ``system:auth-delegator`` to a service account."""
@@ -107,6 +127,8 @@ class ClusterState:
         """Forget faults, counters and switches; keep keys and objects."""
         self.faults.clear()
         self.requests.clear()
+        with self._revoked_lock:
+            self._revoked.clear()
         self.tokenreview_allowed = True
         self.discovery_allowed = True
         self.issuer = self.original_issuer

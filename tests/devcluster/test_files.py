@@ -15,7 +15,7 @@ from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
 from service.devcluster import DevCluster
 
-from .kubehttp import review
+from .kubehttp import call, review
 
 
 async def _version_and_review(cfg: Any, token: str) -> tuple[str, Any]:
@@ -135,6 +135,21 @@ def test_flat_layout_rotation(devcluster: DevCluster, tmp_path: Path) -> None:
         == (folder / "token").read_text()
         != before
     )
+
+
+def test_rotation_can_revoke_the_old_token(
+    devcluster: DevCluster, devcluster_sa_dir: Path
+) -> None:
+    old = (devcluster_sa_dir / "token").read_text()
+    assert call(devcluster, "/openid/v1/jwks", token=old).status == 200
+    new = devcluster.rotate_serviceaccount_token(devcluster_sa_dir, revoke_old=True)
+    assert call(devcluster, "/openid/v1/jwks", token=old).status == 401
+    assert call(devcluster, "/openid/v1/jwks", token=new).status == 200
+    answer = review(devcluster, old, caller=devcluster.admin_token).json()["status"]
+    assert "authenticated" not in answer
+    assert "has been invalidated" in answer["error"]
+    devcluster.reset()
+    assert call(devcluster, "/openid/v1/jwks", token=old).status == 200
 
 
 def test_incluster_loader_with_the_folder(

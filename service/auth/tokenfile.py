@@ -1,0 +1,137 @@
+"""The service's own service-account token, following the kubelet's rotations without a restart.
+
+The kubelet rewrites a projected token at 80 % of its lifetime (k8s-wire.md §1, §7) through its
+AtomicWriter: the new token goes into a new timestamped directory, and ``..data`` is renamed over
+to point at it, so ``token`` (a symlink through ``..data``) resolves to a *new file* each time.
+
+kubernetes-asyncio re-reads the file at most once a minute, by the clock
+(``incluster_config.TOKEN_REFRESH_PERIOD``), and only on the ``Configuration`` its loader filled.
+We install our own hook instead: before every API call it ``stat``s the path (following the
+symlinks to the current file) and re-reads only when the file is another one or has changed, so a
+rotation is seen by the very next call at the cost of one system call. ``reload()`` re-reads
+unconditionally; ``middlewares.retry_on_401`` uses it when the API server refuses the token (a
+filesystem whose attributes are cached, e.g. NFS ``actimeo``, can hide a change from ``stat``).
+
+The file is tiny and read synchronously on the event loop, as kubernetes-asyncio's own hook does.
+A failed read keeps the last good token (the old one usually stays valid until its ``exp``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .bearer import fingerprint
+
+logger = logging.getLogger(__name__)
+
+#: What identifies one version of the file. A rotation makes a new file (new inode); an in-place
+#: rewrite changes the size or the times. ctime is included because a writer cannot set it back.
+Signature = tuple[int, int, int, int, int]
+Stat = Callable[[Path], os.stat_result]
+#: A token is ~1 KiB; a file far larger than this is not a token (and is not read whole).
+MAX_TOKEN_FILE_BYTES = 64 * 1024
+
+
+class TokenFileError(Exception):
+    """The token file cannot be read, or is empty."""
+
+
+class TokenFile:
+    """The current token of ``path``; ``refresh()`` is cheap enough to call before every request.
+
+    ``stat`` is a constructor parameter so tests can play a filesystem that hides changes.
+    """
+
+    def __init__(self, path: Path, *, stat: Stat = os.stat) -> None:
+        self.path = path
+        self._stat = stat
+        self._signature: Signature | None = None
+        self._failing = False
+        # The first read must succeed: without a token the service cannot call the API server.
+        self._token, self._signature = self._read()
+
+    @property
+    def token(self) -> str:
+        """The token as last read (never empty)."""
+        return self._token
+
+    def refresh(self) -> bool:
+        """Re-read the file if ``stat`` says it changed; return whether the token changed."""
+        try:
+            signature = _signature(self._stat(self.path))
+        except OSError as error:
+            self._note_failure(error)
+            return False
+        if signature == self._signature:
+            return False
+        return self._reread(reason="file changed")
+
+    def reload(self) -> bool:
+        """Re-read the file whatever ``stat`` says; return whether the token changed."""
+        return self._reread(reason="reload requested")
+
+    def _reread(self, reason: str) -> bool:
+        try:
+            token, signature = self._read()
+        except TokenFileError as error:
+            self._note_failure(error)
+            return False
+        if self._failing:
+            logger.info("service account token file readable again", extra={"path": str(self.path)})
+            self._failing = False
+        self._signature = signature
+        if token == self._token:
+            return False
+        previous, self._token = self._token, token
+        logger.info(
+            "service account token reloaded",
+            extra={
+                "path": str(self.path),
+                "reason": reason,
+                "token_fp": fingerprint(token),
+                "previous_token_fp": fingerprint(previous),
+            },
+        )
+        return True
+
+    def _read(self) -> tuple[str, Signature]:
+        try:
+            with open(self.path, "rb") as handle:
+                # fstat on the open file: the signature describes exactly the bytes we read, even
+                # if the kubelet swaps ..data between a stat and the open.
+                signature = _signature(os.fstat(handle.fileno()))
+                data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+        except OSError as error:
+            raise TokenFileError(f"cannot read {self.path}: {error.strerror or error}") from None
+        if len(data) > MAX_TOKEN_FILE_BYTES:
+            raise TokenFileError(f"{self.path} is larger than {MAX_TOKEN_FILE_BYTES} bytes")
+        try:
+            # A hand-written file may end with a newline, which must not reach the header.
+            token = data.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise TokenFileError(f"{self.path} is not ASCII text") from None
+        if not token:
+            raise TokenFileError(f"{self.path} is empty")
+        return token, signature
+
+    def _note_failure(self, error: Exception) -> None:
+        if not self._failing:
+            # Once per failure streak: this runs before every API call.
+            logger.warning(
+                "service account token file unreadable; keeping the last token",
+                extra={"path": str(self.path), "error": str(error)},
+            )
+            self._failing = True
+
+
+def _signature(result: os.stat_result) -> Signature:
+    return (
+        result.st_dev,
+        result.st_ino,
+        result.st_size,
+        result.st_mtime_ns,
+        result.st_ctime_ns,
+    )
