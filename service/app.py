@@ -228,16 +228,17 @@ async def serve(
     """Run until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
     logger.info("settings", extra=settings.describe())
     try:
-        setup = otel.configure(environ)
+        setup = None if otel.sdk_disabled(environ) else otel.configure(environ)
     except SettingsError as error:
         logger.error("invalid settings", extra={"error": str(error)})
         return 2
-    telemetry = Telemetry(setup.tracer_provider, setup.meter_provider)
+    telemetry = Telemetry(setup.tracer_provider, setup.meter_provider) if setup else Telemetry()
     try:
         authenticator = await Authenticator.connect(settings, environ, telemetry=telemetry)
     except KubeConfigError as error:
         logger.error("cannot configure the API server connection", extra={"error": str(error)})
-        setup.shutdown()
+        if setup is not None:
+            setup.shutdown()
         return 2
     service = Service(
         authenticator,
