@@ -105,15 +105,19 @@ def check_kubernetes_policy(
         )
 
 
-def check_subject_allowed(subject: str, *allow_lists: Collection[str] | None) -> None:
-    """Raise ``SubjectNotAllowed`` unless ``subject`` is in every non-empty allow-list.
+def subject_allowed(subject: str, *allow_lists: Collection[str] | None) -> bool:
+    """Whether ``subject`` is in every non-empty allow-list.
 
     The service-wide list (``AUTH_ALLOWED_SUBJECTS``) and a handler's ``allowed_subjects`` both
     apply: a handler can narrow the service's list, never widen it.
     """
-    for allowed in allow_lists:
-        if allowed and subject not in allowed:
-            raise SubjectNotAllowed(f"subject {subject} is not in the allow-list")
+    return all(not allowed or subject in allowed for allowed in allow_lists)
+
+
+def check_subject_allowed(subject: str, *allow_lists: Collection[str] | None) -> None:
+    """Raise ``SubjectNotAllowed`` unless ``subject_allowed``."""
+    if not subject_allowed(subject, *allow_lists):
+        raise SubjectNotAllowed(f"subject {subject} is not in the allow-list")
 
 
 def _check_issuer(iss: object, issuers: Collection[str]) -> None:

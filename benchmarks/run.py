@@ -1,0 +1,359 @@
+"""The benchmark suite: ``make bench`` (or ``python -m benchmarks.run [--quick]``).
+
+Starts the cluster emulator and the example service (``benchmarks.bench_app``) as processes
+pinned to CPU 0, drives them with wrk (or the asyncio load generator) pinned to CPU 1, and
+prints every figure with median, min and max over interleaved rounds, the goal ratios of
+docs/performance.md, and a PNG chart. Figures are ratios measured in the same run: the machine
+is shared and noisy, absolute numbers move between runs, ratios much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from service.devcluster import DevCluster, Fault
+
+from . import micro
+from .loadgen import LoadResult, have_wrk, run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDIENCE = "compass-internal"
+#: Figures quoted in the performance issue for this kind of machine (one core for the server).
+GO_GIN_OIDC_RPS = 5500
+TORNADO_HELLO_RPS = 2760
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    instance: str  # which service process
+    path: str
+    tokens: str  # which token pool
+
+
+@dataclass
+class Row:
+    scenario: str
+    rps: list[float]
+    p50_ms: list[float]
+    p99_ms: list[float]
+    non2xx: int
+
+
+SCENARIOS = (
+    Scenario("no auth", "main", "/noauth", "known"),
+    Scenario("known token", "main", "/whoami", "known"),
+    Scenario("fresh token per request", "fresh", "/whoami", "fresh"),
+    Scenario("wrong audience", "main", "/whoami", "wrong_audience"),
+    Scenario("TokenReview fallback, cached", "fallback", "/whoami", "known"),
+    Scenario("10% garbage mixed in", "main", "/whoami", "garbage_mix"),
+    Scenario("naive peer: PyJWT per request", "main", "/naive", "known"),
+    Scenario("no auth, telemetry off", "bare", "/noauth", "known"),
+    Scenario("known token, telemetry off", "bare", "/whoami", "known"),
+)
+
+
+class _Sink(tornado.web.RequestHandler):
+    """An OTLP/HTTP endpoint that accepts and drops: exports cost the service what they cost."""
+
+    def post(self, _: str) -> None:
+        self.set_header("Content-Type", "application/x-protobuf")
+
+
+@contextmanager
+def otlp_sink() -> Iterator[str]:
+    ready = threading.Event()
+    state: dict[str, object] = {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        app = tornado.web.Application([(r"/v1/(traces|metrics)", _Sink)])
+        server = tornado.httpserver.HTTPServer(app)
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+        server.add_sockets(sockets)
+        state["port"] = sockets[0].getsockname()[1]
+        state["loop"] = loop
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{state['port']}"
+    finally:
+        loop = state["loop"]
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        loop.call_soon_threadsafe(loop.stop)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_service(environ: dict[str, str], loop: str, cpu: int | None) -> tuple[
+        subprocess.Popen[bytes], str, float]:
+    """The bench app on a free port; returns (process, url, seconds from spawn to ready)."""
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks.bench_app", "--port", str(port), "--loop", loop]
+    if cpu is not None and shutil.which("taskset"):
+        command = ["taskset", "-c", str(cpu), *command]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **environ},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = started + 30
+    while time.perf_counter() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    return process, url, time.perf_counter() - started
+        except OSError:
+            time.sleep(0.01)
+    process.kill()
+    raise RuntimeError(f"service did not become ready: {command}")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def token_pools(cluster: DevCluster, fresh_count: int) -> dict[str, list[str]]:
+    known = cluster.mint(audiences=(AUDIENCE,))
+    garbage = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImdhcmJh.Z2FyYmFnZQ.c2lnbmF0dXJl"
+    return {
+        "known": [known],
+        "fresh": [cluster.mint(audiences=(AUDIENCE,)) for _ in range(fresh_count)],
+        "wrong_audience": [cluster.mint(audiences=("vault",))],
+        "garbage_mix": [known] * 9 + [garbage],
+    }
+
+
+def bench(args: argparse.Namespace) -> dict[str, object]:
+    cpus = os.cpu_count() or 1
+    server_cpu, load_cpu = (0, 1) if cpus >= 2 else (None, None)
+    engine = "wrk" if have_wrk() and not args.python_load else "python"
+    results: dict[str, object] = {"engine": engine, "loop": args.loop, "cpus": cpus,
+                                  "duration": args.duration, "rounds": args.rounds,
+                                  "connections": args.connections}
+    with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir, \
+            otlp_sink() as sink:
+        kubeconfig = str(cluster.write_kubeconfig(Path(workdir) / "kubeconfig"))
+        base = {"KUBECONFIG": kubeconfig, "AUTH_LOG_LEVEL": "ERROR"}
+        telemetry = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "bench"}
+        print(f"minting tokens ({args.fresh_tokens} fresh)...", flush=True)
+        pools = token_pools(cluster, args.fresh_tokens)
+        environments = {
+            "main": {**base, **telemetry},
+            "fresh": {**base, **telemetry, "AUTH_CACHE_SIZE": "0"},
+            "bare": {**base, "OTEL_SDK_DISABLED": "true"},
+        }
+        processes: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        startup: list[float] = []
+        try:
+            for name, environ in environments.items():
+                process, url, seconds = start_service(environ, args.loop, server_cpu)
+                processes[name] = (process, url)
+                startup.append(seconds)
+            cluster.set_fault("discovery", Fault(status=403))  # this one stays in fallback
+            process, url, _ = start_service(
+                {**base, **telemetry, "AUTH_REDISCOVERY_INTERVAL": "3600"}, args.loop,
+                server_cpu)
+            processes["fallback"] = (process, url)
+            cluster.clear_faults()
+            rows = {s.name: Row(s.name, [], [], [], 0) for s in SCENARIOS}
+            for round_index in range(args.rounds):
+                print(f"round {round_index + 1}/{args.rounds}", flush=True)
+                for scenario in SCENARIOS:
+                    result = run_load(processes[scenario.instance][1], scenario.path,
+                                      pools[scenario.tokens], duration=args.duration,
+                                      connections=args.connections, cpu=load_cpu, engine=engine)
+                    _add(rows[scenario.name], result)
+            results["scenarios"] = [asdict(row) for row in rows.values()]
+            results["startup_seconds"] = startup
+            results["memory"] = memory_growth(cluster, base, args, server_cpu, load_cpu, engine)
+        finally:
+            for process, _ in processes.values():
+                process.terminate()
+                process.wait(10)
+        print("in-process figures...", flush=True)
+        figures, ratios = asyncio.run(micro.run(cluster, Path(kubeconfig),
+                                                args.micro_iterations, max(3, args.rounds)))
+        results["micro"] = [asdict(figure) for figure in figures]
+        results["micro_ratios"] = ratios
+    return results
+
+
+def memory_growth(cluster: DevCluster, base: dict[str, str], args: argparse.Namespace,
+                  server_cpu: int | None, load_cpu: int | None, engine: str) -> dict[str, float]:
+    """RSS before and after ``--memory-tokens`` distinct valid tokens (ES256, fast to mint)."""
+    kid = cluster.add_key("EC")
+    print(f"minting {args.memory_tokens} distinct tokens for the memory figure...", flush=True)
+    tokens = [cluster.mint(audiences=(AUDIENCE,), key_id=kid, pod=f"p-{index}")
+              for index in range(args.memory_tokens)]
+    process, url, _ = start_service(base, args.loop, server_cpu)
+    try:
+        run_load(url, "/whoami", tokens[:200], duration=1, connections=8, cpu=load_cpu,
+                 engine=engine)  # warm-up: imports, first allocations
+        before = rss_mb(process.pid)
+        sent = run_load(url, "/whoami", tokens, duration=args.memory_seconds,
+                        connections=args.connections, cpu=load_cpu, engine=engine)
+        after = rss_mb(process.pid)
+    finally:
+        process.terminate()
+        process.wait(10)
+    return {"tokens": len(tokens), "requests": sent.requests, "rss_before_mb": before,
+            "rss_after_mb": after, "growth_mb": after - before}
+
+
+def _add(row: Row, result: LoadResult) -> None:
+    row.rps.append(result.rps)
+    row.p50_ms.append(result.p50_ms)
+    row.p99_ms.append(result.p99_ms)
+    row.non2xx += result.non2xx
+
+
+def report(results: dict[str, object]) -> str:
+    lines = [f"load: {results['engine']}, loop: {results['loop']}, {results['rounds']} rounds x "
+             f"{results['duration']} s per scenario, {results['connections']} connections", ""]
+    lines.append(f"{'scenario':<34} {'req/s median':>12} {'min':>7} {'max':>7} "
+                 f"{'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8}")
+    rows = {row["scenario"]: row for row in results["scenarios"]}  # type: ignore[attr-defined]
+    for row in rows.values():
+        lines.append(f"{row['scenario']:<34} {statistics.median(row['rps']):>12.0f} "
+                     f"{min(row['rps']):>7.0f} {max(row['rps']):>7.0f} "
+                     f"{statistics.median(row['p50_ms']):>7.2f} "
+                     f"{statistics.median(row['p99_ms']):>7.2f} {row['non2xx']:>8}")
+
+    def per_round(a: str, b: str) -> tuple[float, float, float]:
+        values = [x / y for x, y in zip(rows[a]["rps"], rows[b]["rps"], strict=True)]
+        return statistics.median(values), min(values), max(values)
+
+    lines += ["", "goals (ratios from the same run):"]
+    known = per_round("known token", "no auth")
+    lines.append(f"1. known token / no auth (telemetry on): {known[0]:.3f} "
+                 f"({known[1]:.3f}-{known[2]:.3f}), goal >= 0.95")
+    bare = per_round("known token, telemetry off", "no auth, telemetry off")
+    lines.append(f"   same with telemetry off: {bare[0]:.3f} ({bare[1]:.3f}-{bare[2]:.3f})")
+    micro_ratios = results["micro_ratios"]
+    assert isinstance(micro_ratios, dict)
+    micro_rows = {f["name"]: f for f in results["micro"]}  # type: ignore[attr-defined]
+    hit_off = micro_rows["cache hit, telemetry off"]["median_us"]
+    hit_on = micro_rows["cache hit, recording SDK"]["median_us"]
+    lines.append(f"   a cache hit costs {hit_off:.1f} µs with telemetry off, {hit_on:.1f} µs "
+                 "recording (goal: at most 10 µs added)")
+    lines.append(f"2. fresh token verify_local / jwt.decode: "
+                 f"{micro_ratios['fresh token / jwt.decode']:.3f}, goal <= 1.1")
+    best = max(statistics.median(rows["known token"]["rps"]),
+               statistics.median(rows["known token, telemetry off"]["rps"]))
+    noauth = statistics.median(rows["no auth, telemetry off"]["rps"])
+    lines.append(f"3. known token req/s / Go+Gin+go-oidc ({GO_GIN_OIDC_RPS} quoted): "
+                 f"{statistics.median(rows['known token']['rps']) / GO_GIN_OIDC_RPS:.3f} with "
+                 f"telemetry, {best / GO_GIN_OIDC_RPS:.3f} best, goal >= 0.75; this machine's "
+                 f"Tornado without auth: {noauth:.0f} req/s = "
+                 f"{noauth / TORNADO_HELLO_RPS:.2f}x the quoted {TORNADO_HELLO_RPS}")
+    fallback = per_round("TokenReview fallback, cached", "known token")
+    lines.append(f"4. TokenReview cached / local cached: in-process "
+                 f"{micro_ratios['TokenReview cached / local cached']:.3f} (goal <= 1.1); "
+                 f"req/s {fallback[0]:.3f}")
+    memory = results["memory"]
+    assert isinstance(memory, dict)
+    startup = results["startup_seconds"]
+    assert isinstance(startup, list)
+    lines.append(f"5. {memory['tokens']} distinct tokens ({memory['requests']} requests): RSS "
+                 f"{memory['rss_before_mb']:.1f} -> {memory['rss_after_mb']:.1f} MB, growth "
+                 f"{memory['growth_mb']:.1f} MB (goal <= 64); start to ready "
+                 f"{statistics.median(startup):.2f} s (goal < 1)")
+    naive = per_round("known token", "naive peer: PyJWT per request")
+    lines.append(f"   known token / naive peer: {naive[0]:.2f}x")
+    lines += ["", "in-process (µs per call, median over rounds):"]
+    for figure in results["micro"]:  # type: ignore[attr-defined]
+        lines.append(f"   {figure['name']:<42} {figure['median_us']:>8.1f} "
+                     f"({figure['min_us']:.1f}-{figure['max_us']:.1f})")
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, object], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["scenarios"]
+    assert isinstance(rows, list)
+    names = [row["scenario"] for row in rows]
+    rps = [statistics.median(row["rps"]) for row in rows]
+    p99 = [statistics.median(row["p99_ms"]) for row in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    left.barh(names, rps, color="#4c78a8")
+    left.set_xlabel("requests per second (median)")
+    left.invert_yaxis()
+    right.barh(names, p99, color="#e45756")
+    right.set_xlabel("p99 latency, ms (median)")
+    right.invert_yaxis()
+    right.set_yticklabels([])
+    figure.suptitle(f"compass-auth, one core for the server ({results['engine']}, "
+                    f"{results['connections']} connections)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny setting (CI): seconds")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
+    parser.add_argument("--fresh-tokens", type=int, default=3000)
+    parser.add_argument("--memory-tokens", type=int, default=100_000)
+    parser.add_argument("--memory-seconds", type=float, default=60.0)
+    parser.add_argument("--micro-iterations", type=int, default=2000)
+    parser.add_argument("--python-load", action="store_true", help="asyncio load, not wrk")
+    parser.add_argument("--chart", type=Path, default=ROOT / "docs" / "performance.png")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.connections = 1, 1.0, 8
+        args.fresh_tokens, args.memory_tokens, args.memory_seconds = 50, 300, 1.0
+        args.micro_iterations = 50
+    results = bench(args)
+    print()
+    print(report(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.chart:
+        chart(results, args.chart)
+        print(f"\nchart: {args.chart}")
+
+
+if __name__ == "__main__":
+    main()
