@@ -26,6 +26,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,8 @@ class UnverifiedToken:
     kid: str
     algorithm: str
     payload: dict[str, Any]
+    #: The decoded payload bytes ``payload`` was parsed from.
+    payload_bytes: bytes
 
 
 def precheck(
@@ -122,11 +125,11 @@ def precheck(
         raise MalformedToken("token is not three base64url segments separated by dots")
     header = decode_segment(match.group(1), "header")
     kid, algorithm = _check_header(header)
-    payload = decode_segment(match.group(2), "payload")
+    payload_bytes, payload = _decode_segment(match.group(2), "payload")
     prefilter(payload, policy.audience, issuers, now, policy.clock_skew)
     if not match.group(3):
         raise BadSignature("token has an empty signature")
-    return UnverifiedToken(kid=kid, algorithm=algorithm, payload=payload)
+    return UnverifiedToken(kid, algorithm, payload, payload_bytes)
 
 
 def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> Identity:
@@ -139,10 +142,11 @@ def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: floa
         raise UnknownKey(f"no published key has kid {kid[:64]!r}", kid=kid)
     if key.algorithm != algorithm:
         raise UnsupportedAlgorithm(f"token alg {algorithm} does not match key alg {key.algorithm}")
-    claims = _decode_verified(token, key.jwk, key.algorithm, policy, issuers)
-    if claims != unverified.payload:
-        # PyJWT parsed the same bytes; a difference would mean two parsers disagree about
-        # what was signed (go-oidc makes the same final check).
+    claims = _decode_verified(token, key.jwk, key.algorithm, policy, issuers, unverified)
+    if claims is not unverified.payload and claims != unverified.payload:
+        # PyJWT parsed other bytes than the pre-filter (it cannot, but if a PyJWT version split
+        # tokens differently): two parsers would disagree about what was signed (go-oidc makes
+        # the same final check).
         raise MalformedToken("verified payload differs from the pre-filtered one")
     identity = Identity.from_claims(claims, verified_by="jwks", key_id=kid)
     if is_stale(identity, now):
@@ -158,8 +162,13 @@ def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: floa
 
 def decode_segment(segment: str, name: str) -> dict[str, Any]:
     """base64url-decode one JWS segment into a JSON object, rejecting duplicate keys."""
+    return _decode_segment(segment, name)[1]
+
+
+def _decode_segment(segment: str, name: str) -> tuple[bytes, dict[str, Any]]:
     try:
-        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("utf-8")
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        text = raw.decode("utf-8")
         value = _DECODER.decode(text)
         if not isinstance(value, dict):
             raise MalformedToken(f"token {name} is not a JSON object")
@@ -171,7 +180,7 @@ def decode_segment(segment: str, name: str) -> dict[str, Any]:
             _STRICT_DECODER.decode(text)
     except (binascii.Error, ValueError, RecursionError) as error:
         raise MalformedToken(f"token {name} is not base64url JSON: {error}") from None
-    return value
+    return raw, value
 
 
 def _count_keys(value: dict[str, Any] | list[Any]) -> int:
@@ -220,10 +229,16 @@ _PYJWT_ERRORS: tuple[tuple[type[Exception], type[AuthError]], ...] = (
 
 
 def _decode_verified(
-    token: str, key: jwt.PyJWK, algorithm: str, policy: VerificationPolicy, issuers: tuple[str, ...]
+    token: str,
+    key: jwt.PyJWK,
+    algorithm: str,
+    policy: VerificationPolicy,
+    issuers: tuple[str, ...],
+    unverified: UnverifiedToken,
 ) -> dict[str, Any]:
+    shared = _PREPARSED.set((unverified.payload_bytes, unverified.payload))
     try:
-        return jwt.decode(
+        return _JWT.decode(
             token,
             key,
             # From the key, never from the token header (RFC 8725 §2.1).
@@ -231,7 +246,6 @@ def _decode_verified(
             audience=policy.audience,
             issuer=issuers or None,
             leeway=policy.clock_skew,
-            options={"require": _REQUIRED_CLAIMS},
         )
     except jwt.PyJWTError as error:
         for pyjwt_class, ours in _PYJWT_ERRORS:
@@ -242,6 +256,34 @@ def _decode_verified(
         # PyJWT's claim checks catch only ValueError around int(): a list or object claim raises
         # TypeError and a huge number OverflowError. Client input must never become a 500.
         raise MalformedToken(f"claim of the wrong type: {error}") from None
+    finally:
+        _PREPARSED.reset(shared)
+
+
+#: The payload the pre-filter parsed, with its bytes, for the PyJWT call that follows.
+_PREPARSED: ContextVar[tuple[bytes, dict[str, Any]] | None] = ContextVar(
+    "compass_auth_preparsed_payload", default=None
+)
+
+
+class _SharedPayloadJWT(jwt.PyJWT):
+    """PyJWT that reuses the payload the pre-filter parsed from the same bytes.
+
+    ``_decode_payload`` is PyJWT's extension point for decoding the payload ("intended to be
+    overridden by subclasses", api_jwt.py). PyJWT still checks the signature over the token's
+    exact bytes and validates every claim; only a second ``json.loads`` of identical bytes is
+    skipped, which also makes the claims PyJWT validates the very ones the pre-filter read.
+    """
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        preparsed = _PREPARSED.get()
+        if preparsed is not None and decoded["payload"] == preparsed[0]:
+            return preparsed[1]
+        return super()._decode_payload(decoded)
+
+
+# Options fixed once: PyJWT merges per-call options on every call.
+_JWT = _SharedPayloadJWT(options={"require": _REQUIRED_CLAIMS})
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
