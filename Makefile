@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,deploy]'
 	touch $(STAMP)
 
 demo: $(STAMP)
