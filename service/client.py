@@ -44,20 +44,25 @@ class _FileVersion(NamedTuple):
     inode: int
     size: int
     mtime_ns: int
+    #: A writer can set mtime back (os.utime), never ctime.
+    ctime_ns: int
 
 
 def _version(status: os.stat_result) -> _FileVersion:
-    return _FileVersion(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+    return _FileVersion(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
+                        status.st_ctime_ns)
 
 
 class FileTokenSource:
     """The current token in ``path``, re-read only when the file behind the path changes.
 
     ``token()`` stats the path (following the kubelet's ``..data`` symlink) and compares the
-    resolved file's device, inode, size and modification time with those of the file it last
-    read: an atomic symlink swap gives another inode, an in-place rewrite (a Secret mounted by
-    hand, a test) another size or mtime. The version recorded is the ``fstat`` of the file
-    actually read, so a swap between the ``stat`` and the ``open`` is caught on the next call.
+    resolved file's device, inode, size, mtime and ctime with those of the file it last read:
+    an atomic symlink swap gives another inode, an in-place rewrite (a Secret mounted by hand, a
+    test) another ctime. The version recorded is the ``fstat`` of the file actually read, so a
+    swap between the ``stat`` and the ``open`` is caught on the next call. (Two in-place writes
+    of the same size within one tick of the file system's clock look alike; the kubelet never
+    writes in place.)
 
     Not thread-safe; one source per event loop or thread. Never logs or prints the token.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,19 @@ def test_an_in_place_rewrite_with_a_new_mtime_is_seen(tmp_path: Path) -> None:
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert source.token() == TOKEN_B
+
+
+def test_an_in_place_rewrite_with_the_mtime_set_back_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text(TOKEN_A)
+    before = path.stat()
+    source = FileTokenSource(path)
+    assert source.token() == TOKEN_A
+    time.sleep(0.05)  # past the file system clock's tick, so that ctime moves
+    same_size = TOKEN_A[:-1] + ("X" if TOKEN_A[-1] != "X" else "Y")
+    path.write_text(same_size)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert source.token() == same_size
 
 
 def test_missing_file_is_an_error_and_recovers(tmp_path: Path) -> None:
