@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
 
 import service.__main__
+import service.app
+import service.caller
 
 from .dockerfile import entrypoint
 from .manifests import Object
@@ -30,15 +33,17 @@ def parse(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[s
     assert argv[:3] == MODULE_PREFIX, f"{argv} does not run the service package"
     calls: list[tuple[str, dict[str, Any]]] = []
 
-    def recorder(name: str, *parameters: str) -> Any:
-        def record(*args: Any) -> int:
-            calls.append((name, dict(zip(parameters, args, strict=True))))
+    def recorder(name: str, real: Any) -> Any:
+        # Named after the real function's parameters, so a new option does not break this.
+        signature = inspect.signature(real)
+
+        def record(*args: Any, **kwargs: Any) -> int:
+            calls.append((name, dict(signature.bind(*args, **kwargs).arguments)))
             return 0
         return record
 
-    monkeypatch.setattr("service.app.main", recorder("serve", "host", "port", "drain_seconds"))
-    monkeypatch.setattr("service.caller.main", recorder(
-        "call", "url", "token_file", "interval", "count", "timeout"))
+    monkeypatch.setattr(service.app, "main", recorder("serve", service.app.main))
+    monkeypatch.setattr(service.caller, "main", recorder("call", service.caller.main))
     assert service.__main__.main(argv[3:]) == 0
     assert len(calls) == 1
     return calls[0]
