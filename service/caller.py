@@ -9,8 +9,9 @@ same one the service logs), never the token::
 verified_by=jwks token_fp=3f1c9a0b7d2e duration_ms=4.1
     level=WARN logger=service.caller msg=call status=401 outcome=denied reason=audience_mismatch ...
 
-Trace context (W3C ``traceparent``) is not sent yet: the OpenTelemetry set-up of the package
-does not exist so far, and this module should not configure an SDK of its own.
+With an OpenTelemetry exporter configured (the standard ``OTEL_*`` variables, as for the
+service), each call is a CLIENT span and carries W3C ``traceparent``, so the service's trace of
+the request starts at the client. ``OTEL_SDK_DISABLED=true`` turns that off.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -25,8 +27,9 @@ from typing import Any, Literal
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
-from . import __version__
+from . import __version__, otel
 from .auth.bearer import fingerprint
+from .auth.settings import SettingsError
 from .client import FileTokenSource, TokenFileError
 from .logs import configure_logging
 
@@ -185,6 +188,17 @@ def main(url: str, token_file: str, interval: float = 5.0, count: int | None = N
          timeout: float = 5.0) -> int:
     """Run the caller; with ``count``, exit 0 only if every call was allowed."""
     configure_logging()
+    try:
+        # Tornado's instrumentation makes each AsyncHTTPClient.fetch a CLIENT span and injects
+        # traceparent; without an exporter configured it records nothing (see service.otel).
+        setup = None if otel.sdk_disabled(os.environ) else otel.configure(os.environ)
+    except SettingsError as error:
+        logger.error("invalid settings", extra={"error": str(error)})
+        return 2
     logger.info("calling", extra={"url": url, "token_file": token_file, "interval": interval,
                                   "count": count if count is not None else "unlimited"})
-    return asyncio.run(_main(url, token_file, interval, count, timeout))
+    try:
+        return asyncio.run(_main(url, token_file, interval, count, timeout))
+    finally:
+        if setup is not None:
+            setup.shutdown()

@@ -7,15 +7,18 @@ the emulator's CA, and the tests talk to the service over HTTP.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from service import otel
 from service.app import Service
 from service.auth import Authenticator, AuthSettings
 from service.auth.bearer import fingerprint
@@ -126,6 +129,17 @@ async def running(start_service: StartService) -> RunningService:
     """The service with default settings, keys loaded."""
     result: RunningService = await start_service()
     return result
+
+
+@pytest.fixture
+def telemetry_setup() -> Iterator[
+    tuple[TelemetrySetup, InMemorySpanExporter, InMemoryMetricReader]
+]:
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    setup = otel.configure({}, extra_span_exporters=(spans,), extra_metric_readers=(reader,))
+    yield setup, spans, reader
+    setup.shutdown()
 
 
 @pytest.fixture

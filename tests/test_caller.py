@@ -201,3 +201,37 @@ async def test_the_command_exits_0_on_sigterm(running: RunningService, tmp_path:
         pass
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+async def test_calls_carry_traceparent_when_tracing_is_configured(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from service import otel
+
+    seen: list[str] = []
+
+    class Echo(tornado.web.RequestHandler):
+        def get(self) -> None:
+            seen.append(self.request.headers.get("traceparent", ""))
+            self.write({"subject": "system:serviceaccount:default:collector"})
+
+    spans = InMemorySpanExporter()
+    setup = otel.configure({}, extra_span_exporters=(spans,))
+    sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server = HTTPServer(tornado.web.Application([(r"/whoami", Echo)]))
+    server.add_sockets(sockets)
+    try:
+        token_file = write_token_volume(tmp_path / "tokens", "a.b.c")
+        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/whoami"
+        results = await run(url, FileTokenSource(str(token_file)), count=1, interval=0.01)
+    finally:
+        server.stop()
+        setup.shutdown()
+    assert results[0].outcome == "allowed"
+    (client,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    trace_id = format(client.context.trace_id, "032x")
+    span_id = format(client.context.span_id, "016x")
+    (header,) = seen
+    assert header.startswith(f"00-{trace_id}-{span_id}-")
+    assert int(header.rsplit("-", 1)[1], 16) & 1  # sampled

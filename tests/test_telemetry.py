@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from service import otel
 from service.auth.telemetry import Telemetry
 from service.devcluster import DevCluster, Fault
 from service.otel import TelemetrySetup
@@ -64,17 +63,6 @@ async def raw_get(running: RunningService, headers: dict[str, str]) -> int:
     data = await reader.read()
     writer.close()
     return int(data.split(b" ", 2)[1])
-
-
-@pytest.fixture
-def telemetry_setup() -> Iterator[
-    tuple[TelemetrySetup, InMemorySpanExporter, InMemoryMetricReader]
-]:
-    spans = InMemorySpanExporter()
-    reader = InMemoryMetricReader()
-    setup = otel.configure({}, extra_span_exporters=(spans,), extra_metric_readers=(reader,))
-    yield setup, spans, reader
-    setup.shutdown()
 
 
 @pytest.fixture

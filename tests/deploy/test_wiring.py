@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from service.auth.settings import DEFAULT_SERVICEACCOUNT_DIR, VARIABLES, AuthSettings
 
-from ..conftest import RunningService
+from ..conftest import RunningService, StartService
 from .argv import container_argv, parse
 from .manifests import (
     Manifests,
@@ -213,3 +214,19 @@ def test_replicas_spread_over_nodes(manifests: Manifests) -> None:
     labels = manifests.get("Deployment", "compass-auth")["spec"]["template"]["metadata"]["labels"]
     for constraint in spec["topologySpreadConstraints"]:
         assert selects(constraint["labelSelector"]["matchLabels"], labels)
+
+
+async def test_the_scrape_annotations_point_at_the_metrics(
+    start_service: StartService, telemetry_setup: Any, manifests: Manifests
+) -> None:
+    (deployment,) = [w for w in manifests.workloads()
+                     if w["metadata"]["name"] == "compass-auth"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    container = only_container(deployment)
+    assert container_port(container, int(annotations["prometheus.io/port"]))
+    running = await start_service(telemetry=telemetry_setup[0])
+    await running.get(token=running.token())
+    response = await running.get(annotations["prometheus.io/path"])
+    assert response.code == 200
+    assert b"auth_verifications_total" in response.body
