@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest config clean image-tools image-test
+.PHONY: demo test lint typecheck pytest config clean image-tools image-test bench bench-quick
 
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,18 @@ image-tools:
 # Only the image build and run (about a minute).
 image-test: $(STAMP) image-tools
 	$(BIN)/pytest tests/deploy/test_image.py
+
+# The benchmark suite (docs/performance.md): wrk from Debian's packages when missing, uvloop and
+# matplotlib from the bench extra. Several minutes; `make bench-quick` is the tiny CI setting.
+bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get install -y --no-install-recommends wrk || \
+		(apt-get update && apt-get install -y --no-install-recommends wrk))
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.run --quick --chart ''
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shutil
 import socket
@@ -325,20 +326,34 @@ def chart(results: dict[str, object], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def _have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def main() -> None:
+    # Progress and figures go to stdout; the library's own log lines (an expected "fatal" from
+    # the fallback instance, for one) would only interleave with them.
+    logging.getLogger("service").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny setting (CI): seconds")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"),
+                        default="uvloop" if _have_uvloop() else "asyncio")
     parser.add_argument("--fresh-tokens", type=int, default=3000)
     parser.add_argument("--memory-tokens", type=int, default=100_000)
     parser.add_argument("--memory-seconds", type=float, default=60.0)
     parser.add_argument("--micro-iterations", type=int, default=2000)
     parser.add_argument("--python-load", action="store_true", help="asyncio load, not wrk")
-    parser.add_argument("--chart", type=Path, default=ROOT / "docs" / "performance.png")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--chart", default=str(ROOT / "docs" / "performance.png"),
+                        help="PNG to write ('' for none)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
     args = parser.parse_args()
     if args.quick:
@@ -351,7 +366,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     if args.chart:
-        chart(results, args.chart)
+        chart(results, Path(args.chart))
         print(f"\nchart: {args.chart}")
 
 

@@ -1,0 +1,33 @@
+"""The benchmark suite runs end to end on its tiny setting (the figures are not asserted: they are
+measurements, recorded in docs/performance.md, not tests)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_suite_runs_on_the_quick_setting(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--chart", "",
+         "--json", str(tmp_path / "figures.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = result.stdout
+    for scenario in ("no auth", "known token", "fresh token per request", "wrong audience",
+                     "TokenReview fallback, cached", "10% garbage mixed in",
+                     "naive peer: PyJWT per request"):
+        assert re.search(rf"^{re.escape(scenario)}\s+\d+", report, re.MULTILINE), report
+    for goal in ("1. known token / no auth", "2. fresh token", "3. known token req/s",
+                 "4. TokenReview cached", "5. "):
+        assert goal in report, report
+    # Denials are counted as such: the wrong-audience scenario got only non-2xx answers.
+    wrong = re.search(r"^wrong audience\s+(\d+).*\s(\d+)$", report, re.MULTILINE)
+    assert wrong is not None
+    assert int(wrong.group(2)) > 0
+    assert (tmp_path / "figures.json").stat().st_size > 0
