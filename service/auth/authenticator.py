@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -18,7 +19,13 @@ from typing import Any
 from .bearer import extract_bearer, fingerprint
 from .claims import check_subject_allowed
 from .discovery import DiscoveryClient
-from .errors import AuthError, KeysUnavailable, TokenReviewUnavailable, UnknownKey
+from .errors import (
+    AuthError,
+    KeysUnavailable,
+    TokenReviewUnavailable,
+    UnknownKey,
+    VerificationUnavailable,
+)
 from .identity import Identity
 from .keys import KeyCache
 from .keyset import KeySet
@@ -283,8 +290,11 @@ class Authenticator:
         }
 
     def retry_after(self, error: AuthError | None = None) -> int:
-        """Seconds a client should wait after a 503: a moment when TokenReview was busy or
-        failing, else until our next discovery attempt (1..60)."""
+        """Seconds a client should wait after a 503: what the API server asked of us when it
+        sent Retry-After, else a moment when TokenReview was busy or failing, else until our
+        next discovery attempt (1..60)."""
+        if isinstance(error, VerificationUnavailable) and error.retry_after is not None:
+            return max(1, min(60, math.ceil(error.retry_after)))
         if isinstance(error, TokenReviewUnavailable):
             return TOKENREVIEW_RETRY_AFTER
         return max(1, min(60, round(self._keys.seconds_until_retry())))

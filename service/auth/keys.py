@@ -9,7 +9,9 @@ Modelled on go-oidc's ``RemoteKeySet`` (jwks.go) and adding what it lacks:
   ``min_refresh_interval`` and never twice for the same kid within ``NEGATIVE_KID_TTL``, so a flood
   of random kids costs the API server at most one request per cool-down;
 * a background loop refreshes every ``refresh_interval`` (±10% jitter so replicas do not
-  synchronise), and every ``retry_interval`` while refreshes fail.
+  synchronise), and every ``retry_interval`` while refreshes fail;
+* a failed fetch whose error carries ``retry_after`` (the server's ``Retry-After``, seconds) holds
+  back every automatic fetch (unknown kid, background loop) until that time has passed.
 
 The fetch function and the clock are constructor parameters, so tests pass fakes.
 """
@@ -68,6 +70,8 @@ class KeyCache:
         self._loaded_at: float | None = None
         self._last_attempt: float | None = None
         self._last_error: str | None = None
+        #: No automatic fetch before this (monotonic), when the server sent Retry-After.
+        self._not_before: float | None = None
         self._inflight: asyncio.Task[KeySet] | None = None
         self._unknown_kids: OrderedDict[str, float] = OrderedDict()
         self._listeners: list[Callable[[KeySet | None, KeySet], None]] = []
@@ -119,7 +123,10 @@ class KeyCache:
         fetch_allowed = kid not in self._unknown_kids and (
             self._inflight is not None
             or self._last_attempt is None
-            or now - self._last_attempt >= self._min_refresh_interval
+            or (
+                now - self._last_attempt >= self._min_refresh_interval
+                and not self._held_back(now)
+            )
         )
         if fetch_allowed:
             snapshot = await self.refresh(force=True)
@@ -138,6 +145,8 @@ class KeyCache:
             failing = self._last_error is not None or self._snapshot is None
             interval = self._retry_interval if failing else self._refresh_interval
             delay = interval * self._uniform(1 - JITTER, 1 + JITTER)
+            if self._not_before is not None:
+                delay = max(delay, self._not_before - self._clock())
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
                 return
@@ -151,7 +160,11 @@ class KeyCache:
         """A hint for ``Retry-After`` while keys are unavailable."""
         if self._last_attempt is None:
             return self._retry_interval
-        return max(0.0, self._last_attempt + self._retry_interval - self._clock())
+        now = self._clock()
+        wait = self._last_attempt + self._retry_interval - now
+        if self._not_before is not None:
+            wait = max(wait, self._not_before - now)
+        return max(0.0, wait)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -177,6 +190,10 @@ class KeyCache:
         """Record a failed fetch made elsewhere (the start-up discovery)."""
         self._last_attempt = self._clock()
         self._last_error = str(error) or type(error).__name__
+        hint = getattr(error, "retry_after", None)
+        self._not_before = (
+            self._last_attempt + hint if isinstance(hint, int | float) and hint > 0 else None
+        )
 
     def seed(self, snapshot: KeySet) -> None:
         """Install a key set fetched elsewhere (the start-up discovery) as the current one."""
@@ -184,6 +201,7 @@ class KeyCache:
         self._loaded_at = self._clock()
         recovered = self._last_error is not None
         self._last_error = None
+        self._not_before = None
         # A kid that is now published must not stay in the negative cache.
         for kid in snapshot.keys:
             self._unknown_kids.pop(kid, None)
@@ -194,6 +212,9 @@ class KeyCache:
             )
         for listener in self._listeners:
             listener(previous, snapshot)
+
+    def _held_back(self, now: float) -> bool:
+        return self._not_before is not None and now < self._not_before
 
     def _remember_unknown(self, kid: str, now: float) -> None:
         self._unknown_kids[kid] = now + NEGATIVE_KID_TTL
