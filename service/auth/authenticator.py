@@ -141,7 +141,8 @@ class Authenticator:
 
     async def _run(self) -> None:
         try:
-            keys = await self._discovery.fetch_with_retries()
+            # Each failed attempt is noted at once, so /readyz shows why during the retries.
+            keys = await self._discovery.fetch_with_retries(on_failure=self._keys.note_failure)
         except Exception as error:  # noqa: BLE001 - every failure is reported the same way
             self._keys.note_failure(error)
             logger.error(MSG_FATAL, extra={"error": str(error), "api_server": self._api.host})

@@ -137,16 +137,29 @@ class DiscoveryClient:
         except InvalidKeySet as error:
             raise FetchError(f"JWKS is unusable: {error}", transient=False) from None
 
-    async def fetch_with_retries(self) -> KeySet:
+    async def fetch_with_retries(
+        self, on_failure: Callable[[BaseException], None] | None = None
+    ) -> KeySet:
         """``fetch`` with the start-up retry policy: 3 retries, 1 s, 2 s and 4 s apart, or longer
-        when the server asked for it with ``Retry-After`` (429/503, capped at 30 s)."""
+        when the server asked for it with ``Retry-After`` (429/503, capped at 30 s).
+
+        ``on_failure(error)`` is called for each failed attempt that will be retried, so that
+        readiness can say why while the retries go on.
+        """
+
+        def before_sleep(state: RetryCallState) -> None:
+            _log_retry(state)
+            error = state.outcome.exception() if state.outcome else None
+            if on_failure is not None and error is not None:
+                on_failure(error)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(STARTUP_ATTEMPTS),
             wait=wait_retry_after(wait_exponential(multiplier=1, max=4)),
             retry=retry_if_exception(is_transient),
             reraise=True,
             sleep=self._sleep,
-            before_sleep=_log_retry,
+            before_sleep=before_sleep,
         )
         # One parent span; each attempt is a child auth.keys.fetch span, each wait an event.
         with self._telemetry.internal_span(SPAN_DISCOVERY, {}):
