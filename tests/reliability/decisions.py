@@ -7,10 +7,13 @@ and an invalid one only 401 or 503: never 200 (wrongly accepted), never 500 (a c
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from service.devcluster import DevCluster
 
@@ -18,6 +21,17 @@ from ..conftest import AUDIENCE, COLLECTOR, RunningService
 
 VALID_ANSWERS = frozenset({200, 503})
 INVALID_ANSWERS = frozenset({401, 503})
+
+
+@contextlib.contextmanager
+def extra_key(cluster: DevCluster, key_type: Literal["RSA", "EC"] = "EC") -> Iterator[str]:
+    """A newly published key, unpublished again afterwards: the emulator lives for the whole
+    session, and a JWKS of more than 100 keys is refused (keyset.MAX_KEYS)."""
+    kid = cluster.add_key(key_type)
+    try:
+        yield kid
+    finally:
+        cluster.remove_key(kid)
 
 
 def forge_subject(token: str, subject: str = "system:serviceaccount:kube-system:admin") -> str:

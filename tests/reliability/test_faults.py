@@ -27,7 +27,8 @@ import pytest
 from service.devcluster import DevCluster, Fault
 
 from ..conftest import RunningService, StartService
-from .decisions import Decisions
+from .conftest import NewKey
+from .decisions import Decisions, extra_key
 
 #: Fast recovery loops for tests: rediscovery and unknown-kid refetches every few tenths of a s.
 FAST = {"AUTH_REDISCOVERY_INTERVAL": "0.3", "AUTH_JWKS_MIN_REFRESH_INTERVAL": "0.2",
@@ -61,10 +62,10 @@ async def assert_recovered(running: RunningService) -> None:
     await wait_for_path(running, "jwks")
     response = await running.get(token=running.token())
     assert (response.code, body(response)["verified_by"]) == (200, "jwks")
-    new_kid = running.cluster.add_key("EC")
-    await asyncio.sleep(0.25)  # past AUTH_JWKS_MIN_REFRESH_INTERVAL since any earlier refetch
-    response = await running.get(token=running.token(key_id=new_kid))
-    assert (response.code, body(response)["verified_by"]) == (200, "jwks")
+    with extra_key(running.cluster) as new_kid:
+        await asyncio.sleep(0.25)  # past AUTH_JWKS_MIN_REFRESH_INTERVAL since an earlier refetch
+        response = await running.get(token=running.token(key_id=new_kid))
+        assert (response.code, body(response)["verified_by"]) == (200, "jwks")
     decisions = Decisions()
     await decisions.probe(running, {"valid": running.token()})
     decisions.assert_none_wrong()
@@ -91,10 +92,10 @@ async def test_unreachable_at_start(devcluster: DevCluster, start_service: Start
     await assert_recovered(running)
 
 
-async def test_down_for_a_while_mid_run(running_fast: RunningService) -> None:
+async def test_down_for_a_while_mid_run(running_fast: RunningService, new_key: NewKey) -> None:
     running = running_fast
     cluster = running.cluster
-    kid_during_outage = cluster.add_key("EC")
+    kid_during_outage = new_key("EC")
     cluster.pause()
     try:
         decisions = Decisions()
@@ -123,10 +124,10 @@ async def running_fast(start_service: StartService) -> RunningService:
     return running
 
 
-async def test_slower_than_our_timeout(running_fast: RunningService) -> None:
+async def test_slower_than_our_timeout(running_fast: RunningService, new_key: NewKey) -> None:
     running = running_fast
     cluster = running.cluster
-    new_kid = cluster.add_key("EC")
+    new_kid = new_key("EC")
     cluster.set_fault("all", Fault(delay=3))  # AUTH_API_TIMEOUT is 1 s
     decisions = Decisions()
     started = time.monotonic()
@@ -161,10 +162,12 @@ async def test_server_errors_everywhere_at_start(
     await assert_recovered(running)
 
 
-async def test_jwks_errors_mid_run_fall_back_to_tokenreview(running_fast: RunningService) -> None:
+async def test_jwks_errors_mid_run_fall_back_to_tokenreview(
+    running_fast: RunningService, new_key: NewKey
+) -> None:
     running = running_fast
     cluster = running.cluster
-    new_kid = cluster.add_key("EC")
+    new_kid = new_key("EC")
     cluster.set_fault("jwks", Fault(status=500))
     response = await running.get(token=running.token(key_id=new_kid))
     assert (response.code, body(response)["verified_by"]) == (200, "tokenreview")
@@ -208,10 +211,10 @@ async def test_bad_certificate_at_start(
     await assert_recovered(running)
 
 
-async def test_bad_certificate_mid_run(running_fast: RunningService) -> None:
+async def test_bad_certificate_mid_run(running_fast: RunningService, new_key: NewKey) -> None:
     running = running_fast
     cluster = running.cluster
-    new_kid = cluster.add_key("EC")
+    new_kid = new_key("EC")
     before = (running.api_calls("jwks"), running.api_calls("tokenreview"))
     cluster.pause()  # drop the kept-alive connections: the next ones see the new certificate
     cluster.set_server_certificate(self_signed=True)

@@ -21,6 +21,7 @@ from service.auth.settings import AuthSettings
 from service.devcluster import DevCluster, Fault
 
 from ..conftest import RunningService, StartService, log_text
+from .conftest import NewKey
 
 
 @pytest.fixture
@@ -90,10 +91,12 @@ async def test_huge_retry_after_is_capped(
     assert no_sleep.waits == [MAX_RETRY_AFTER] * 3
 
 
-async def test_a_jwks_429_holds_back_unknown_kid_refetches(start_service: StartService) -> None:
+async def test_a_jwks_429_holds_back_unknown_kid_refetches(
+    start_service: StartService, new_key: NewKey
+) -> None:
     running: RunningService = await start_service(AUTH_JWKS_MIN_REFRESH_INTERVAL="0.1")
     cluster = running.cluster
-    first, second = cluster.add_key("EC"), cluster.add_key("EC")
+    first, second = new_key("EC"), new_key("EC")
     cluster.set_fault("jwks", Fault(status=429, retry_after=2))
     before = running.api_calls("jwks")
     # The refetch for the first new kid is refused: TokenReview decides instead.
@@ -106,7 +109,7 @@ async def test_a_jwks_429_holds_back_unknown_kid_refetches(start_service: StartS
     assert running.api_calls("jwks") == before + 1  # the API server was not asked again
     cluster.clear_faults()
     await asyncio.sleep(2.0)
-    third = cluster.add_key("EC")
+    third = new_key("EC")
     response = await running.get(token=running.token(key_id=third))
     assert (response.code, body(response)["verified_by"]) == (200, "jwks")
     assert running.api_calls("jwks") == before + 2
