@@ -26,7 +26,7 @@ from tornado.routing import Rule
 
 from . import otel
 from .auth import AuthenticatedHandler, Authenticator, AuthSettings
-from .auth.handler import write_json_error
+from .auth.handler import request_summary, write_json_error
 from .auth.kube import KubeConfigError
 from .auth.settings import SettingsError
 from .auth.telemetry import Telemetry
@@ -46,10 +46,14 @@ IDLE_TIMEOUT = 30.0
 
 
 class JsonHandler(tornado.web.RequestHandler):
-    """Plain handlers of the example: JSON errors instead of Tornado's HTML page."""
+    """Plain handlers of the example: JSON errors instead of Tornado's HTML page, and access
+    log lines without query strings (like ``AuthenticatedHandler``'s)."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         write_json_error(self, status_code)
+
+    def _request_summary(self) -> str:
+        return request_summary(self.request)
 
 
 class WhoAmIHandler(AuthenticatedHandler):
@@ -84,7 +88,7 @@ class ReadyHandler(JsonHandler):
         self.write(status)
 
 
-class MetricsHandler(tornado.web.RequestHandler):
+class MetricsHandler(JsonHandler):
     """``GET /metrics``: every OpenTelemetry metric as Prometheus text."""
 
     def initialize(self, registry: CollectorRegistry) -> None:

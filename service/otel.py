@@ -48,9 +48,12 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry
+from tornado.web import RequestHandler
 
 from . import __version__
+from .auth.handler import loggable_target
 from .auth.settings import SettingsError
 
 logger = logging.getLogger(__name__)
@@ -132,10 +135,39 @@ def configure(
         from opentelemetry.instrumentation.tornado import TornadoInstrumentor
 
         TornadoInstrumentor().instrument(  # type: ignore[no-untyped-call]
-            tracer_provider=tracer_provider, meter_provider=meter_provider
+            tracer_provider=tracer_provider, meter_provider=meter_provider,
+            server_request_hook=redact_server_span,
         )
         setup.instrumented = True
     return setup
+
+
+#: URL attributes the Tornado instrumentation copies from the raw request URI.
+_URL_ATTRIBUTES = ("http.target", "http.url", "url.full", "url.path", "url.query")
+
+
+def redact_server_span(span: Span, handler: RequestHandler) -> None:
+    """Overwrite the server span's URL attributes with ``loggable_target`` values.
+
+    The instrumentation redacts only a few cloud-signature parameters (``redact_url``), not
+    ``access_token``: a token a misconfigured client puts in the query string (refused with 401)
+    would otherwise be exported with the span.
+    """
+    attributes = getattr(span, "attributes", None)
+    if not span.is_recording() or not attributes:
+        return
+    request = handler.request
+    target = loggable_target(request.path, request.query)
+    values = {
+        "http.target": target,
+        "http.url": f"{request.protocol}://{request.host}{target}",
+        "url.full": f"{request.protocol}://{request.host}{target}",
+        "url.path": loggable_target(request.path, ""),
+        "url.query": "REDACTED",
+    }
+    for key in _URL_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, values[key])
 
 
 def resource_attributes(environ: Mapping[str, str]) -> dict[str, Any]:
