@@ -95,6 +95,11 @@ def precheck(
     prefilter(payload, policy.audience, issuers, now, policy.clock_skew)
     if not match.group(3):
         raise BadSignature("token has an empty signature")
+    if not _canonical_base64url(match.group(3)):
+        # The last character of a segment may carry unused bits that lenient decoders (Go's
+        # RawURLEncoding, so kube-apiserver's TokenReview) ignore: several spellings of one
+        # signature. PyJWT refuses them; refusing them here makes TokenReview agree.
+        raise MalformedToken("token signature is not canonical base64url")
     return UnverifiedToken(kid=kid, algorithm=algorithm, payload=payload)
 
 
@@ -128,6 +133,24 @@ def decode_segment(segment: str, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise MalformedToken(f"token {name} is not a JSON object")
     return value
+
+
+#: Value of each base64url character (RFC 4648 §5).
+_B64URL_VALUE = {
+    char: value
+    for value, char in enumerate(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
+}
+
+
+def _canonical_base64url(segment: str) -> bool:
+    """Whether ``segment`` (base64url characters only) is the one encoding of its bytes: the
+    bits its last character does not use are zero (RFC 4648 §3.5)."""
+    unused_bits = {0: 0, 2: 4, 3: 2}.get(len(segment) % 4)
+    if unused_bits is None:
+        return False  # a length of 4n+1 encodes no byte string
+    return unused_bits == 0 or _B64URL_VALUE[segment[-1]] & ((1 << unused_bits) - 1) == 0
 
 
 def _check_header(header: Mapping[str, Any]) -> tuple[str, str]:
