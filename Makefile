@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest config clean
+.PHONY: demo test lint typecheck pytest fuzz config clean
 
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+FUZZ_RUNS ?= 200000
+fuzz: $(STAMP)  ## atheris on the verifier; prints "Done N runs"
+	PYTHONPATH=. $(BIN)/python fuzz/fuzz_verify.py -runs=$(FUZZ_RUNS)
 
 config: $(STAMP)  ## regenerate config/auth.env from service/auth/settings.py
 	$(BIN)/python -c "from service.auth.settings import render_env_file as r; print(r(), end='')" > config/auth.env
