@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPServerRequest
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
 
@@ -41,8 +43,17 @@ MAX_HEADER_BYTES = 16 * 1024
 #: The example has no request bodies worth more than this.
 MAX_BODY_BYTES = 64 * 1024
 #: Seconds a connection may sit idle or take to send its headers (Tornado uses the same value
-#: for both): bounds slowloris-style clients.
+#: for both; a request body gets as long): bounds slowloris-style clients.
 IDLE_TIMEOUT = 30.0
+#: Open connections at most; beyond that new ones are closed at once. Without a cap, slow or
+#: idle clients could hold file descriptors until accept() fails with EMFILE, which Tornado's
+#: accept handler does not catch: the loop then spins on the error. Callers are in-cluster
+#: services with small pools; 1000 idle connections cost ~20 MB (docs/reliability.md). The cap
+#: also means a flood of slow clients can lock others out for up to IDLE_TIMEOUT: that is the
+#: price of staying alive, and the readiness probe shows it.
+MAX_CONNECTIONS = 1000
+#: At most one "connection limit reached" line per this many seconds, whatever the flood.
+REFUSAL_LOG_INTERVAL = 10.0
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -113,6 +124,36 @@ class DrainingHandler(JsonHandler):
         raise tornado.web.HTTPError(503)
 
 
+class BoundedHTTPServer(HTTPServer):
+    """An ``HTTPServer`` that keeps at most ``max_connections`` connections open."""
+
+    def initialize(self, *args: Any, max_connections: int = MAX_CONNECTIONS,
+                   **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self.max_connections = max_connections
+        self.open_connections = 0
+        self.refused_connections = 0
+        self._last_refusal_log = float("-inf")
+
+    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
+        if self.open_connections >= self.max_connections:
+            self.refused_connections += 1
+            stream.close()
+            now = time.monotonic()
+            if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
+                self._last_refusal_log = now
+                logger.warning("connection limit reached; refusing new connections", extra={
+                    "max_connections": self.max_connections,
+                    "refused_total": self.refused_connections})
+            return
+        self.open_connections += 1
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: object) -> None:
+        self.open_connections -= 1
+        super().on_close(server_conn)
+
+
 class ServiceApplication(tornado.web.Application):
     """Counts requests in flight, so a drain can wait for them."""
 
@@ -141,6 +182,8 @@ class Service:
         *,
         drain_seconds: float = 10.0,
         telemetry: TelemetrySetup | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.authenticator = authenticator
         self.drain_seconds = drain_seconds
@@ -149,12 +192,13 @@ class Service:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self.application = self._make_application()
-        self.server = HTTPServer(
+        self.server = BoundedHTTPServer(
             self.application,
             max_header_size=MAX_HEADER_BYTES,
             max_body_size=MAX_BODY_BYTES,
-            idle_connection_timeout=IDLE_TIMEOUT,
-            body_timeout=IDLE_TIMEOUT,
+            idle_connection_timeout=idle_timeout,
+            body_timeout=idle_timeout,
+            max_connections=max_connections,
         )
         self.port: int | None = None
 
