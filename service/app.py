@@ -116,12 +116,16 @@ class NotFoundHandler(JsonHandler):
 
 
 class DrainingHandler(JsonHandler):
-    """Requests that arrive on kept-alive connections while draining."""
+    """Requests that arrive on kept-alive connections while draining: 503, ``Retry-After: 1``,
+    and ``Connection: close`` (added by Tornado, see ``Service.drain``)."""
 
     def prepare(self) -> None:
-        self.set_header("Connection", "close")
-        self.set_header("Retry-After", "1")
         raise tornado.web.HTTPError(503)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Here, not in prepare: send_error() clears the headers set before it.
+        self.set_header("Retry-After", "1")
+        super().write_error(status_code, **kwargs)
 
 
 class BoundedHTTPServer(HTTPServer):
@@ -240,6 +244,10 @@ class Service:
     async def drain(self) -> None:
         """Stop accepting, let requests in flight finish, then close everything."""
         self.draining = True
+        # Tornado decides keep-alive per request from these shared parameters: from now on
+        # every answer says "Connection: close" and its connection is closed after it, so
+        # clients reconnect (to another replica) instead of reusing this one.
+        self.server.conn_params.no_keep_alive = True
         self.server.stop()
         if self.in_flight:
             with contextlib.suppress(TimeoutError):
