@@ -15,13 +15,19 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPServerRequest
+from tornado.httputil import (
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPServerRequest,
+    RequestStartLine,
+    ResponseStartLine,
+)
 from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
@@ -168,13 +174,39 @@ class ServiceApplication(tornado.web.Application):
     def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> Any:
         if self._service.draining:
             return self.get_handler_delegate(request, DrainingHandler)
-        self._service.in_flight += 1
-        return super().find_handler(request, **kwargs)
+        self._service.request_started(request)
+        return _Abandonable(super().find_handler(request, **kwargs),
+                            lambda: self._service.request_finished(request))
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        if not isinstance(handler, DrainingHandler):
-            self._service.request_finished()
+        self._service.request_finished(handler.request)
         super().log_request(handler)
+
+
+class _Abandonable(HTTPMessageDelegate):
+    """Tornado's delegate for one request, plus ``on_abandoned`` when the connection closes
+    before the request was read in full (body timeout, client gone). Tornado then calls
+    ``on_connection_close`` and never creates a handler, so ``log_request`` never runs: without
+    this, the request would stay "in flight" and every drain would wait its full time."""
+
+    def __init__(self, inner: HTTPMessageDelegate, on_abandoned: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_abandoned = on_abandoned
+
+    def headers_received(
+        self, start_line: RequestStartLine | ResponseStartLine, headers: HTTPHeaders
+    ) -> Awaitable[None] | None:
+        return self._inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self._inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self._inner.finish()
+
+    def on_connection_close(self) -> None:
+        self._inner.on_connection_close()
+        self._on_abandoned()
 
 
 class Service:
@@ -193,7 +225,7 @@ class Service:
         self.drain_seconds = drain_seconds
         self.telemetry = telemetry
         self.draining = False
-        self.in_flight = 0
+        self._in_flight: set[HTTPServerRequest] = set()
         self._idle = asyncio.Event()
         self.application = self._make_application()
         self.server = BoundedHTTPServer(
@@ -221,9 +253,18 @@ class Service:
             default_handler_class=NotFoundHandler,
         )
 
-    def request_finished(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0 and self.draining:
+    @property
+    def in_flight(self) -> int:
+        """Requests read (or being read) and not answered yet."""
+        return len(self._in_flight)
+
+    def request_started(self, request: HTTPServerRequest) -> None:
+        self._in_flight.add(request)
+
+    def request_finished(self, request: HTTPServerRequest) -> None:
+        """Idempotent: a request may be reported by log_request and by an abandoned read."""
+        self._in_flight.discard(request)
+        if not self._in_flight and self.draining:
             self._idle.set()
 
     async def readiness(self) -> dict[str, Any]:
