@@ -12,7 +12,10 @@ import time
 
 import pytest
 
+from service.devcluster import Fault
+
 from ..conftest import RunningService, StartService
+from .conftest import NewKey
 
 IDLE = 1.0
 #: How much later than IDLE a slow client may be cut on a loaded 2-core CI machine.
@@ -111,6 +114,30 @@ async def test_slow_body_senders_are_cut(start_service: StartService) -> None:
     await slow.run(asyncio.Event())
     assert IDLE * 0.9 <= slow.lifetime <= IDLE + SLACK
     assert not slow.answer.startswith(b"HTTP/1.1 200")
+    # A request that never got its body is not "in flight": the drain does not wait for it.
+    assert running.service.in_flight == 0
+    started = time.monotonic()
+    await running.service.drain()
+    assert time.monotonic() - started < 0.5
+
+
+async def test_a_client_that_hangs_up_mid_request_is_not_waited_for(
+    start_service: StartService, new_key: NewKey,
+) -> None:
+    running: RunningService = await start_service()
+    port = running.service.port
+    assert port is not None
+    running.cluster.set_fault("jwks", Fault(delay=0.5, times=1))
+    token = running.token(key_id=new_key("EC"))  # its verification waits for a slow refetch
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+                 .encode())
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    assert running.service.in_flight == 1
+    writer.close()  # the client gives up
+    await asyncio.sleep(0.8)  # the verification finishes, with nobody to answer
+    assert running.service.in_flight == 0
 
 
 async def test_idle_keep_alive_connections_are_closed(start_service: StartService) -> None:
