@@ -54,7 +54,7 @@ IDLE_TIMEOUT = 30.0
 #: Open connections at most; beyond that new ones are closed at once. Without a cap, slow or
 #: idle clients could hold file descriptors until accept() fails with EMFILE, which Tornado's
 #: accept handler does not catch: the loop then spins on the error. Callers are in-cluster
-#: services with small pools; 1000 idle connections cost ~20 MB (docs/reliability.md). The cap
+#: services with small pools; 1000 idle connections cost ~10 MB (docs/reliability.md). The cap
 #: also means a flood of slow clients can lock others out for up to IDLE_TIMEOUT: that is the
 #: price of staying alive, and the readiness probe shows it.
 MAX_CONNECTIONS = 1000
