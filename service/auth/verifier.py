@@ -145,12 +145,19 @@ _B64URL_VALUE = {
 
 
 def _canonical_base64url(segment: str) -> bool:
-    """Whether ``segment`` (base64url characters only) is the one encoding of its bytes: the
-    bits its last character does not use are zero (RFC 4648 §3.5)."""
+    """Whether ``segment`` is the one unpadded encoding of its bytes: no ``=`` (PyJWT decodes a
+    correctly padded segment too), and the bits its last character does not use are zero
+    (RFC 4648 §3.5). Other characters outside the alphabet are refused by the shape check (and
+    by PyJWT's decoder); here they only make the answer False, never an exception."""
+    if "=" in segment:
+        return False
     unused_bits = {0: 0, 2: 4, 3: 2}.get(len(segment) % 4)
     if unused_bits is None:
         return False  # a length of 4n+1 encodes no byte string
-    return unused_bits == 0 or _B64URL_VALUE[segment[-1]] & ((1 << unused_bits) - 1) == 0
+    if unused_bits == 0:
+        return True
+    value = _B64URL_VALUE.get(segment[-1])
+    return value is not None and value & ((1 << unused_bits) - 1) == 0
 
 
 def _check_header(header: Mapping[str, Any]) -> tuple[str, str]:
