@@ -34,21 +34,23 @@ def attacker_key(key_type: Literal["RSA", "EC"]) -> jws.PrivateKey:
 
 @dataclass
 class Forge:
-    """Hostile tokens against one cluster; ``ec_kid`` is a second, EC key it publishes."""
+    """Hostile tokens against one cluster, which publishes the RSA key ``rsa_kid`` and the EC
+    (P-256) key ``ec_kid``."""
 
     cluster: DevCluster
+    rsa_kid: str
     ec_kid: str
     attacker_rsa: jws.PrivateKey = field(default_factory=lambda: attacker_key("RSA"))
     attacker_ec: jws.PrivateKey = field(default_factory=lambda: attacker_key("EC"))
 
     @property
     def kid(self) -> str:
-        """The RSA key the cluster signs with."""
-        return self.cluster.signing_key_id
+        """The RSA key that signs the forged tokens."""
+        return self.rsa_kid
 
     def claims(self, **changes: Any) -> dict[str, Any]:
         """The claims of a valid token for the collector, with ``changes`` (None deletes)."""
-        _, payload, _ = segments(self.cluster.mint(audiences=(AUDIENCE,)))
+        _, payload, _ = segments(self.valid())
         for name, value in changes.items():
             if value is None:
                 payload.pop(name, None)
@@ -57,7 +59,7 @@ class Forge:
         return payload
 
     def valid(self, **mint: Any) -> str:
-        return self.cluster.mint(audiences=(AUDIENCE,), **mint)
+        return self.cluster.mint(audiences=(AUDIENCE,), **{"key_id": self.rsa_kid, **mint})
 
     def signed(self, header: dict[str, Any] | bytes, payload: dict[str, Any] | bytes,
                kid: str | None = None, alg: str | None = None) -> str:

@@ -9,7 +9,7 @@ the API server refuses the rest: the status is the same and it is never 200.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -197,15 +197,13 @@ FALLBACK_STATUS = {
 
 
 @pytest.fixture(params=["jwks", "tokenreview"])
-async def target(request: pytest.FixtureRequest, devcluster: DevCluster,
-                 start_service: StartService) -> AsyncIterator[tuple[RunningService, Forge, str]]:
-    ec_kid = devcluster.add_key("EC")
+async def target(request: pytest.FixtureRequest, devcluster: DevCluster, forge: Forge,
+                 start_service: StartService) -> tuple[RunningService, Forge, str]:
     if request.param == "tokenreview":
         devcluster.set_fault("discovery", Fault(status=403))  # never retried: fallback at once
     running: RunningService = await start_service(AUTH_REDISCOVERY_INTERVAL="60")
     assert running.authenticator.active_path() == request.param
-    yield running, Forge(devcluster, ec_kid), request.param
-    devcluster.remove_key(ec_kid)
+    return running, forge, request.param
 
 
 def body(response: Any) -> dict[str, Any]:

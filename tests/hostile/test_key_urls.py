@@ -49,8 +49,7 @@ class Listener:
 
 
 @pytest.fixture
-async def listener(devcluster: DevCluster) -> AsyncIterator[tuple[Listener, Forge]]:
-    forge = Forge(devcluster, ec_kid="")
+async def listener(forge: Forge) -> AsyncIterator[tuple[Listener, Forge]]:
     server = Listener()
     await server.start({"keys": [forge.attacker_jwk()]})
     yield server, forge
