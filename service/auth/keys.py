@@ -7,7 +7,9 @@ Modelled on go-oidc's ``RemoteKeySet`` (jwks.go) and adding what it lacks:
 * a refresh that fails keeps the last good snapshot, for at most ``max_stale`` seconds;
 * a token with an unknown ``kid`` triggers an immediate refetch, but at most once per
   ``min_refresh_interval`` and never twice for the same kid within ``NEGATIVE_KID_TTL``, so a flood
-  of random kids costs the API server at most one request per cool-down;
+  of random kids costs the API server at most two requests per cool-down (the second: a fetch
+  that was already under way when the token arrived may predate its key, so it gets one
+  follow-up);
 * a background loop refreshes every ``refresh_interval`` (±10% jitter so replicas do not
   synchronise), and every ``retry_interval`` while refreshes fail;
 * a failed fetch whose error carries ``retry_after`` (the server's ``Retry-After``, seconds) holds
@@ -73,6 +75,8 @@ class KeyCache:
         #: No automatic fetch before this (monotonic), when the server sent Retry-After.
         self._not_before: float | None = None
         self._inflight: asyncio.Task[KeySet] | None = None
+        self._inflight_started = 0.0
+        self._last_follow_up: float | None = None
         self._unknown_kids: OrderedDict[str, float] = OrderedDict()
         self._listeners: list[Callable[[KeySet | None, KeySet], None]] = []
 
@@ -106,6 +110,7 @@ class KeyCache:
         On failure the previous snapshot stays in place until it is ``max_stale`` old.
         """
         if self._inflight is None:
+            self._inflight_started = self._clock()
             self._inflight = asyncio.create_task(self._do_refresh(force))
         # shield: a cancelled waiter (client went away) must not cancel the shared fetch.
         return await asyncio.shield(self._inflight)
@@ -129,7 +134,15 @@ class KeyCache:
             )
         )
         if fetch_allowed:
+            # A fetch that was already under way may have left before this kid was published
+            # (a key used as soon as it is published; API servers behind one address that
+            # publish at different moments): its answer says nothing about this kid.
+            late = self._inflight is not None and self._inflight_started < now
             snapshot = await self.refresh(force=True)
+            if late and snapshot.get(kid) is None:
+                if self._inflight is None and not self._may_follow_up():
+                    return snapshot  # 401 now, but not remembered: a later request looks again
+                snapshot = await self.refresh(force=True)  # starts or joins the follow-up
         else:
             current = self.snapshot()
             if current is None or self._last_error is not None:
@@ -212,6 +225,17 @@ class KeyCache:
             )
         for listener in self._listeners:
             listener(previous, snapshot)
+
+    def _may_follow_up(self) -> bool:
+        """At most one follow-up fetch per cool-down, and none while Retry-After holds."""
+        now = self._clock()
+        if self._held_back(now) or (
+            self._last_follow_up is not None
+            and now - self._last_follow_up < self._min_refresh_interval
+        ):
+            return False
+        self._last_follow_up = now
+        return True
 
     def _held_back(self, now: float) -> bool:
         return self._not_before is not None and now < self._not_before
