@@ -17,9 +17,11 @@ libFuzzer prints ``Done N runs in S second(s)`` at the end: that is the input co
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import sys
 import time
+import types
 
 import atheris
 
@@ -141,11 +143,27 @@ def test_one_input(raw: bytes) -> None:
         raise AssertionError(f"accepted a token the cluster did not mint: {token[:120]!r}")
 
 
+#: Whose coverage guides the fuzzer: our verification code, PyJWT, the json and base64 modules
+#: they decode with, and this harness (its branches tell which input shapes were built). After
+#: 100k runs: 431 edges and 151 corpus inputs. Not instrument_imports(include=...): 282 edges, 43
+#: inputs. Not atheris.instrument_all(): 665 edges, but importing service.auth loads
+#: kubernetes-asyncio's thousands of generated functions, ~100 s to instrument.
+_GUIDED = ("service.auth.", "jwt", "json", "base64", __name__)
+
+
+def _instrument() -> int:
+    functions = [
+        obj for obj in gc.get_objects()
+        if isinstance(obj, types.FunctionType)
+        and str(getattr(obj, "__module__", "")).startswith(_GUIDED)
+    ]
+    for function in functions:
+        atheris.instrument_func(function)
+    return len(functions)
+
+
 def main() -> None:
-    # Every loaded function, not only ours and PyJWT's: edges in json and base64 guide the
-    # fuzzer towards well-formed segments (665 edges after 100k runs, against 282 with
-    # instrument_imports(include=["service.auth", "jwt"])).
-    atheris.instrument_all()
+    print(f"INFO: instrumented {_instrument()} functions", file=sys.stderr)
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 
