@@ -136,7 +136,7 @@ async def test_slower_than_our_timeout(running_fast: RunningService, new_key: Ne
     # The JWKS refetch times out (1 s), then TokenReview does (1 s): 503, not a hang.
     assert response.code == 503
     assert body(response)["reason"] == "tokenreview_unavailable"
-    assert elapsed < 3.0
+    assert elapsed < 3.5  # two 1 s timeouts and a loaded CI machine
     await decisions.probe(running, {"valid": running.token()})
     decisions.assert_none_wrong()
     assert decisions.count("valid", 200) == 1
