@@ -7,7 +7,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest config clean image-tools image-test bench bench-quick
+.PHONY: demo test lint typecheck pytest fuzz soak config clean image-tools image-test bench \
+	bench-quick
 
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,14 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP) image-tools
 	$(BIN)/pytest
+
+FUZZ_RUNS ?= 200000
+fuzz: $(STAMP)  ## atheris on the verifier; prints "Done N runs"
+	PYTHONPATH=. $(BIN)/python fuzz/fuzz_verify.py -runs=$(FUZZ_RUNS)
+
+SOAK_ARGS ?=
+soak: $(STAMP)  ## load and soak the example service; figures in docs/reliability.md
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 config: $(STAMP)  ## regenerate config/auth.env from service/auth/settings.py
 	$(BIN)/python -c "from service.auth.settings import render_env_file as r; print(r(), end='')" > config/auth.env

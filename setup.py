@@ -41,6 +41,8 @@ setup(
             "pytest-asyncio>=0.24",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
+            # Coverage-guided fuzzing of the verifier (fuzz/); wheels exist for Linux x86_64.
+            "atheris>=2.3; platform_system == 'Linux' and platform_machine == 'x86_64'",
         ],
         # Pinned so that lint and type results do not change under a clean CI install.
         "dev": [

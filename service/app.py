@@ -14,19 +14,27 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPServerRequest
+from tornado.httputil import (
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPServerRequest,
+    RequestStartLine,
+    ResponseStartLine,
+)
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
 
 from . import otel
 from .auth import AuthenticatedHandler, Authenticator, AuthSettings
-from .auth.handler import write_json_error
+from .auth.handler import request_summary, write_json_error
 from .auth.kube import KubeConfigError
 from .auth.settings import SettingsError
 from .auth.telemetry import Telemetry
@@ -41,15 +49,28 @@ MAX_HEADER_BYTES = 16 * 1024
 #: The example has no request bodies worth more than this.
 MAX_BODY_BYTES = 64 * 1024
 #: Seconds a connection may sit idle or take to send its headers (Tornado uses the same value
-#: for both): bounds slowloris-style clients.
+#: for both; a request body gets as long): bounds slowloris-style clients.
 IDLE_TIMEOUT = 30.0
+#: Open connections at most; beyond that new ones are closed at once. Without a cap, slow or
+#: idle clients could hold file descriptors until accept() fails with EMFILE, which Tornado's
+#: accept handler does not catch: the loop then spins on the error. Callers are in-cluster
+#: services with small pools; 1000 idle connections cost ~10 MB (docs/reliability.md). The cap
+#: also means a flood of slow clients can lock others out for up to IDLE_TIMEOUT: that is the
+#: price of staying alive, and the readiness probe shows it.
+MAX_CONNECTIONS = 1000
+#: At most one "connection limit reached" line per this many seconds, whatever the flood.
+REFUSAL_LOG_INTERVAL = 10.0
 
 
 class JsonHandler(tornado.web.RequestHandler):
-    """Plain handlers of the example: JSON errors instead of Tornado's HTML page."""
+    """Plain handlers of the example: JSON errors instead of Tornado's HTML page, and access
+    log lines without query strings (like ``AuthenticatedHandler``'s)."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         write_json_error(self, status_code)
+
+    def _request_summary(self) -> str:
+        return request_summary(self.request)
 
 
 class WhoAmIHandler(AuthenticatedHandler):
@@ -87,7 +108,7 @@ class ReadyHandler(JsonHandler):
         self.write(status)
 
 
-class MetricsHandler(tornado.web.RequestHandler):
+class MetricsHandler(JsonHandler):
     """``GET /metrics``: every OpenTelemetry metric as Prometheus text."""
 
     def initialize(self, registry: CollectorRegistry) -> None:
@@ -104,12 +125,46 @@ class NotFoundHandler(JsonHandler):
 
 
 class DrainingHandler(JsonHandler):
-    """Requests that arrive on kept-alive connections while draining."""
+    """Requests that arrive on kept-alive connections while draining: 503, ``Retry-After: 1``,
+    and ``Connection: close`` (added by Tornado, see ``Service.drain``)."""
 
     def prepare(self) -> None:
-        self.set_header("Connection", "close")
-        self.set_header("Retry-After", "1")
         raise tornado.web.HTTPError(503)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Here, not in prepare: send_error() clears the headers set before it.
+        self.set_header("Retry-After", "1")
+        super().write_error(status_code, **kwargs)
+
+
+class BoundedHTTPServer(HTTPServer):
+    """An ``HTTPServer`` that keeps at most ``max_connections`` connections open."""
+
+    def initialize(self, *args: Any, max_connections: int = MAX_CONNECTIONS,
+                   **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self.max_connections = max_connections
+        self.open_connections = 0
+        self.refused_connections = 0
+        self._last_refusal_log = float("-inf")
+
+    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
+        if self.open_connections >= self.max_connections:
+            self.refused_connections += 1
+            stream.close()
+            now = time.monotonic()
+            if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
+                self._last_refusal_log = now
+                logger.warning("connection limit reached; refusing new connections", extra={
+                    "max_connections": self.max_connections,
+                    "refused_total": self.refused_connections})
+            return
+        self.open_connections += 1
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: object) -> None:
+        self.open_connections -= 1
+        super().on_close(server_conn)
 
 
 class ServiceApplication(tornado.web.Application):
@@ -122,16 +177,42 @@ class ServiceApplication(tornado.web.Application):
     def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> Any:
         if self._service.draining:
             return self.get_handler_delegate(request, DrainingHandler)
-        self._service.in_flight += 1
-        return super().find_handler(request, **kwargs)
+        self._service.request_started(request)
+        return _Abandonable(super().find_handler(request, **kwargs),
+                            lambda: self._service.request_finished(request))
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        if not isinstance(handler, DrainingHandler):
-            self._service.request_finished()
+        self._service.request_finished(handler.request)
         # No access log line per request: spans and metrics say the same, and every rejection
         # already has its own log line. Server errors are still logged.
         if handler.get_status() >= 500:
             super().log_request(handler)
+
+
+class _Abandonable(HTTPMessageDelegate):
+    """Tornado's delegate for one request, plus ``on_abandoned`` when the connection closes
+    before the request was read in full (body timeout, client gone). Tornado then calls
+    ``on_connection_close`` and never creates a handler, so ``log_request`` never runs: without
+    this, the request would stay "in flight" and every drain would wait its full time."""
+
+    def __init__(self, inner: HTTPMessageDelegate, on_abandoned: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_abandoned = on_abandoned
+
+    def headers_received(
+        self, start_line: RequestStartLine | ResponseStartLine, headers: HTTPHeaders
+    ) -> Awaitable[None] | None:
+        return self._inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self._inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self._inner.finish()
+
+    def on_connection_close(self) -> None:
+        self._inner.on_connection_close()
+        self._on_abandoned()
 
 
 class Service:
@@ -144,21 +225,24 @@ class Service:
         drain_seconds: float = 10.0,
         telemetry: TelemetrySetup | None = None,
         extra_rules: Sequence[tuple[Any, ...]] = (),
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.authenticator = authenticator
         self.drain_seconds = drain_seconds
         self.telemetry = telemetry
         self._extra_rules = extra_rules
         self.draining = False
-        self.in_flight = 0
+        self._in_flight: set[HTTPServerRequest] = set()
         self._idle = asyncio.Event()
         self.application = self._make_application()
-        self.server = HTTPServer(
+        self.server = BoundedHTTPServer(
             self.application,
             max_header_size=MAX_HEADER_BYTES,
             max_body_size=MAX_BODY_BYTES,
-            idle_connection_timeout=IDLE_TIMEOUT,
-            body_timeout=IDLE_TIMEOUT,
+            idle_connection_timeout=idle_timeout,
+            body_timeout=idle_timeout,
+            max_connections=max_connections,
         )
         self.port: int | None = None
 
@@ -178,9 +262,18 @@ class Service:
             default_handler_class=NotFoundHandler,
         )
 
-    def request_finished(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0 and self.draining:
+    @property
+    def in_flight(self) -> int:
+        """Requests read (or being read) and not answered yet."""
+        return len(self._in_flight)
+
+    def request_started(self, request: HTTPServerRequest) -> None:
+        self._in_flight.add(request)
+
+    def request_finished(self, request: HTTPServerRequest) -> None:
+        """Idempotent: a request may be reported by log_request and by an abandoned read."""
+        self._in_flight.discard(request)
+        if not self._in_flight and self.draining:
             self._idle.set()
 
     async def readiness(self) -> dict[str, Any]:
@@ -201,6 +294,10 @@ class Service:
     async def drain(self) -> None:
         """Stop accepting, let requests in flight finish, then close everything."""
         self.draining = True
+        # Tornado decides keep-alive per request from these shared parameters: from now on
+        # every answer says "Connection: close" and its connection is closed after it, so
+        # clients reconnect (to another replica) instead of reusing this one.
+        self.server.conn_params.no_keep_alive = True
         self.server.stop()
         if self.in_flight:
             with contextlib.suppress(TimeoutError):

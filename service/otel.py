@@ -51,9 +51,12 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry
+from tornado.web import RequestHandler
 
 from . import __version__
+from .auth.handler import MAX_LOGGED_PATH, loggable_target
 from .auth.settings import SettingsError
 
 logger = logging.getLogger(__name__)
@@ -147,7 +150,8 @@ def configure(
         # service's per-request time in a profile under load; the auth metrics say what
         # operators of this service look at.
         TornadoInstrumentor().instrument(  # type: ignore[no-untyped-call]
-            tracer_provider=tracer_provider, meter_provider=metrics.NoOpMeterProvider()
+            tracer_provider=tracer_provider, meter_provider=metrics.NoOpMeterProvider(),
+            server_request_hook=redact_server_span,
         )
         setup.instrumented = True
     return setup
@@ -156,6 +160,36 @@ def configure(
 def sdk_disabled(environ: Mapping[str, str]) -> bool:
     """``OTEL_SDK_DISABLED=true``: no SDK at all (API no-ops, no /metrics), per the spec."""
     return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+#: URL attributes the Tornado instrumentation copies from the raw request URI.
+_URL_ATTRIBUTES = ("http.target", "http.url", "url.full", "url.path", "url.query")
+
+
+def redact_server_span(span: Span, handler: RequestHandler) -> None:
+    """Overwrite the server span's URL attributes with ``loggable_target`` values.
+
+    The instrumentation redacts only a few cloud-signature parameters (``redact_url``), not
+    ``access_token``: a token a misconfigured client puts in the query string (refused with 401)
+    would otherwise be exported with the span.
+    """
+    request = handler.request
+    if not request.query and len(request.path) <= MAX_LOGGED_PATH:
+        return  # nothing to hide: the common case costs one comparison
+    attributes = getattr(span, "attributes", None)
+    if not span.is_recording() or not attributes:
+        return
+    target = loggable_target(request.path, request.query)
+    values = {
+        "http.target": target,
+        "http.url": f"{request.protocol}://{request.host}{target}",
+        "url.full": f"{request.protocol}://{request.host}{target}",
+        "url.path": loggable_target(request.path, ""),
+        "url.query": "REDACTED",
+    }
+    for key in _URL_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, values[key])
 
 
 def resource_attributes(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -89,6 +89,7 @@ async def start_service(
         wait: bool = True,
         in_cluster: bool = False,
         telemetry: TelemetrySetup | None = None,
+        service_options: dict[str, Any] | None = None,
         **env: str,
     ) -> RunningService:
         if in_cluster:
@@ -105,7 +106,8 @@ async def start_service(
             Telemetry(telemetry.tracer_provider, telemetry.meter_provider) if telemetry else None
         )
         authenticator = await Authenticator.connect(settings, environ, telemetry=library_telemetry)
-        service = Service(authenticator, drain_seconds=2.0, telemetry=telemetry)
+        service = Service(authenticator, drain_seconds=2.0, telemetry=telemetry,
+                          **(service_options or {}))
         port = service.listen("127.0.0.1", 0)
         started.append(service)
         if wait:

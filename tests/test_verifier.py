@@ -84,6 +84,14 @@ def now() -> int:
 
 Factory = Callable[[DevCluster], str]
 
+
+@pytest.fixture(autouse=True)
+def _fresh_now() -> None:
+    # The cases read NOW when they run: set it per test, not once at import, or a suite that
+    # runs longer than the margins (30 s for "within the leeway") turns valid cases stale.
+    global NOW
+    NOW = int(time.time())
+
 CASES: list[tuple[str, Factory, type[errors.AuthError] | None]] = [
     ("valid RS256", lambda c: mint(c), None),
     ("valid ES256", lambda c: mint(c, key_id=ec_kid(c)), None),
@@ -109,6 +117,8 @@ CASES: list[tuple[str, Factory, type[errors.AuthError] | None]] = [
     ("exp huge", lambda c: raw(c, exp=10**30), errors.MalformedToken),
     ("exp a float", lambda c: raw(c, exp=now() + 3600.5), None),
     ("iat as an object", lambda c: raw(c, iat={"n": 1}), errors.MalformedToken),
+    ("iat negative (before 1970)", lambda c: raw(c, iat=-5), errors.MalformedToken),
+    ("nbf negative", lambda c: raw(c, nbf=-5), errors.MalformedToken),
     ("no iat", lambda c: mint(c, claims_override={"iat": None}), errors.MalformedToken),
     ("no sub", lambda c: mint(c, claims_override={"sub": None}), errors.MalformedToken),
     ("sub not a service account", lambda c: raw(c, sub="admin"), errors.MalformedToken),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -19,7 +20,13 @@ from .bearer import extract_bearer, fingerprint
 from .cache import TokenHasher, VerdictCache
 from .claims import check_kubernetes_policy, check_subject_allowed, subject_allowed
 from .discovery import DiscoveryClient
-from .errors import AuthError, KeysUnavailable, TokenReviewUnavailable, UnknownKey
+from .errors import (
+    AuthError,
+    KeysUnavailable,
+    TokenReviewUnavailable,
+    UnknownKey,
+    VerificationUnavailable,
+)
 from .identity import Identity
 from .keys import KeyCache
 from .keyset import KeySet
@@ -146,7 +153,8 @@ class Authenticator:
 
     async def _run(self) -> None:
         try:
-            keys = await self._discovery.fetch_with_retries()
+            # Each failed attempt is noted at once, so /readyz shows why during the retries.
+            keys = await self._discovery.fetch_with_retries(on_failure=self._keys.note_failure)
         except Exception as error:  # noqa: BLE001 - every failure is reported the same way
             self._keys.note_failure(error)
             logger.error(MSG_FATAL, extra={"error": str(error), "api_server": self._api.host})
@@ -352,8 +360,11 @@ class Authenticator:
         }
 
     def retry_after(self, error: AuthError | None = None) -> int:
-        """Seconds a client should wait after a 503: a moment when TokenReview was busy or
-        failing, else until our next discovery attempt (1..60)."""
+        """Seconds a client should wait after a 503: what the API server asked of us when it
+        sent Retry-After, else a moment when TokenReview was busy or failing, else until our
+        next discovery attempt (1..60)."""
+        if isinstance(error, VerificationUnavailable) and error.retry_after is not None:
+            return max(1, min(60, math.ceil(error.retry_after)))
         if isinstance(error, TokenReviewUnavailable):
             return TOKENREVIEW_RETRY_AFTER
         return max(1, min(60, round(self._keys.seconds_until_retry())))

@@ -162,7 +162,9 @@ def _time_claim(payload: Mapping[str, Any], name: str, *, required: bool) -> flo
     # bool is an int in Python; JSON true is not a NumericDate (RFC 7519 §2).
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MalformedToken(f"claim {name} is not a number")
-    if not math.isfinite(value) or abs(value) > 1e13:
+    # Before 1970 or past the year 318857: never written by an API server (it writes the
+    # current time and time + lifetime). A negative iat/nbf would otherwise pass every check.
+    if not math.isfinite(value) or not 0 <= value <= 1e13:
         raise MalformedToken(f"claim {name} is out of range")
     return float(value)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from .backoff import retry_after_header, wait_retry_after
 from .keyset import InvalidKeySet, KeySet
 from .kube import ApiServer, read_capped
 from .telemetry import (
@@ -71,13 +73,22 @@ class FetchError(Exception):
     """Discovery or the JWKS could not be fetched or parsed.
 
     ``transient`` errors (timeouts, refused connections, 429, 5xx) are worth retrying; the others
-    (401/403 RBAC, 404, invalid documents) need an operator.
+    (401/403 RBAC, 404, invalid documents) need an operator. ``retry_after`` is the server's
+    ``Retry-After`` in seconds (capped), when it sent one: no retry comes sooner.
     """
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.retry_after = retry_after
 
 
 def is_transient(error: BaseException) -> bool:
@@ -126,15 +137,29 @@ class DiscoveryClient:
         except InvalidKeySet as error:
             raise FetchError(f"JWKS is unusable: {error}", transient=False) from None
 
-    async def fetch_with_retries(self) -> KeySet:
-        """``fetch`` with the start-up retry policy: 3 retries, 1 s, 2 s and 4 s apart."""
+    async def fetch_with_retries(
+        self, on_failure: Callable[[BaseException], None] | None = None
+    ) -> KeySet:
+        """``fetch`` with the start-up retry policy: 3 retries, 1 s, 2 s and 4 s apart, or longer
+        when the server asked for it with ``Retry-After`` (429/503, capped at 30 s).
+
+        ``on_failure(error)`` is called for each failed attempt that will be retried, so that
+        readiness can say why while the retries go on.
+        """
+
+        def before_sleep(state: RetryCallState) -> None:
+            _log_retry(state)
+            error = state.outcome.exception() if state.outcome else None
+            if on_failure is not None and error is not None:
+                on_failure(error)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(STARTUP_ATTEMPTS),
-            wait=wait_exponential(multiplier=1, max=4),
+            wait=wait_retry_after(wait_exponential(multiplier=1, max=4)),
             retry=retry_if_exception(is_transient),
             reraise=True,
             sleep=self._sleep,
-            before_sleep=_log_retry,
+            before_sleep=before_sleep,
         )
         # One parent span; each attempt is a child auth.keys.fetch span, each wait an event.
         with self._telemetry.internal_span(SPAN_DISCOVERY, {}):
@@ -163,6 +188,7 @@ class DiscoveryClient:
                 )
                 status = response.status
                 span.set_attribute(HTTP_STATUS, status)
+                retry_after = retry_after_header(response.headers, time.time())
                 body = await read_capped(response, limit)
             except (TimeoutError, aiohttp.ClientConnectionError) as error:
                 raise FetchError(f"{what}: {_describe(error)}", transient=True) from None
@@ -174,6 +200,7 @@ class DiscoveryClient:
                     f"{what}: API server answered {status}{_status_hint(status)}",
                     transient=status == 429 or status >= 500,
                     status=status,
+                    retry_after=retry_after,
                 )
         try:
             return json.loads(body)

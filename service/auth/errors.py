@@ -184,6 +184,13 @@ class VerificationUnavailable(AuthError):
     reason = "unavailable"
     default_description = "token verification is temporarily unavailable"
 
+    def __init__(
+        self, detail: str, description: str | None = None, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail, description)
+        #: Seconds the API server asked us to wait (its ``Retry-After``), when it sent one.
+        self.retry_after = retry_after
+
 
 class DiscoveryUnavailable(VerificationUnavailable):
     """The OIDC discovery document could not be fetched or is invalid."""

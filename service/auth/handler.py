@@ -21,12 +21,17 @@ from collections.abc import Callable, Collection
 from typing import Any, ClassVar, cast
 
 import tornado.web
+from tornado.httputil import HTTPServerRequest
 
 from .authenticator import Authenticator
 from .errors import AuthError
 from .identity import Identity
 
 _HTTP_METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
+#: Paths go into access logs and traces up to this length. Routes are short; a token pasted into
+#: a URL by a misconfigured client must not be written out whole (the first 64 characters of a
+#: JWT are its header, which is not secret).
+MAX_LOGGED_PATH = 64
 
 
 class AuthenticatedHandler(tornado.web.RequestHandler):
@@ -99,6 +104,11 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         """Every other error (404, 405, 500, ...) is JSON too, never Tornado's HTML page."""
         write_json_error(self, status_code)
 
+    def _request_summary(self) -> str:
+        # Tornado's access log and uncaught-exception log both use this; its default includes
+        # the query string, where RFC 6750 §2.3 clients put access_token=<the token>.
+        return request_summary(self.request)
+
     def _challenge(self, error: AuthError) -> str:
         realm = self.get_authenticator().settings.realm
         challenge = f'Bearer realm="{realm}"'
@@ -125,6 +135,19 @@ def write_json_error(handler: tornado.web.RequestHandler, status_code: int) -> N
     reason = handler._reason if status_code < 500 else "internal server error"
     handler.set_header("Content-Type", "application/json; charset=UTF-8")
     handler.finish({"error": reason.lower().replace(" ", "_"), "error_description": reason})
+
+
+def loggable_target(path: str, query: str) -> str:
+    """The request target for logs and traces: the path (cut at ``MAX_LOGGED_PATH``) and
+    ``?REDACTED`` instead of any query string. Tokens are refused there, never written."""
+    shown = path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH] + "..."
+    return shown + ("?REDACTED" if query else "")
+
+
+def request_summary(request: HTTPServerRequest) -> str:
+    """Tornado's ``_request_summary`` (method, target, client) with ``loggable_target``."""
+    target = loggable_target(request.path, request.query)
+    return f"{request.method} {target} ({request.remote_ip})"
 
 
 def _quoted(text: str) -> str:

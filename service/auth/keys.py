@@ -7,9 +7,13 @@ Modelled on go-oidc's ``RemoteKeySet`` (jwks.go) and adding what it lacks:
 * a refresh that fails keeps the last good snapshot, for at most ``max_stale`` seconds;
 * a token with an unknown ``kid`` triggers an immediate refetch, but at most once per
   ``min_refresh_interval`` and never twice for the same kid within ``NEGATIVE_KID_TTL``, so a flood
-  of random kids costs the API server at most one request per cool-down;
+  of random kids costs the API server at most two requests per cool-down (the second: a fetch
+  that was already under way when the token arrived may predate its key, so it gets one
+  follow-up);
 * a background loop refreshes every ``refresh_interval`` (±10% jitter so replicas do not
-  synchronise), and every ``retry_interval`` while refreshes fail.
+  synchronise), and every ``retry_interval`` while refreshes fail;
+* a failed fetch whose error carries ``retry_after`` (the server's ``Retry-After``, seconds) holds
+  back every automatic fetch (unknown kid, background loop) until that time has passed.
 
 The fetch function and the clock are constructor parameters, so tests pass fakes.
 """
@@ -68,7 +72,11 @@ class KeyCache:
         self._loaded_at: float | None = None
         self._last_attempt: float | None = None
         self._last_error: str | None = None
+        #: No automatic fetch before this (monotonic), when the server sent Retry-After.
+        self._not_before: float | None = None
         self._inflight: asyncio.Task[KeySet] | None = None
+        self._inflight_started = 0.0
+        self._last_follow_up: float | None = None
         self._unknown_kids: OrderedDict[str, float] = OrderedDict()
         self._listeners: list[Callable[[KeySet | None, KeySet], None]] = []
 
@@ -102,6 +110,7 @@ class KeyCache:
         On failure the previous snapshot stays in place until it is ``max_stale`` old.
         """
         if self._inflight is None:
+            self._inflight_started = self._clock()
             self._inflight = asyncio.create_task(self._do_refresh(force))
         # shield: a cancelled waiter (client went away) must not cancel the shared fetch.
         return await asyncio.shield(self._inflight)
@@ -119,10 +128,21 @@ class KeyCache:
         fetch_allowed = kid not in self._unknown_kids and (
             self._inflight is not None
             or self._last_attempt is None
-            or now - self._last_attempt >= self._min_refresh_interval
+            or (
+                now - self._last_attempt >= self._min_refresh_interval
+                and not self._held_back(now)
+            )
         )
         if fetch_allowed:
+            # A fetch that was already under way may have left before this kid was published
+            # (a key used as soon as it is published; API servers behind one address that
+            # publish at different moments): its answer says nothing about this kid.
+            late = self._inflight is not None and self._inflight_started < now
             snapshot = await self.refresh(force=True)
+            if late and snapshot.get(kid) is None:
+                if self._inflight is None and not self._may_follow_up():
+                    return snapshot  # 401 now, but not remembered: a later request looks again
+                snapshot = await self.refresh(force=True)  # starts or joins the follow-up
         else:
             current = self.snapshot()
             if current is None or self._last_error is not None:
@@ -138,6 +158,8 @@ class KeyCache:
             failing = self._last_error is not None or self._snapshot is None
             interval = self._retry_interval if failing else self._refresh_interval
             delay = interval * self._uniform(1 - JITTER, 1 + JITTER)
+            if self._not_before is not None:
+                delay = max(delay, self._not_before - self._clock())
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
                 return
@@ -151,7 +173,11 @@ class KeyCache:
         """A hint for ``Retry-After`` while keys are unavailable."""
         if self._last_attempt is None:
             return self._retry_interval
-        return max(0.0, self._last_attempt + self._retry_interval - self._clock())
+        now = self._clock()
+        wait = self._last_attempt + self._retry_interval - now
+        if self._not_before is not None:
+            wait = max(wait, self._not_before - now)
+        return max(0.0, wait)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -177,6 +203,10 @@ class KeyCache:
         """Record a failed fetch made elsewhere (the start-up discovery)."""
         self._last_attempt = self._clock()
         self._last_error = str(error) or type(error).__name__
+        hint = getattr(error, "retry_after", None)
+        self._not_before = (
+            self._last_attempt + hint if isinstance(hint, int | float) and hint > 0 else None
+        )
 
     def seed(self, snapshot: KeySet) -> None:
         """Install a key set fetched elsewhere (the start-up discovery) as the current one."""
@@ -184,6 +214,7 @@ class KeyCache:
         self._loaded_at = self._clock()
         recovered = self._last_error is not None
         self._last_error = None
+        self._not_before = None
         # A kid that is now published must not stay in the negative cache.
         for kid in snapshot.keys:
             self._unknown_kids.pop(kid, None)
@@ -194,6 +225,20 @@ class KeyCache:
             )
         for listener in self._listeners:
             listener(previous, snapshot)
+
+    def _may_follow_up(self) -> bool:
+        """At most one follow-up fetch per cool-down, and none while Retry-After holds."""
+        now = self._clock()
+        if self._held_back(now) or (
+            self._last_follow_up is not None
+            and now - self._last_follow_up < self._min_refresh_interval
+        ):
+            return False
+        self._last_follow_up = now
+        return True
+
+    def _held_back(self, now: float) -> bool:
+        return self._not_before is not None and now < self._not_before
 
     def _remember_unknown(self, kid: str, now: float) -> None:
         self._unknown_kids[kid] = now + NEGATIVE_KID_TTL

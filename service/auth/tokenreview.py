@@ -13,7 +13,9 @@ Protection, because a flood of tokens must not become a flood of reviews:
   minutes and 30 seconds); bounded in entries (LRU). Infrastructure errors are never cached;
 * concurrent requests with the same token share one review (singleflight);
 * at most ``max_in_flight`` reviews are outstanding; beyond that the caller gets 503 at once
-  rather than a queue that grows with the flood.
+  rather than a queue that grows with the flood;
+* an answer with ``Retry-After`` (429 from priority and fairness, or a 503) stops all reviews
+  until that time has passed: callers get 503 at once, with that ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from kubernetes_asyncio.client import (
     V1TokenReviewSpec,
 )
 
+from .backoff import retry_after_header
 from .cache import TokenHasher, VerdictCache
 from .errors import ReviewRejected, TokenRejected, TokenReviewUnavailable
 from .identity import Identity, parse_subject
@@ -93,6 +96,8 @@ class TokenReviewer:
         self._inflight: dict[bytes, asyncio.Task[_Verdict]] = {}
         self._last_failure: float | None = None
         self._last_success: float | None = None
+        #: No review is sent before this (monotonic) after an answer with Retry-After.
+        self._not_before: float | None = None
         self.reviews_sent = 0
 
     # --- the request path -------------------------------------------------------------------
@@ -116,6 +121,7 @@ class TokenReviewer:
         if verdict is None:
             task = self._inflight.get(key)
             if task is None:
+                self._check_backoff()
                 if len(self._inflight) >= self._max_in_flight:
                     raise TokenReviewUnavailable(
                         f"{len(self._inflight)} TokenReviews outstanding, the cap "
@@ -145,6 +151,7 @@ class TokenReviewer:
         """Review a token that cannot be valid: 201 "not authenticated" proves connectivity and
         RBAC without caching anything. Used by /readyz while the service is in fallback."""
         try:
+            self._check_backoff()
             await self._call("compass-auth.readiness-probe.invalid")
         except TokenReviewUnavailable:
             self._telemetry.review_call("probe_error")
@@ -156,6 +163,17 @@ class TokenReviewer:
         return len(self._cache)
 
     # --- internals --------------------------------------------------------------------------
+
+    def _check_backoff(self) -> None:
+        if self._not_before is None:
+            return
+        remaining = self._not_before - self._clock()
+        if remaining > 0:
+            raise TokenReviewUnavailable(
+                f"the API server asked to wait (Retry-After); {remaining:.1f}s left",
+                retry_after=remaining,
+            )
+        self._not_before = None
 
     async def _review(self, token: str, key: bytes, expires_at: int | None) -> _Verdict:
         try:
@@ -198,6 +216,7 @@ class TokenReviewer:
             )
             code = response.status
             span.set_attribute(HTTP_STATUS, code)
+            retry_after = retry_after_header(response.headers, self._wall_clock())
             raw = await read_capped(response, MAX_REVIEW_BYTES)
         except (TimeoutError, aiohttp.ClientError) as error:
             self._failed(f"TokenReview call failed: {type(error).__name__}: {error}")
@@ -211,7 +230,7 @@ class TokenReviewer:
                 "were refused (expired or rotated service-account token?)"
             )
         if code not in (200, 201):
-            self._failed(f"API server answered {code} to TokenReview")
+            self._failed(f"API server answered {code} to TokenReview", retry_after)
         try:
             document = json.loads(raw)
             status = document["status"]
@@ -222,11 +241,14 @@ class TokenReviewer:
         self._last_success = self._clock()
         return status
 
-    def _failed(self, message: str) -> NoReturn:
+    def _failed(self, message: str, retry_after: float | None = None) -> NoReturn:
         # The message names the cause (RBAC, credentials, transport), never the token; the
         # caller logs it once per rejected request (ERROR, reason=tokenreview_unavailable).
         self._last_failure = self._clock()
-        raise TokenReviewUnavailable(message)
+        if retry_after:
+            self._not_before = self._last_failure + retry_after
+            message += f" (Retry-After {retry_after:g}s)"
+        raise TokenReviewUnavailable(message, retry_after=retry_after)
 
     def _judge(self, status: Mapping[str, Any], token: str, expires_at: int | None) -> _Verdict:
         rejected_for = self._rejected_ttl

@@ -140,6 +140,12 @@ def _precheck(
     prefilter(payload, policy.audience, issuers, now, policy.clock_skew)
     if not segments[2]:
         raise BadSignature("token has an empty signature")
+    if not _canonical_base64url(segments[2]):
+        # The last character of a segment may carry unused bits that lenient decoders (Go's
+        # RawURLEncoding, so kube-apiserver's TokenReview) ignore: several spellings of one
+        # signature. PyJWT refuses them; refusing them here makes TokenReview agree. Padding
+        # ('=') is refused too: a padded copy of a token is another spelling of it.
+        raise MalformedToken("token signature is not canonical base64url")
     return UnverifiedToken(kid, algorithm, payload, payload_bytes)
 
 
@@ -206,6 +212,31 @@ def _count_keys(value: dict[str, Any]) -> int:
                 if type(grandchild) is dict:
                     count += len(grandchild)
     return count
+
+
+#: Value of each base64url character (RFC 4648 §5).
+_B64URL_VALUE = {
+    char: value
+    for value, char in enumerate(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
+}
+
+
+def _canonical_base64url(segment: str) -> bool:
+    """Whether ``segment`` is the one unpadded encoding of its bytes: no ``=`` (PyJWT decodes a
+    correctly padded segment too), and the bits its last character does not use are zero
+    (RFC 4648 §3.5). Other characters outside the alphabet are refused by the shape check (and
+    by PyJWT's decoder); here they only make the answer False, never an exception."""
+    if "=" in segment:
+        return False
+    unused_bits = {0: 0, 2: 4, 3: 2}.get(len(segment) % 4)
+    if unused_bits is None:
+        return False  # a length of 4n+1 encodes no byte string
+    if unused_bits == 0:
+        return True
+    value = _B64URL_VALUE.get(segment[-1])
+    return value is not None and value & ((1 << unused_bits) - 1) == 0
 
 
 def _check_header(header: Mapping[str, Any]) -> tuple[str, str]:

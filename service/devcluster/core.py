@@ -194,12 +194,13 @@ class ClusterCore:
 
     def sign_raw(
         self,
-        header: Mapping[str, Any],
+        header: Mapping[str, Any] | bytes,
         payload: Mapping[str, Any] | bytes,
         key_id: str | None = None,
         alg: str | None = None,
     ) -> str:
-        """A JWS over arbitrary JSON, nothing added; ``alg="none"`` gives an empty signature."""
+        """A JWS over arbitrary JSON (or raw bytes, for duplicate keys and other invalid JSON),
+        nothing added; ``alg="none"`` gives an empty signature."""
         return self._tokens.sign_raw(header, payload, key_id=key_id, alg=alg)
 
     def service_account_uid(self, namespace: str, name: str) -> str:

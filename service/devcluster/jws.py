@@ -234,7 +234,7 @@ def verify(
 
 
 def encode(
-    header: dict[str, Any],
+    header: dict[str, Any] | bytes,
     payload: dict[str, Any] | bytes,
     alg: str,
     key: PrivateKey | bytes | None,
@@ -243,9 +243,10 @@ def encode(
 ) -> str:
     """Build a compact JWS from a header dict (order kept) and a payload.
 
-    ``payload`` may be raw bytes so hostile tests can sign anything at all.
+    ``header`` and ``payload`` may be raw bytes so hostile tests can sign anything at all
+    (duplicate keys, invalid JSON, ...).
     """
-    header_b64 = b64url_encode(go_json(header))
+    header_b64 = b64url_encode(header if isinstance(header, bytes) else go_json(header))
     body = (
         payload
         if isinstance(payload, bytes)

@@ -103,22 +103,25 @@ class TokenFactory:
 
     def sign_raw(
         self,
-        header: Mapping[str, Any],
+        header: Mapping[str, Any] | bytes,
         payload: Mapping[str, Any] | bytes,
         *,
         key_id: str | None,
         alg: str | None,
     ) -> str:
-        """A JWS over exactly the given JSON (key order kept, nothing added).
+        """A JWS over exactly the given JSON or bytes (key order kept, nothing added).
 
-        ``alg`` defaults to the header's ``alg``, else the key's own. ``none``
-        gives an empty signature; HS* uses the key's public PEM as the secret.
+        ``alg`` defaults to the header's ``alg`` (not read from raw header bytes),
+        else the key's own. ``none`` gives an empty signature; HS* uses the key's
+        public PEM as the secret.
         """
         state = self._state
         key = state.keys.get(key_id) if key_id is not None else state.keys.current
-        chosen = alg or str(header.get("alg") or key.alg)
+        named = None if isinstance(header, bytes) else header.get("alg")
+        chosen = alg or str(named or key.alg)
         signer: jws.PrivateKey | bytes | None = key.private_key
         if chosen.startswith("HS"):
             signer = state.keys.public_key_pem(key.kid)
+        head = header if isinstance(header, bytes) else dict(header)
         body = payload if isinstance(payload, bytes) else dict(payload)
-        return jws.encode(dict(header), body, chosen, signer)
+        return jws.encode(head, body, chosen, signer)

@@ -9,6 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.devcluster import DevCluster, jws
 
@@ -156,6 +158,18 @@ def test_sign_raw_keeps_order_and_supports_none_and_hs256(
     signing_input = hs.rsplit(".", 1)[0].encode()
     expected = jws.sign(signing_input, "HS256", devcluster.public_key_pem(kid))
     assert segments(hs)[2] == expected
+
+
+def test_sign_raw_signs_raw_header_bytes(devcluster: DevCluster) -> None:
+    kid = devcluster.signing_key_id
+    raw = b'{"alg":"RS256","kid":"' + kid.encode() + b'","kid":"other"}'
+    token = devcluster.sign_raw(raw, {"a": 1}, alg="RS256")
+    header, _, signature = segments(token)
+    assert header == raw  # duplicate keys kept, as written
+    signing_input = token.rsplit(".", 1)[0].encode()
+    public_key = serialization.load_pem_public_key(devcluster.public_key_pem(kid))
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    jws.verify(signing_input, signature, "RS256", public_key)
 
 
 def test_ec_cluster_mints_es256() -> None:
