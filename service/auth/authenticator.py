@@ -22,6 +22,7 @@ from .claims import check_kubernetes_policy, check_subject_allowed, subject_allo
 from .discovery import DiscoveryClient
 from .errors import (
     AuthError,
+    IssuerMismatch,
     KeysUnavailable,
     TokenReviewUnavailable,
     UnknownKey,
@@ -231,6 +232,19 @@ class Authenticator:
             reason = self._keys.last_error or "no key set yet"
             return await self._fallback(token, key, now, reason, record)
         try:
+            identity = verify_local(token, keys, self.policy, now)
+        except IssuerMismatch as mismatch:
+            # Discovery may have moved to the issuer this token names (an issuer migration):
+            # look once (rate-limited like unknown kids), unless the operator pinned issuers.
+            if self.policy.issuers or mismatch.issuer is None:
+                raise
+            try:
+                with self.telemetry.within(record):
+                    keys = await self._keys.refresh_for_issuer(mismatch.issuer)
+            except KeysUnavailable:
+                raise mismatch from None
+            if keys.issuer != mismatch.issuer:
+                raise
             identity = verify_local(token, keys, self.policy, now)
         except UnknownKey as error:
             # The key may be new: refetch (rate-limited, shared) and try once more.

@@ -126,7 +126,9 @@ def _check_issuer(iss: object, issuers: Collection[str]) -> None:
     if iss == LEGACY_ISSUER:
         raise LegacyToken("legacy Secret-based token (iss kubernetes/serviceaccount)")
     if issuers and iss not in issuers:
-        raise IssuerMismatch(f"token issuer: expected {_one_of(issuers)}, got {iss[:200]!r}")
+        raise IssuerMismatch(
+            f"token issuer: expected {_one_of(issuers)}, got {iss[:200]!r}", issuer=iss
+        )
 
 
 def _check_audience(aud: object, audience: str) -> None:

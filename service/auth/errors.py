@@ -127,6 +127,12 @@ class IssuerMismatch(TokenRejected):
     reason = "issuer_mismatch"
     default_description = "the token issuer is not accepted"
 
+    def __init__(self, detail: str, issuer: str | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(detail, description)
+        #: The issuer the token names (unverified).
+        self.issuer = issuer
+
 
 class LegacyToken(TokenRejected):
     """A legacy Secret-based token: no audience, no expiry, never accepted by a relying party."""

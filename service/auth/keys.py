@@ -116,13 +116,25 @@ class KeyCache:
         return await asyncio.shield(self._inflight)
 
     async def refresh_for_kid(self, kid: str) -> KeySet:
-        """Called for a token whose ``kid`` is not in the snapshot.
+        """Called for a token whose ``kid`` is not in the snapshot; see ``refresh_for``."""
+        return await self.refresh_for(kid, lambda snapshot: snapshot.get(kid) is not None)
 
-        Refetches unless this kid was already looked up recently or the cool-down since the last
-        fetch has not passed; returns the (possibly unchanged) snapshot. Raises
-        ``KeysUnavailable`` when the most recent fetch failed, so the caller can tell "unknown
-        key" (401) from "could not check" (fallback or 503).
+    async def refresh_for_issuer(self, issuer: str) -> KeySet:
+        """Called for a token that names an issuer other than the declared one: discovery may
+        have changed its issuer since the last refresh. Same limits as an unknown kid."""
+        return await self.refresh_for(
+            "issuer " + issuer, lambda snapshot: snapshot.issuer == issuer
+        )
+
+    async def refresh_for(self, unknown: str, found: Callable[[KeySet], bool]) -> KeySet:
+        """Refetch for something a token names that the snapshot lacks (``found`` is false).
+
+        Refetches unless ``unknown`` was already looked up recently or the cool-down since the
+        last fetch has not passed; returns the (possibly unchanged) snapshot. Raises
+        ``KeysUnavailable`` when the most recent fetch failed, so the caller can tell "unknown"
+        (401) from "could not check" (fallback or 503).
         """
+        kid = unknown
         now = self._clock()
         self._expire_unknown(now)
         fetch_allowed = kid not in self._unknown_kids and (
@@ -139,7 +151,7 @@ class KeyCache:
             # publish at different moments): its answer says nothing about this kid.
             late = self._inflight is not None and self._inflight_started < now
             snapshot = await self.refresh(force=True)
-            if late and snapshot.get(kid) is None:
+            if late and not found(snapshot):
                 if self._inflight is None and not self._may_follow_up():
                     return snapshot  # 401 now, but not remembered: a later request looks again
                 snapshot = await self.refresh(force=True)  # starts or joins the follow-up
@@ -148,7 +160,7 @@ class KeyCache:
             if current is None or self._last_error is not None:
                 raise KeysUnavailable(f"key refresh failed: {self._last_error or 'no keys'}")
             snapshot = current
-        if snapshot.get(kid) is None:
+        if not found(snapshot):
             self._remember_unknown(kid, now)
         return snapshot
 

@@ -98,29 +98,24 @@ async def test_key_rotation_with_overlap(start_service: StartService, new_key: N
     assert (response.code, body(response)["verified_by"]) == (200, "jwks")
 
 
-async def test_issuer_change_is_picked_up_at_the_next_refresh(
+async def test_issuer_change_is_picked_up_on_first_sight(
     start_service: StartService,
 ) -> None:
     running: RunningService = await start_service(**FAST)
     cluster = running.cluster
     old_issuer = cluster.issuer
     old_token = running.token()
+    assert (await running.get(token=old_token)).code == 200
     cluster.set_issuer("https://oidc.example.invalid/cluster-2")
     new_token = running.token()  # minted with the new issuer
-    # Until the next refresh we still expect the old issuer. A token of the new issuer does
-    # not trigger one: the issuer pre-filter refuses it before any key work (so junk with
-    # random issuers costs nothing); the background refresh (AUTH_JWKS_REFRESH_INTERVAL, or
-    # a refetch for an unknown kid) brings the new issuer in. docs/reliability.md: the window.
-    assert (await running.get(token=old_token)).code == 200
+    # The first token naming another issuer makes the service look at discovery again (rate
+    # limited like unknown kids): the migration is seen at once, not at the next refresh.
     jwks_before = running.api_calls("jwks")
     response = await running.get(token=new_token)
-    assert (response.code, body(response)["reason"]) == (401, "issuer_mismatch")
-    assert running.api_calls("jwks") == jwks_before
-    await running.authenticator.keys.refresh()  # what the background loop does
+    assert (response.code, body(response)["verified_by"]) == (200, "jwks")
+    assert running.api_calls("jwks") == jwks_before + 1
     code, status = await readyz(running)
     assert (code, status["issuer"]) == (200, "https://oidc.example.invalid/cluster-2")
-    response = await running.get(token=new_token)
-    assert (response.code, body(response)["verified_by"]) == (200, "jwks")
     # Tokens of the old issuer are refused from now on, though the API server still accepts
     # them: pin both issuers in AUTH_ISSUER for a migration (next test, docs/reliability.md).
     response = await running.get(token=old_token)
@@ -129,6 +124,19 @@ async def test_issuer_change_is_picked_up_at_the_next_refresh(
     decisions = Decisions()
     await decisions.probe(running, {"valid": running.token()})
     decisions.assert_none_wrong()
+
+
+async def test_tokens_naming_random_issuers_cost_at_most_one_fetch_per_cool_down(
+    start_service: StartService,
+) -> None:
+    running: RunningService = await start_service(AUTH_JWKS_MIN_REFRESH_INTERVAL="60")
+    jwks_before = running.api_calls("jwks")
+    for index in range(300):
+        token = running.token(issuer=f"https://junk-{index}.example.invalid")
+        response = await running.get(token=token)
+        assert (response.code, body(response)["reason"]) == (401, "issuer_mismatch")
+    assert running.api_calls("jwks") - jwks_before <= 1
+    assert (await running.get(token=running.token())).code == 200
 
 
 async def test_issuer_migration_with_both_issuers_pinned(
