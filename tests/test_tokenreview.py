@@ -256,3 +256,19 @@ async def test_cache_keys_are_hmacs_not_tokens(in_fallback: RunningService) -> N
     assert len(keys) == 1
     assert token.encode() not in keys[0]
     assert len(keys[0]) == 32
+
+
+async def test_policy_applies_to_cached_review_answers(
+    devcluster: DevCluster, start_service: StartService
+) -> None:
+    devcluster.set_fault("discovery", Fault(status=403))
+    running: RunningService = await start_service(AUTH_REQUIRE_POD_BOUND="true")
+    podless = running.token(pod=None, node=None)
+    for _ in range(3):  # the API server accepted it once; the cached answer stays refused here
+        response = await running.get(token=podless)
+        assert (response.code, body(response)["reason"]) == (401, "not_pod_bound")
+    assert running.api_calls("tokenreview") == 1
+    pod_bound = running.token()
+    for _ in range(2):
+        response = await running.get(token=pod_bound)
+        assert (response.code, body(response)["verified_by"]) == (200, "tokenreview")

@@ -34,7 +34,7 @@ from .keyset import KeySet
 from .kube import ApiServer, connect
 from .settings import AuthSettings
 from .stale import StaleTokenLog
-from .telemetry import METHOD_TOKENREVIEW, Telemetry, Verification
+from .telemetry import METHOD_JWKS, METHOD_TOKENREVIEW, Telemetry, Verification
 from .tokenreview import TokenReviewer
 from .troubleshoot import IssuerCrossCheck
 from .verifier import VerificationPolicy, precheck, verify_local
@@ -170,6 +170,37 @@ class Authenticator:
 
     # --- verification ---------------------------------------------------------------------
 
+    def authenticate_cached(
+        self,
+        authorization: list[str],
+        allowed_subjects: Collection[str] | None = None,
+    ) -> Identity | None:
+        """The common case, without I/O or ``await``: a token verified before (locally, or by a
+        TokenReview within its TTL) that is allowed here; ``None`` for anything else.
+
+        A client reuses its bound token for up to an hour, so this answers most requests for a
+        hash and a dict lookup. The answer is counted and its attributes go on the request's
+        span, without a span of its own (a span would cost several times the answer).
+        """
+        if len(authorization) != 1:
+            return None
+        scheme, _, token = authorization[0].partition(" ")
+        if scheme != "Bearer" or not token:
+            return None  # other shapes take the full path, which explains its refusal
+        key = self._hasher(token)
+        hit = self._verified.get(key)
+        method = METHOD_JWKS
+        if hit is None:
+            hit = self._reviewer.accepted(key)
+            if hit is None or not self._review_allowed(hit):
+                return None
+            method = METHOD_TOKENREVIEW
+        if hit.stale or not subject_allowed(
+                hit.subject, self.settings.allowed_subjects, allowed_subjects):
+            return None  # the full path refuses or reports it
+        self.telemetry.cache_hit(hit, method)
+        return hit
+
     async def authenticate_request(
         self,
         authorization: list[str],
@@ -180,26 +211,14 @@ class Authenticator:
         Raises an ``AuthError`` subclass (already logged, counted and traced) when the caller is
         not let in.
         """
-        # The common case first: a client reuses its bound token for up to an hour. A token
-        # verified before and allowed here costs a hash and a dict lookup, and is recorded on the
-        # request's span and in the counter, without a span of its own (a span would cost
-        # several times the whole answer).
-        key, hashed = b"", ""
-        if len(authorization) == 1:
-            scheme, _, token = authorization[0].partition(" ")
-            if scheme == "Bearer" and token:
-                key, hashed = self._hasher(token), token
-                hit = self._verified.get(key)
-                if (hit is not None and not hit.stale and subject_allowed(
-                        hit.subject, self.settings.allowed_subjects, allowed_subjects)):
-                    self.telemetry.cache_hit(hit)
-                    return hit
+        hit = self.authenticate_cached(authorization, allowed_subjects)
+        if hit is not None:
+            return hit
         with self.telemetry.verification() as record:
             token = ""
             try:
                 token = extract_bearer(authorization, self.settings.max_token_bytes)
-                if token != hashed:  # the fast path saw the header in another shape
-                    key = self._hasher(token)
+                key = self._hasher(token)
                 cached = self._verified.get(key)
                 if cached is None:
                     identity = await self._verify(token, key, record)
@@ -279,12 +298,16 @@ class Authenticator:
         cached = self._reviewer.cached(key)
         if cached is not None:
             record.cache_hit = True
-            return cached
+            return self._review_policy(cached)
         # Without discovery the issuer is only known if pinned; the API server checks it anyway.
         unverified = precheck(token, self.policy, self.policy.accepted_issuers(None), now)
         with self.telemetry.within(record):
             identity = await self._reviewer.review(token, key, _expiry(unverified.payload))
         return self._review_policy(identity)
+
+    def _review_allowed(self, identity: Identity) -> bool:
+        """``_review_policy`` as a test, for the cached fast path."""
+        return not self.policy.require_pod_bound or identity.pod_name is not None
 
     def _review_policy(self, identity: Identity) -> Identity:
         """The Kubernetes-aware options on a TokenReview answer: pod binding comes from
@@ -299,7 +322,7 @@ class Authenticator:
         cached = self._reviewer.cached(key)
         if cached is not None:
             record.cache_hit = True
-            return cached
+            return self._review_policy(cached)
         keys = self._keys.snapshot()
         if keys is None:
             unverified = precheck(token, self.policy, self.policy.accepted_issuers(None), now)

@@ -113,6 +113,11 @@ class TokenReviewer:
             raise verdict.rejection
         return verdict.identity
 
+    def accepted(self, key: bytes) -> Identity | None:
+        """The cached identity of an accepted review; ``None`` otherwise (never raises)."""
+        verdict = self._cache.get(key)
+        return verdict.identity if verdict is not None else None
+
     async def review(self, token: str, key: bytes, expires_at: int | None) -> Identity:
         """The identity the API server confirms, or raise ``ReviewRejected`` /
         ``TokenReviewUnavailable``. ``expires_at`` (the token's ``exp``, read by the caller's
