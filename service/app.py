@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import tornado.web
+from opentelemetry import metrics, trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tornado.httpserver import HTTPServer
 from tornado.httputil import (
@@ -329,7 +330,11 @@ async def serve(
     except SettingsError as error:
         logger.error("invalid settings", extra={"error": str(error)})
         return 2
-    telemetry = Telemetry(setup.tracer_provider, setup.meter_provider) if setup else Telemetry()
+    telemetry = (
+        Telemetry(setup.tracer_provider, setup.meter_provider)
+        if setup
+        else Telemetry(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
+    )
     try:
         authenticator = await Authenticator.connect(settings, environ, telemetry=telemetry)
     except KubeConfigError as error:

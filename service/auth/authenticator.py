@@ -195,9 +195,11 @@ class Authenticator:
             if hit is None or not self._review_allowed(hit):
                 return None
             method = METHOD_TOKENREVIEW
-        if hit.stale or not subject_allowed(
+        if hit.stale:
+            return None  # the full path reports or refuses it
+        if (self.settings.allowed_subjects or allowed_subjects) and not subject_allowed(
                 hit.subject, self.settings.allowed_subjects, allowed_subjects):
-            return None  # the full path refuses or reports it
+            return None  # the full path refuses it
         self.telemetry.cache_hit(hit, method)
         return hit
 

@@ -72,7 +72,8 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
 
     def get_authenticator(self) -> Authenticator:
         """The ``Authenticator`` to use; override to pick one per handler."""
-        return cast(Authenticator, self.settings["authenticator"])
+        authenticator: Authenticator = self.application.settings["authenticator"]
+        return authenticator
 
     async def prepare(self) -> None:
         """Authenticate the request; on failure answer 400/401/403/503 and finish."""
