@@ -27,6 +27,9 @@ from .bearer import fingerprint
 
 logger = logging.getLogger(__name__)
 
+#: Logged once when the file can be read again after a failure (the failure has its own line).
+MSG_READABLE_AGAIN = "service account token file readable again"
+
 #: What identifies one version of the file. A rotation makes a new file (new inode); an in-place
 #: rewrite changes the size or the times. ctime is included because a writer cannot set it back.
 Signature = tuple[int, int, int, int, int]
@@ -80,7 +83,7 @@ class TokenFile:
             self._note_failure(error)
             return False
         if self._failing:
-            logger.info("service account token file readable again", extra={"path": str(self.path)})
+            logger.info(MSG_READABLE_AGAIN, extra={"path": str(self.path)})
             self._failing = False
         self._signature = signature
         if token == self._token:

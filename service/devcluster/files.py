@@ -149,4 +149,4 @@ def rotate_serviceaccount_token(directory: str | os.PathLike[str], token: str) -
     # rename(2) over the old symlink is the atomic step readers rely on.
     os.replace(temporary_link, link)
     shutil.rmtree(old_dir)
-    logger.debug("devcluster rotated service-account token in %s", target)
+    logger.debug("devcluster rotated the service-account credential in %s", target)
