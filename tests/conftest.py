@@ -6,6 +6,7 @@ the emulator's CA, and the tests talk to the service over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -154,6 +155,20 @@ def no_sleep() -> Callable[[float], Any]:
 
     sleep.waits = waits  # type: ignore[attr-defined]
     return sleep
+
+
+async def raw_get(port: int | None, headers: dict[str, str], path: str = "/whoami") -> int:
+    """GET from a client no instrumentation touches, so only the given headers are sent
+    (Tornado's instrumented AsyncHTTPClient would inject a traceparent of its own)."""
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"GET {path} HTTP/1.1", "Host: test", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    return int(data.split(b" ", 2)[1])
 
 
 def log_text(caplog: pytest.LogCaptureFixture) -> str:

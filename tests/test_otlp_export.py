@@ -27,6 +27,7 @@ from tornado.netutil import bind_sockets
 
 from service.devcluster import DevCluster, Fault
 
+from .conftest import raw_get
 from .test_app import ROOT, wait_for_port
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -73,17 +74,6 @@ def value(any_value: AnyValue) -> Any:
 
 def attributes(items: Any) -> dict[str, Any]:
     return {item.key: value(item.value) for item in items}
-
-
-async def raw_get(port: int, headers: dict[str, str]) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = ["GET /whoami HTTP/1.1", "Host: test", "Connection: close"]
-    lines += [f"{name}: {val}" for name, val in headers.items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    return int(data.split(b" ", 2)[1])
 
 
 async def test_spans_and_metrics_arrive_over_otlp_http(

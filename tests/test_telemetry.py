@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -21,7 +20,7 @@ from service.auth.telemetry import Telemetry
 from service.devcluster import DevCluster, Fault
 from service.otel import TelemetrySetup
 
-from .conftest import COLLECTOR, RunningService, StartService
+from .conftest import COLLECTOR, RunningService, StartService, raw_get
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -52,19 +51,6 @@ class Observed:
         return found
 
 
-async def raw_get(running: RunningService, headers: dict[str, str]) -> int:
-    """GET /whoami from a client no instrumentation touches, so only our traceparent is sent
-    (Tornado's instrumented AsyncHTTPClient would inject its own)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", running.service.port)
-    lines = ["GET /whoami HTTP/1.1", "Host: test", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    return int(data.split(b" ", 2)[1])
-
-
 @pytest.fixture
 async def observed(
     start_service: StartService, telemetry_setup: Any
@@ -78,7 +64,7 @@ async def test_verify_span_is_a_child_of_the_server_span_continuing_traceparent(
     observed: Observed,
 ) -> None:
     running = observed.running
-    status = await raw_get(running, {"Authorization": f"Bearer {running.token()}",
+    status = await raw_get(running.service.port, {"Authorization": f"Bearer {running.token()}",
                                      "traceparent": TRACEPARENT})
     assert status == 200
     server = [s for s in observed.finished()
@@ -145,7 +131,7 @@ async def test_stale_tokens_are_counted_on_every_request(
 async def test_denied_is_recorded_without_failing_the_trace(observed: Observed) -> None:
     running = observed.running
     token = running.token(audiences=("vault",))
-    status = await raw_get(running, {"Authorization": f"Bearer {token}",
+    status = await raw_get(running.service.port, {"Authorization": f"Bearer {token}",
                                      "traceparent": TRACEPARENT})
     assert status == 401
     (verify,) = observed.by_name("auth.verify")
@@ -220,7 +206,8 @@ async def test_log_lines_carry_the_trace_and_span_ids(
     try:
         running = observed.running
         token = running.token(audiences=("vault",))
-        await raw_get(running, {"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT})
+        await raw_get(running.service.port,
+                      {"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT})
     finally:
         logging.getLogger("service.auth.authenticator").removeHandler(handler)
     (verify,) = observed.by_name("auth.verify")
