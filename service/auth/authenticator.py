@@ -216,6 +216,15 @@ class Authenticator:
         hit = self.authenticate_cached(authorization, allowed_subjects)
         if hit is not None:
             return hit
+        return await self.authenticate_uncached(authorization, allowed_subjects)
+
+    async def authenticate_uncached(
+        self,
+        authorization: list[str],
+        allowed_subjects: Collection[str] | None = None,
+    ) -> Identity:
+        """``authenticate_request`` after ``authenticate_cached`` said ``None``: the full path,
+        with its span, duration sample and, for a rejection, the log line."""
         with self.telemetry.verification() as record:
             token = ""
             try:

@@ -86,7 +86,7 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         identity = authenticator.authenticate_cached(authorization, self.allowed_subjects)
         if identity is None:
             try:
-                identity = await authenticator.authenticate_request(
+                identity = await authenticator.authenticate_uncached(
                     authorization, self.allowed_subjects
                 )
             except AuthError as error:
