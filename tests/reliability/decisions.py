@@ -7,6 +7,7 @@ and an invalid one only 401 or 503: never 200 (wrongly accepted), never 500 (a c
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import json
 import time
@@ -32,6 +33,45 @@ def extra_key(cluster: DevCluster, key_type: Literal["RSA", "EC"] = "EC") -> Ite
         yield kid
     finally:
         cluster.remove_key(kid)
+
+
+class KeysPublishedAhead:
+    """New keys, each published at least ``lead`` seconds before its first use.
+
+    kube-apiserver publishes a key long before it signs with it (k8s-wire.md §4); a test that
+    signs with a key the instant it is published races the service's last look at the key set:
+    within the unknown-kid cool-down of a successful fetch, such a token rightly gets 401
+    ``unknown_key`` (the service will not look again yet). With ``lead`` longer than the
+    cool-down, a valid token with a new kid may only get 200 or 503.
+    """
+
+    #: Keys published but not yet used; the emulator refuses a JWKS of more than 100 keys.
+    MAX_WAITING = 32
+
+    def __init__(self, cluster: DevCluster, lead: float) -> None:
+        self._cluster = cluster
+        self._lead = lead
+        self._waiting: collections.deque[tuple[float, str]] = collections.deque()
+
+    @contextlib.contextmanager
+    def next_key(self) -> Iterator[str | None]:
+        """Publish one more key for later, and yield the oldest key that has waited ``lead``
+        seconds (``None`` if none has yet); that key is unpublished afterwards."""
+        if len(self._waiting) < self.MAX_WAITING:
+            self._waiting.append((time.monotonic(), self._cluster.add_key("EC")))
+        published_at, kid = self._waiting[0]
+        if time.monotonic() - published_at < self._lead:
+            yield None
+            return
+        self._waiting.popleft()
+        try:
+            yield kid
+        finally:
+            self._cluster.remove_key(kid)
+
+    def close(self) -> None:
+        while self._waiting:
+            self._cluster.remove_key(self._waiting.popleft()[1])
 
 
 def forge_subject(token: str, subject: str = "system:serviceaccount:kube-system:admin") -> str:

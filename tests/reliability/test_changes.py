@@ -11,13 +11,15 @@ from service.devcluster import DevCluster
 
 from ..conftest import RunningService, StartService
 from .conftest import NewKey
-from .decisions import Decisions, extra_key
+from .decisions import Decisions, KeysPublishedAhead
 from .test_faults import FAST, assert_recovered, readyz
 
 #: Flapping in CI: down and up every half second for four seconds (the soak script flaps
 #: longer). Each half is longer than nothing and shorter than AUTH_API_TIMEOUT.
 FLAP_PERIOD = 0.5
 FLAP_DURATION = 4.0
+#: Past FAST's AUTH_JWKS_MIN_REFRESH_INTERVAL (0.2 s): see KeysPublishedAhead.
+NEW_KEY_LEAD = 0.3
 
 
 def body(response: Any) -> dict[str, Any]:
@@ -46,23 +48,27 @@ async def test_flapping_api_server_from_start(
     running: RunningService = await start_service(wait=False, **FAST)
     decisions = Decisions()
     paths: set[str] = set()
+    # Each new key is used once, for the first time, while the API server flaps.
+    new_keys = KeysPublishedAhead(devcluster, lead=NEW_KEY_LEAD)
     deadline = time.monotonic() + FLAP_DURATION
     try:
         while time.monotonic() < deadline:
-            with extra_key(devcluster) as new_kid:
-                await decisions.probe(running, {
-                    "valid": running.token(),
-                    "valid, new kid": running.token(key_id=new_kid),
-                })
+            with new_keys.next_key() as new_kid:
+                tokens = {"valid": running.token()}
+                if new_kid is not None:
+                    tokens["valid, new kid"] = running.token(key_id=new_kid)
+                await decisions.probe(running, tokens)
             code, status = await readyz(running)
             assert code in (200, 503)
             paths.add(status["path"])
     finally:
         stop.set()
         outages = await flapper
+        new_keys.close()
     decisions.assert_none_wrong()
     assert outages >= FLAP_DURATION / (2 * FLAP_PERIOD) - 1
     assert decisions.count("valid", 200) > 0  # it served whenever it could
+    assert decisions.count("valid, new kid", 200) > 0
     await asyncio.sleep(1.2)  # let TokenReview's memory of the last outage fade
     await assert_recovered(running)
 
