@@ -68,13 +68,11 @@ class SlowClient:
 SLOW_HEADERS = b"GET /whoami HTTP/1.1\r\nHost: slow\r\nX-Slow: " + b"s" * 10_000
 
 
-async def served_quickly(running: RunningService, token: str, budget: float = 0.5) -> float:
-    started = time.monotonic()
+async def served(running: RunningService, token: str) -> float:
+    """One request that must succeed; returns when its answer arrived (monotonic)."""
     response = await running.get(token=token)
-    elapsed = time.monotonic() - started
     assert response.code == 200
-    assert elapsed < budget
-    return elapsed
+    return time.monotonic()
 
 
 async def test_slow_header_senders_are_cut_and_others_are_served(
@@ -87,20 +85,24 @@ async def test_slow_header_senders_are_cut_and_others_are_served(
     slow = [SlowClient(port, SLOW_HEADERS) for _ in range(200)]
     tasks = [asyncio.create_task(client.run(stop)) for client in slow]
     token = running.token()
-    latencies = []
+    answered_at = []
     deadline = time.monotonic() + IDLE + SLACK
     while time.monotonic() < deadline:
-        latencies.append(await served_quickly(running, token))
+        answered_at.append(await served(running, token))
         await asyncio.sleep(0.05)
     await asyncio.wait(tasks, timeout=5)
     stop.set()
     assert all(client.closed_at is not None for client in slow)
     lifetimes = sorted(client.lifetime for client in slow)
     # Cut by the header timeout: not at once, and not much later than it.
-    assert lifetimes[0] >= IDLE * 0.9
-    assert lifetimes[-1] <= IDLE + SLACK
+    assert lifetimes[0] >= IDLE * 0.9, lifetimes[:5]
+    assert lifetimes[-1] <= IDLE + SLACK, lifetimes[-5:]
     assert all(client.answer == b"" for client in slow)  # closed without an answer
-    assert len(latencies) >= 10
+    # Others were answered while all 200 slow clients still held their connections (the
+    # property itself, not a latency budget that a loaded machine could miss).
+    first_cut = min(client.closed_at for client in slow if client.closed_at is not None)
+    answered_meanwhile = sum(1 for moment in answered_at if moment < first_cut)
+    assert answered_meanwhile >= 3, (answered_meanwhile, len(answered_at))
 
 
 async def test_slow_body_senders_are_cut(start_service: StartService) -> None:
@@ -184,5 +186,5 @@ async def test_connection_cap_refuses_new_connections_and_recovers(
     await asyncio.wait(tasks, timeout=IDLE + SLACK + 1)
     stop.set()
     assert all(client.closed_at is not None for client in slow)
-    await served_quickly(running, running.token())
+    await served(running, running.token())
     assert server.open_connections <= 1
