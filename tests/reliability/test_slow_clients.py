@@ -37,8 +37,10 @@ class SlowClient:
         self.answer = b""
 
     async def run(self, stop: asyncio.Event) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        # Before connecting: the server's timeout starts at its accept, which can come well
+        # before this coroutine runs again (200 connections at once, a GC pause late in a run).
         self.opened_at = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         watcher = asyncio.create_task(self._watch(reader))
         try:
             writer.write(self.preamble)
