@@ -11,20 +11,12 @@ import pytest
 
 from service.devcluster import DevCluster, Fault
 
-from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text
+from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text, wait_until
 
 
 def body(response: Any) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(response.body)
     return result
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -16,14 +16,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
 from service.devcluster import DevCluster, Fault
 
-from ..conftest import RunningService
+from ..conftest import RunningService, wait_until
 from ..test_app import ROOT, wait_for_port
 from ..test_otlp_export import Received, attributes, receiver  # noqa: F401 - fixture
 from .conftest import NewKey
@@ -159,13 +158,6 @@ async def test_sigterm_under_load(
           f"refused {refused_after:.2f}s after SIGTERM, spans for {allowed} verifications")
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
-
-
 async def test_draining_answer_closes_kept_alive_connections(
     running: RunningService, new_key: NewKey,
 ) -> None:
@@ -185,9 +177,9 @@ async def test_draining_answer_closes_kept_alive_connections(
     slow = asyncio.ensure_future(running.get(token=running.token(key_id=new_key("EC"))))
     # Wait for the state itself, not a fixed time: on a loaded machine the slow request may
     # take longer to arrive, and a drain that starts before it would finish at once.
-    await until(lambda: running.service.in_flight >= 1)
+    await wait_until(lambda: running.service.in_flight >= 1)
     drain = asyncio.ensure_future(running.service.drain())
-    await until(lambda: running.service.draining)
+    await wait_until(lambda: running.service.draining)
     writer.write(request)
     answer = await asyncio.wait_for(reader.read(), 2.0)  # the whole answer, then EOF
     writer.close()
