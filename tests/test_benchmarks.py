@@ -31,3 +31,16 @@ def test_the_suite_runs_on_the_quick_setting(tmp_path: Path) -> None:
     assert wrong is not None
     assert int(wrong.group(2)) > 0
     assert (tmp_path / "figures.json").stat().st_size > 0
+
+
+def test_the_telemetry_overhead_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.telemetry_overhead", "--iterations", "20",
+         "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for variant in ("no SDK", "SDK, all sampled", "SDK, 10% sampled"):
+        # median, min, max, ratio (range), collection time, ratio including it
+        assert re.search(rf"^{re.escape(variant)}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+ \(.*\)"
+                         r"\s+[\d.]+\s+[\d.]+$", result.stdout, re.MULTILINE), result.stdout

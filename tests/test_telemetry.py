@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from service.auth import telemetry as telemetry_module
 from service.auth.telemetry import Telemetry
 from service.devcluster import DevCluster, Fault
 from service.otel import TelemetrySetup
@@ -290,3 +292,33 @@ async def test_no_sdk_means_no_op(running: RunningService) -> None:
     assert isinstance(running.authenticator.telemetry, Telemetry)
     assert (await running.get(token=running.token())).code == 200
     assert (await running.get("/metrics")).code == 404
+
+
+def duration_count(reader: InMemoryMetricReader) -> int:
+    data = reader.get_metrics_data()
+    return sum(
+        point.count
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for item in scope.metrics if item.name == "auth.verification.duration"
+        for point in item.data.data_points
+    )
+
+
+def test_durations_wait_for_a_collection_and_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Durations are recorded when a reader collects (off the request path), every reader
+    sees each sample once, and without any collection they do not pile up."""
+    monkeypatch.setattr(telemetry_module, "PENDING_DURATIONS_LIMIT", 3)
+    first, second = InMemoryMetricReader(), InMemoryMetricReader()
+    telemetry = Telemetry(TracerProvider(), MeterProvider(metric_readers=[first, second]))
+    for _ in range(7):  # nobody collects meanwhile
+        with telemetry.verification():
+            pass
+    assert len(telemetry._pending_durations) < 3
+    assert duration_count(first) == 7
+    assert duration_count(second) == 7  # the first collection recorded them for both
+    with telemetry.verification():
+        pass
+    assert (duration_count(second), duration_count(first)) == (8, 8)
