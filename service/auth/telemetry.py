@@ -75,7 +75,8 @@ DURATION_BUCKETS = (
 )
 PATHS = ("jwks", "tokenreview", "none")
 #: Durations waiting for the histogram; past this many (nobody collects: no metrics exporter
-#: and no scrape) they are recorded at once, so memory stays bounded (~1 MB).
+#: and no scrape, or a long export interval) each new one is recorded in place, so memory
+#: stays bounded (~1 MB).
 PENDING_DURATIONS_LIMIT = 10_000
 
 #: Verification methods.
@@ -181,10 +182,10 @@ class Telemetry:
         elapsed = time.perf_counter() - started
         key = (record.method, outcome, reason)
         self._verification_counts[key] = self._verification_counts.get(key, 0) + 1
-        pending = self._pending_durations
-        pending.append((elapsed, record.method, outcome))
-        if len(pending) >= PENDING_DURATIONS_LIMIT:
-            self._record_durations()
+        if len(self._pending_durations) < PENDING_DURATIONS_LIMIT:
+            self._pending_durations.append((elapsed, record.method, outcome))
+        else:  # recorded in place, one at a time: no burst of 10,000 records stalls the loop
+            self._duration.record(elapsed, {AUTH_METHOD: record.method, AUTH_OUTCOME: outcome})
         if span.is_recording():
             attributes: dict[str, Any] = {
                 AUTH_METHOD: record.method,
