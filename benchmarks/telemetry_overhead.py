@@ -1,12 +1,14 @@
-"""What telemetry adds to one verification: no SDK (API no-ops) against the SDK, with every span
-recorded (the SDK's default sampler) and with 10 % of traces sampled.
+"""What telemetry adds to one verification: no SDK (API no-ops) against the SDK, with every trace
+recorded (the SDK's default sampler), with 10 % of traces sampled, and with none (metrics only).
 
     python -m benchmarks.telemetry_overhead [--iterations N] [--rounds R]
 
 Every variant verifies the same valid token through ``Authenticator.authenticate_request`` (the
 whole library path: header parsing, PyJWT, claims, span, metrics) against the emulator's keys,
 with the verified-token cache off, so each call is a first sight (cache hits are measured by
-``benchmarks.micro``).
+``benchmarks.micro``). As in the service, each verification runs inside a server span (a
+stand-in attached as the current span, in every variant alike) whose sampling decision the
+parent-based sampler follows.
 Rounds interleave the variants so machine noise hits both alike; the ratio is per round.
 
 Duration samples go into the SDK histogram when a metric reader collects (``Telemetry``): after
@@ -18,17 +20,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from opentelemetry import context, trace
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 
 from service.auth import Authenticator, AuthSettings
 from service.auth.telemetry import Telemetry
@@ -42,11 +47,29 @@ class DiscardExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-async def measure(authenticator: Authenticator, header: list[str], iterations: int) -> float:
-    """Seconds per verification."""
+def server_spans(count: int, sampled_every: int) -> list[Span]:
+    """Stand-ins for the server spans the Tornado instrumentation starts: in the service every
+    verification runs inside one, and the (parent-based) sampler follows its decision. Every
+    ``sampled_every``-th is sampled; 0 means none."""
+    return [
+        NonRecordingSpan(SpanContext(
+            trace_id=random.getrandbits(128) | 1, span_id=index + 1, is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled_every
+                                   and index % sampled_every == 0 else TraceFlags.DEFAULT)))
+        for index in range(count)
+    ]
+
+
+async def measure(authenticator: Authenticator, header: list[str], iterations: int,
+                  parents: Sequence[Span]) -> float:
+    """Seconds per verification, each inside the next of ``parents``."""
     started = time.perf_counter()
-    for _ in range(iterations):
-        await authenticator.authenticate_request(header)
+    for index in range(iterations):
+        attached = context.attach(trace.set_span_in_context(parents[index % len(parents)]))
+        try:
+            await authenticator.authenticate_request(header)
+        finally:
+            context.detach(attached)
     return (time.perf_counter() - started) / iterations
 
 
@@ -60,8 +83,12 @@ async def run(iterations: int, rounds: int) -> None:
         variants = {
             "no SDK": await Authenticator.connect(settings, environ, telemetry=Telemetry()),
         }
-        for name, sampler in (("SDK, all sampled", ALWAYS_ON),
-                              ("SDK, 10% sampled", ParentBased(TraceIdRatioBased(0.1)))):
+        parents = {"no SDK": server_spans(100, 0), "SDK, all sampled": server_spans(100, 1),
+                   "SDK, 10% sampled": server_spans(100, 10),
+                   "SDK, none sampled": server_spans(100, 0)}
+        for name, sampler in (("SDK, all sampled", ParentBased(ALWAYS_ON)),
+                              ("SDK, 10% sampled", ParentBased(TraceIdRatioBased(0.1))),
+                              ("SDK, none sampled", ParentBased(ALWAYS_ON))):
             tracer_provider = TracerProvider(sampler=sampler)
             tracer_provider.add_span_processor(BatchSpanProcessor(DiscardExporter()))
             readers[name] = InMemoryMetricReader()
@@ -74,13 +101,14 @@ async def run(iterations: int, rounds: int) -> None:
             authenticator.start()
             await authenticator.wait_started()
         header = [f"Bearer {cluster.mint(audiences=('compass-internal',))}"]
-        for authenticator in variants.values():  # warm-up
-            await measure(authenticator, header, iterations // 10 or 1)
+        for name, authenticator in variants.items():  # warm-up
+            await measure(authenticator, header, iterations // 10 or 1, parents[name])
         results: dict[str, list[float]] = {name: [] for name in variants}
         collection: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
             for name, authenticator in variants.items():
-                results[name].append(await measure(authenticator, header, iterations))
+                results[name].append(
+                    await measure(authenticator, header, iterations, parents[name]))
                 started = time.perf_counter()
                 if name in readers:
                     readers[name].get_metrics_data()

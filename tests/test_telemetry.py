@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode
 
 from service.auth import telemetry as telemetry_module
 from service.auth.telemetry import Telemetry
@@ -322,3 +325,66 @@ def test_durations_wait_for_a_collection_and_stay_bounded(
     with telemetry.verification():
         pass
     assert (duration_count(second), duration_count(first)) == (8, 8)
+
+
+async def test_unsampled_requests_cost_no_verify_span_but_are_counted(
+    observed: Observed,
+) -> None:
+    """Under an unsampled caller trace the (parent-based) sampler would drop ``auth.verify``:
+    none is started, the metrics still count every verification."""
+    running = observed.running
+    unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
+    for token in (running.token(), running.token(audiences=("vault",))):
+        await raw_get(running.service.port,
+                      {"Authorization": f"Bearer {token}", "traceparent": unsampled})
+    in_trace = [span.name for span in observed.finished()
+                if format(span.context.trace_id, "032x") == TRACE_ID]
+    assert in_trace == []  # neither the (unsampled) server span nor an auth.verify
+    counts = {(p.attributes["auth.outcome"], p.attributes["auth.reason"]): p.value
+              for p in observed.points("auth.verifications")}
+    assert counts == {("allowed", "ok"): 1, ("denied", "audience_mismatch"): 1}
+    assert sum(p.count for p in observed.points("auth.verification.duration")) == 2
+    # A sampled request right after gets its span as before.
+    await raw_get(running.service.port,
+                  {"Authorization": f"Bearer {running.token()}", "traceparent": TRACEPARENT})
+    assert len(observed.by_name("auth.verify")) == 1
+
+
+def verify_spans_under_unsampled_parent(sampler: Sampler | None) -> list[ReadableSpan]:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider() if sampler is None else TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    telemetry = Telemetry(provider, MeterProvider())
+    parent = NonRecordingSpan(SpanContext(trace_id=int(TRACE_ID, 16),
+                                          span_id=int(PARENT_ID, 16), is_remote=False))
+    with trace.use_span(parent, end_on_exit=False), telemetry.verification():
+        pass
+    return list(spans.get_finished_spans())
+
+
+@pytest.mark.parametrize(("sampler", "recorded"), [
+    (None, 0),  # the SDK default: parent-based, children of unsampled parents dropped
+    (ParentBased(ALWAYS_ON), 0),
+    (ALWAYS_ON, 1),  # not parent-based: the child is sampled on its own
+    (ParentBased(ALWAYS_ON, local_parent_not_sampled=ALWAYS_ON), 1),
+])
+def test_a_verify_span_is_skipped_only_where_the_sampler_would_drop_it(
+    sampler: Sampler | None, recorded: int
+) -> None:
+    assert len(verify_spans_under_unsampled_parent(sampler)) == recorded
+
+
+class CountingParentBased(ParentBased):
+    def __init__(self) -> None:
+        super().__init__(ALWAYS_ON)
+        self.calls = 0
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return super().should_sample(*args, **kwargs)
+
+
+def test_under_an_unsampled_parent_no_span_is_even_started() -> None:
+    sampler = CountingParentBased()
+    verify_spans_under_unsampled_parent(sampler)
+    assert sampler.calls == 0  # the sampler was not even asked: no ids, no span objects
