@@ -173,8 +173,9 @@ class Telemetry:
     def _unsampled_parent(self) -> Span | None:
         """The current span when it is not sampled and the sampler drops every child of such a
         span: then ``auth.verify`` would be a non-recording span that nobody sees, and starting
-        it costs ~5-8 µs (ids, sampler, context objects). The parent stands in for it (its
-        trace id and flags are what outbound calls propagate either way)."""
+        it costs ~5-8 µs (ids, sampler, context objects). The parent stands in for it: the
+        spans of outbound calls made for the verification are dropped under it just the same,
+        and log lines carry its trace id."""
         if not self._children_follow_parent:
             return None
         parent = trace.get_current_span()
