@@ -4,6 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+# Constants only: the app module (tornado, the SDK) is imported for `serve` alone.
+from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS
+
+T = TypeVar("T", int, float)
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type: a number of ``kind`` above zero."""
+
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above zero: {text!r}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="on SIGTERM, how long requests in flight may take (default 10)")
     serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                        help="event loop (uvloop needs: pip install 'compass-auth[speed]')")
+    serve.add_argument("--max-connections", type=_positive(int), default=MAX_CONNECTIONS,
+                       help="open connections held at most; more are closed at once "
+                       f"(default {MAX_CONNECTIONS}; keep it under the file descriptor limit)")
+    serve.add_argument("--idle-timeout", type=_positive(float), default=IDLE_TIMEOUT,
+                       help="seconds a connection may take to send a request's headers or body, "
+                       f"or stay idle (default {IDLE_TIMEOUT:g})")
     demo = commands.add_parser(
         "demo", help="run the emulator and the service, print the case table")
     demo.add_argument("--telemetry", choices=("none", "console"), default="none",
@@ -47,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from .app import main as serve_main
 
-        return serve_main(args.host, args.port, args.drain_seconds, args.loop)
+        return serve_main(args.host, args.port, args.drain_seconds, args.loop,
+                          max_connections=args.max_connections,
+                          idle_timeout=args.idle_timeout)
     from .demo import main as demo_main
 
     return int(demo_main(args.telemetry))

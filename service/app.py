@@ -39,26 +39,12 @@ from .auth.handler import request_summary, write_json_error
 from .auth.kube import KubeConfigError
 from .auth.settings import SettingsError
 from .auth.telemetry import Telemetry
+from .limits import IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES
 from .logs import configure_logging
 from .otel import TelemetrySetup
 
 logger = logging.getLogger(__name__)
 
-#: Header bytes per request. A bound token is ~1 KiB and AUTH_MAX_TOKEN_BYTES defaults to 8 KiB;
-#: Tornado's default (64 KiB) would let each slow client pin 8x more memory than needed.
-MAX_HEADER_BYTES = 16 * 1024
-#: The example has no request bodies worth more than this.
-MAX_BODY_BYTES = 64 * 1024
-#: Seconds a connection may sit idle or take to send its headers (Tornado uses the same value
-#: for both; a request body gets as long): bounds slowloris-style clients.
-IDLE_TIMEOUT = 30.0
-#: Open connections at most; beyond that new ones are closed at once. Without a cap, slow or
-#: idle clients could hold file descriptors until accept() fails with EMFILE, which Tornado's
-#: accept handler does not catch: the loop then spins on the error. Callers are in-cluster
-#: services with small pools; 1000 idle connections cost ~10 MB (docs/reliability.md). The cap
-#: also means a flood of slow clients can lock others out for up to IDLE_TIMEOUT: that is the
-#: price of staying alive, and the readiness probe shows it.
-MAX_CONNECTIONS = 1000
 #: At most one "connection limit reached" line per this many seconds, whatever the flood.
 REFUSAL_LOG_INTERVAL = 10.0
 
@@ -293,7 +279,9 @@ class Service:
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self.authenticator.start()
-        logger.info("listening", extra={"host": host, "port": self.port})
+        logger.info("listening", extra={
+            "host": host, "port": self.port, "max_connections": self.server.max_connections,
+            "idle_timeout": self.server.conn_params.header_timeout})
         return self.port
 
     async def drain(self) -> None:
@@ -326,6 +314,8 @@ async def serve(
     on_listening: Callable[[Service], None] | None = None,
     stop: asyncio.Event | None = None,
     extra_rules: Callable[[Authenticator], Sequence[tuple[Any, ...]]] | None = None,
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
     logger.info("settings", extra=settings.describe())
@@ -351,6 +341,8 @@ async def serve(
         drain_seconds=drain_seconds,
         telemetry=setup,
         extra_rules=extra_rules(authenticator) if extra_rules else (),
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
     )
     service.listen(host, port)
     stop = stop or asyncio.Event()
@@ -371,6 +363,9 @@ def main(
     drain_seconds: float,
     loop: str = "asyncio",
     extra_rules: Callable[[Authenticator], Sequence[tuple[Any, ...]]] | None = None,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> int:
     """``python -m service serve``: settings from the environment, logs to stderr.
 
@@ -392,4 +387,5 @@ def main(
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(serve(settings, host, port, environ=environ,
-                                drain_seconds=drain_seconds, extra_rules=extra_rules))
+                                drain_seconds=drain_seconds, extra_rules=extra_rules,
+                                max_connections=max_connections, idle_timeout=idle_timeout))

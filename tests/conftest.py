@@ -167,6 +167,15 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
         await asyncio.sleep(0.02)
 
 
+async def read_until_closed(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """Everything the server sends until it closes; a reset (it closed with our request
+    unread) counts as closing without an answer."""
+    try:
+        return await asyncio.wait_for(reader.read(), timeout)
+    except ConnectionResetError:
+        return b""
+
+
 async def raw_get(port: int | None, headers: dict[str, str], path: str = "/whoami") -> int:
     """GET from a client no instrumentation touches, so only the given headers are sent
     (Tornado's instrumented AsyncHTTPClient would inject a traceparent of its own)."""

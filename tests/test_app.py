@@ -16,15 +16,15 @@ from tornado.httpclient import AsyncHTTPClient
 
 from service.devcluster import DevCluster, Fault
 
-from .conftest import RunningService
+from .conftest import RunningService, read_until_closed
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def service_process(environ: dict[str, str]) -> subprocess.Popen[str]:
+def service_process(environ: dict[str, str], *flags: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--drain-seconds", "5"],
+         "--drain-seconds", "5", *flags],
         cwd=ROOT, env={**os.environ, **environ}, stderr=subprocess.PIPE, text=True,
     )
 
@@ -80,6 +80,49 @@ def test_invalid_settings_stop_the_service_with_a_sentence() -> None:
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == 2
     assert "AUTH_AUDIENCE must not be empty" in stderr
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--max-connections", "0"), ("--max-connections", "many"), ("--idle-timeout", "-1"),
+])
+def test_bad_connection_limits_are_refused_with_a_sentence(flag: str, value: str) -> None:
+    process = service_process({"KUBECONFIG": "/nonexistent"}, flag, value)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 2
+    assert f"argument {flag}:" in stderr
+
+
+async def test_connection_limits_from_the_command_line(
+    devcluster: DevCluster, tmp_path: Path
+) -> None:
+    kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
+    process = service_process({"KUBECONFIG": str(kubeconfig)},
+                              "--max-connections", "1", "--idle-timeout", "1")
+    lines: list[str] = []
+    try:
+        port = wait_for_port(process, lines)
+        assert "max_connections=1 idle_timeout=1.0" in lines[-1]
+        # The one connection allowed, idle; a second is closed without a byte of HTTP.
+        _, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await read_until_closed(reader, 5) == b""
+        writer.close()
+        # After the idle timeout the first one is cut and others get in again.
+        await asyncio.sleep(1.5)
+        response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/healthz",
+                                                 raise_error=False)
+        assert response.code == 200
+        idle_writer.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def test_missing_cluster_configuration_stops_the_service(tmp_path: Path) -> None:

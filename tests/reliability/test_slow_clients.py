@@ -1,7 +1,7 @@
 """Slow clients (slowloris-style) hold connections open; the service keeps answering others,
 cuts the slow ones after its header/body timeout, and caps how many connections it holds.
 
-The example service's timeout is 30 s (``app.IDLE_TIMEOUT``); these tests inject 1 s.
+The example service's timeout is 30 s (``limits.IDLE_TIMEOUT``); these tests inject 1 s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from service.devcluster import Fault
 
-from ..conftest import RunningService, StartService
+from ..conftest import RunningService, StartService, read_until_closed
 from .conftest import NewKey
 
 IDLE = 1.0
@@ -180,7 +180,7 @@ async def test_connection_cap_refuses_new_connections_and_recovers(
     # One more: closed at once, without a byte of HTTP.
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert await asyncio.wait_for(reader.read(), 1.0) == b""
+    assert await read_until_closed(reader, 1.0) == b""
     writer.close()
     assert server.refused_connections >= 1
     assert "connection limit reached; refusing new connections" in caplog.text

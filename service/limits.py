@@ -1,0 +1,19 @@
+"""The example service's HTTP limits (``python -m service serve`` flags set the last two)."""
+
+from __future__ import annotations
+
+#: Header bytes per request. A bound token is ~1 KiB and AUTH_MAX_TOKEN_BYTES defaults to 8 KiB;
+#: Tornado's default (64 KiB) would let each slow client pin 8x more memory than needed.
+MAX_HEADER_BYTES = 16 * 1024
+#: The example has no request bodies worth more than this.
+MAX_BODY_BYTES = 64 * 1024
+#: Seconds a connection may sit idle or take to send its headers (Tornado uses the same value
+#: for both; a request body gets as long): bounds slowloris-style clients.
+IDLE_TIMEOUT = 30.0
+#: Open connections at most; beyond that new ones are closed at once. Without a cap, slow or
+#: idle clients could hold file descriptors until accept() fails with EMFILE, which Tornado's
+#: accept handler does not catch: the loop then spins on the error. Callers are in-cluster
+#: services with small pools; 1000 idle connections cost ~10 MB (docs/reliability.md). The cap
+#: also means a flood of slow clients can lock others out for up to IDLE_TIMEOUT: that is the
+#: price of staying alive, and the readiness probe shows it.
+MAX_CONNECTIONS = 1000
