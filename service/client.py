@@ -10,9 +10,7 @@ service's audience::
             - serviceAccountToken: {audience: compass-internal, path: token}
 
 and sends ``Authorization: Bearer <the file's content>``. The kubelet replaces that file at
-80 % of the token's lifetime (``pkg/volume/util/atomic_writer.go``): it writes a new
-timestamped directory and renames a fresh ``..data`` symlink over the old one, so ``token`` →
-``..data/token`` suddenly resolves to another file. A client that read the token once at
+80 % of the token's lifetime (``projected_token.py``). A client that read the token once at
 start-up sends an expired token an hour later; one that reads the file on every request does a
 syscall and a read each time. ``FileTokenSource`` does one ``os.stat`` per call (which follows
 the symlinks) and reads only when the resolved file changed.
@@ -23,7 +21,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import NamedTuple
+
+from .projected_token import FileVersion, TokenFileError, file_version, read_token_file
 
 #: Projected tokens are ~1 KiB; the service refuses more than 8 KiB by default. A bigger file is
 #: not a token: refuse it instead of sending it.
@@ -32,25 +31,7 @@ MAX_TOKEN_BYTES = 16 * 1024
 #: or inject into the header line.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
-
-class TokenFileError(OSError):
-    """The token file is missing, unreadable, empty, too large or not a single token."""
-
-
-class _FileVersion(NamedTuple):
-    """What identifies one version of the file the path resolves to."""
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    #: A writer can set mtime back (os.utime), never ctime.
-    ctime_ns: int
-
-
-def _version(status: os.stat_result) -> _FileVersion:
-    return _FileVersion(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
-                        status.st_ctime_ns)
+__all__ = ["MAX_TOKEN_BYTES", "FileTokenSource", "TokenFileError"]
 
 
 class FileTokenSource:
@@ -70,36 +51,22 @@ class FileTokenSource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._token: str | None = None
-        self._version: _FileVersion | None = None
+        self._version: FileVersion | None = None
         #: How many times the file was read (not served from memory): for tests and logs.
         self.reads = 0
 
     def token(self) -> str:
         """The token to send now; raises ``TokenFileError`` if there is no valid one."""
         try:
-            current = _version(os.stat(self.path))
+            current = file_version(os.stat(self.path))
         except OSError as error:
             raise TokenFileError(f"cannot stat token file {self.path}: {error.strerror}") from None
         if self._token is not None and current == self._version:
             return self._token
-        token, version = self._read()
-        self._token, self._version = token, version
-        return token
-
-    def _read(self) -> tuple[str, _FileVersion]:
-        try:
-            with open(self.path, "rb") as file:
-                version = _version(os.fstat(file.fileno()))
-                data = file.read(MAX_TOKEN_BYTES + 1)
-        except OSError as error:
-            raise TokenFileError(f"cannot read token file {self.path}: {error.strerror}") from None
+        token, version = read_token_file(self.path, MAX_TOKEN_BYTES)
         self.reads += 1
-        if len(data) > MAX_TOKEN_BYTES:
-            raise TokenFileError(f"token file {self.path} exceeds {MAX_TOKEN_BYTES} bytes")
-        token = data.decode("ascii", "replace").strip()
-        if not token:
-            raise TokenFileError(f"token file {self.path} is empty")
         if not _B64TOKEN.fullmatch(token):
             # The content is not echoed: it may be a token with a stray character.
             raise TokenFileError(f"token file {self.path} does not hold a single bearer token")
-        return token, version
+        self._token, self._version = token, version
+        return token

@@ -93,6 +93,7 @@ def test_missing_file_is_an_error_and_recovers(tmp_path: Path) -> None:
         (b"two tokens-in-one", "single bearer token"),
         (b"abc\r\nX-Injected: 1", "single bearer token"),
         (b"a" * (MAX_TOKEN_BYTES + 1), "exceeds"),
+        ("tok\u00e9n".encode(), "not ASCII text"),
     ],
 )
 def test_content_that_is_not_one_token_is_refused_without_echoing_it(
@@ -103,7 +104,7 @@ def test_content_that_is_not_one_token_is_refused_without_echoing_it(
     with pytest.raises(TokenFileError, match=message) as caught:
         FileTokenSource(path).token()
     if content.strip():
-        assert content.decode()[:20] not in str(caught.value)
+        assert content.decode("utf-8")[:20] not in str(caught.value)
 
 
 def test_the_surrounding_newline_is_not_part_of_the_token(tmp_path: Path) -> None:

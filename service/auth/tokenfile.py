@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..projected_token import TokenFileError, file_version, read_token_file
 from .bearer import fingerprint
 
 logger = logging.getLogger(__name__)
@@ -30,16 +31,11 @@ logger = logging.getLogger(__name__)
 #: Logged once when the file can be read again after a failure (the failure has its own line).
 MSG_READABLE_AGAIN = "service account token file readable again"
 
-#: What identifies one version of the file. A rotation makes a new file (new inode); an in-place
-#: rewrite changes the size or the times. ctime is included because a writer cannot set it back.
-Signature = tuple[int, int, int, int, int]
 Stat = Callable[[Path], os.stat_result]
 #: A token is ~1 KiB; a file far larger than this is not a token (and is not read whole).
 MAX_TOKEN_FILE_BYTES = 64 * 1024
 
-
-class TokenFileError(Exception):
-    """The token file cannot be read, or is empty."""
+__all__ = ["MAX_TOKEN_FILE_BYTES", "Stat", "TokenFile", "TokenFileError"]
 
 
 class TokenFile:
@@ -51,10 +47,9 @@ class TokenFile:
     def __init__(self, path: Path, *, stat: Stat = os.stat) -> None:
         self.path = path
         self._stat = stat
-        self._signature: Signature | None = None
         self._failing = False
         # The first read must succeed: without a token the service cannot call the API server.
-        self._token, self._signature = self._read()
+        self._token, self._version = read_token_file(path, MAX_TOKEN_FILE_BYTES)
 
     @property
     def token(self) -> str:
@@ -64,11 +59,11 @@ class TokenFile:
     def refresh(self) -> bool:
         """Re-read the file if ``stat`` says it changed; return whether the token changed."""
         try:
-            signature = _signature(self._stat(self.path))
+            version = file_version(self._stat(self.path))
         except OSError as error:
             self._note_failure(error)
             return False
-        if signature == self._signature:
+        if version == self._version:
             return False
         return self._reread(reason="file changed")
 
@@ -78,14 +73,14 @@ class TokenFile:
 
     def _reread(self, reason: str) -> bool:
         try:
-            token, signature = self._read()
+            token, version = read_token_file(self.path, MAX_TOKEN_FILE_BYTES)
         except TokenFileError as error:
             self._note_failure(error)
             return False
         if self._failing:
             logger.info(MSG_READABLE_AGAIN, extra={"path": str(self.path)})
             self._failing = False
-        self._signature = signature
+        self._version = version
         if token == self._token:
             return False
         previous, self._token = self._token, token
@@ -100,26 +95,6 @@ class TokenFile:
         )
         return True
 
-    def _read(self) -> tuple[str, Signature]:
-        try:
-            with open(self.path, "rb") as handle:
-                # fstat on the open file: the signature describes exactly the bytes we read, even
-                # if the kubelet swaps ..data between a stat and the open.
-                signature = _signature(os.fstat(handle.fileno()))
-                data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
-        except OSError as error:
-            raise TokenFileError(f"cannot read {self.path}: {error.strerror or error}") from None
-        if len(data) > MAX_TOKEN_FILE_BYTES:
-            raise TokenFileError(f"{self.path} is larger than {MAX_TOKEN_FILE_BYTES} bytes")
-        try:
-            # A hand-written file may end with a newline, which must not reach the header.
-            token = data.decode("ascii").strip()
-        except UnicodeDecodeError:
-            raise TokenFileError(f"{self.path} is not ASCII text") from None
-        if not token:
-            raise TokenFileError(f"{self.path} is empty")
-        return token, signature
-
     def _note_failure(self, error: Exception) -> None:
         if not self._failing:
             # Once per failure streak: this runs before every API call.
@@ -129,12 +104,3 @@ class TokenFile:
             )
             self._failing = True
 
-
-def _signature(result: os.stat_result) -> Signature:
-    return (
-        result.st_dev,
-        result.st_ino,
-        result.st_size,
-        result.st_mtime_ns,
-        result.st_ctime_ns,
-    )
