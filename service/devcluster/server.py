@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import ssl
 import tempfile
 import threading
@@ -76,6 +77,11 @@ class ServerThread:
         failure: list[BaseException] = []
 
         def run() -> None:
+            # The kernel may deliver a process-directed SIGINT/SIGTERM to any thread that does
+            # not block it. Python runs handlers in the main thread only, so a signal taken by
+            # this thread would leave a main thread that sleeps in a lock (``python -m
+            # service.devcluster`` waiting for Ctrl-C) asleep forever: leave them to it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             loop = asyncio.new_event_loop()
             self._loop = loop
             try:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from service.devcluster import DevCluster
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,3 +42,16 @@ def test_standalone_run_prints_and_cleans_up() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_server_thread_leaves_ctrl_c_to_the_main_thread() -> None:
+    """A SIGINT taken by the server thread would never wake a main thread asleep in a lock
+    (the standalone run waiting for Ctrl-C): the server thread blocks it."""
+
+    async def blocked_here() -> set[signal.Signals]:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    with DevCluster() as cluster:
+        blocked = cluster._server.call(blocked_here)
+    assert {signal.SIGINT, signal.SIGTERM} <= blocked
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # not here
