@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +25,7 @@ from tornado.netutil import bind_sockets
 from service.devcluster import DevCluster, Fault
 
 from .conftest import raw_get
-from .test_app import ROOT, wait_for_port
+from .test_app import service_process, wait_for_port
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -80,8 +77,7 @@ async def test_spans_and_metrics_arrive_over_otlp_http(
     devcluster: DevCluster, receiver: tuple[str, Received], tmp_path: Path
 ) -> None:
     endpoint, received = receiver
-    environ = {
-        **os.environ,
+    process = service_process({
         "KUBECONFIG": str(devcluster.write_kubeconfig(tmp_path / "kubeconfig")),
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
@@ -91,11 +87,7 @@ async def test_spans_and_metrics_arrive_over_otlp_http(
         "K8S_POD_NAME": "compass-auth-7d9f-abcde",
         "K8S_NAMESPACE_NAME": "compass",
         "K8S_NODE_NAME": "kind-worker",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT, env=environ, stderr=subprocess.PIPE, text=True,
-    )
+    })
     lines: list[str] = []
     try:
         port = await asyncio.to_thread(wait_for_port, process, lines)

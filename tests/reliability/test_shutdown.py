@@ -10,10 +10,7 @@ flushed by the shutdown.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,7 +20,7 @@ import aiohttp
 from service.devcluster import DevCluster, Fault
 
 from ..conftest import RunningService, wait_until
-from ..test_app import ROOT, wait_for_port
+from ..test_app import service_process, wait_for_port
 from ..test_otlp_export import Received, attributes, receiver  # noqa: F401 - fixture
 from .conftest import NewKey
 
@@ -74,18 +71,12 @@ async def test_sigterm_under_load(
     tmp_path: Path,
 ) -> None:
     endpoint, received = receiver
-    environ = {
-        **os.environ,
+    process = service_process({
         "KUBECONFIG": str(devcluster.write_kubeconfig(tmp_path / "kubeconfig")),
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "600000",
         "OTEL_METRIC_EXPORT_INTERVAL": "600000",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--drain-seconds", "10"],
-        cwd=ROOT, env=environ, stderr=subprocess.PIPE, text=True,
-    )
+    }, "--drain-seconds", "10")
     lines: list[str] = []
     try:
         port = await asyncio.to_thread(wait_for_port, process, lines)
