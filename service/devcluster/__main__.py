@@ -1,4 +1,4 @@
-"""``python -m service.devcluster``: run the emulator until Ctrl-C.
+"""``python -m service.devcluster``: run the emulator until Ctrl-C (or SIGTERM).
 
 Prints the URL, CA file, a kubeconfig, a service-account folder and a sample
 token, so a service can be pointed at it by hand.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import threading
+from types import FrameType
 
 from service.devcluster.cluster import DevCluster
 
@@ -42,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     cluster = DevCluster(
         issuer=args.issuer, key_type=args.key_type, host=args.host, port=args.port
     )
+    # SIGTERM (a process manager, `kill`, a test) stops it like Ctrl-C: the files, which hold
+    # key material, are removed. SIGINT keeps Python's handling: a shell that started us in
+    # the background with SIGINT ignored meant Ctrl-C for something else.
+    signal.signal(signal.SIGTERM, _interrupt)
     # Ctrl-C may arrive at any point, even while printing: the context
     # manager still stops the server and removes the files.
     try:
@@ -69,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped")
     return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
