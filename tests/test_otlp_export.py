@@ -73,6 +73,23 @@ def attributes(items: Any) -> dict[str, Any]:
     return {item.key: value(item.value) for item in items}
 
 
+def verification_counts(received: Received) -> dict[tuple[str, str, str], int]:
+    """The latest ``auth.verifications`` value per (method, outcome, reason) in the exports
+    received (the counter is cumulative: each export repeats the running total)."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for request in received.metrics:
+        for resource_metrics in request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if metric.name == "auth.verifications":
+                        for point in metric.sum.data_points:
+                            labels = attributes(point.attributes)
+                            key = (labels["auth.method"], labels["auth.outcome"],
+                                   labels["auth.reason"])
+                            counts[key] = max(counts.get(key, 0), point.as_int)
+    return counts
+
+
 async def test_spans_and_metrics_arrive_over_otlp_http(
     devcluster: DevCluster, receiver: tuple[str, Received], tmp_path: Path
 ) -> None:
@@ -150,17 +167,7 @@ async def test_spans_and_metrics_arrive_over_otlp_http(
         for token in (allowed, denied, unavailable):
             assert token not in text
 
-    counts: dict[tuple[str, str, str], int] = {}
-    for request in received.metrics:
-        for resource_metrics in request.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    if metric.name == "auth.verifications":
-                        for point in metric.sum.data_points:
-                            labels = attributes(point.attributes)
-                            key = (labels["auth.method"], labels["auth.outcome"],
-                                   labels["auth.reason"])
-                            counts[key] = max(counts.get(key, 0), point.as_int)
+    counts = verification_counts(received)
     assert counts == {
         ("jwks", "allowed", "ok"): 1,
         ("jwks", "denied", "audience_mismatch"): 1,

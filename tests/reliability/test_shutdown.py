@@ -21,7 +21,12 @@ from service.devcluster import DevCluster, Fault
 
 from ..conftest import RunningService, wait_until
 from ..test_app import service_process, wait_for_port
-from ..test_otlp_export import Received, attributes, receiver  # noqa: F401 - fixture
+from ..test_otlp_export import (  # noqa: F401 - receiver is a fixture
+    Received,
+    attributes,
+    receiver,
+    verification_counts,
+)
 from .conftest import NewKey
 
 IN_FLIGHT = 5
@@ -42,17 +47,7 @@ def verify_outcomes(received: Received) -> Counter[str]:
 
 
 def verification_count(received: Received, outcome: str) -> int:
-    counts: dict[tuple[str, ...], int] = {}
-    for request in received.metrics:
-        for resource_metrics in request.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    if metric.name == "auth.verifications":
-                        for point in metric.sum.data_points:
-                            labels = attributes(point.attributes)
-                            key = tuple(sorted(labels.items()))
-                            counts[key] = max(counts.get(key, 0), point.as_int)
-    return sum(n for key, n in counts.items() if ("auth.outcome", outcome) in key)
+    return sum(n for (_, seen, _), n in verification_counts(received).items() if seen == outcome)
 
 
 async def get(session: aiohttp.ClientSession, url: str, token: str) -> int | str:
