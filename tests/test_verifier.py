@@ -85,13 +85,6 @@ def now() -> int:
 Factory = Callable[[DevCluster], str]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_now() -> None:
-    # The cases read NOW when they run: set it per test, not once at import, or a suite that
-    # runs longer than the margins (30 s for "within the leeway") turns valid cases stale.
-    global NOW
-    NOW = int(time.time())
-
 CASES: list[tuple[str, Factory, type[errors.AuthError] | None]] = [
     ("valid RS256", lambda c: mint(c), None),
     ("valid ES256", lambda c: mint(c, key_id=ec_kid(c)), None),

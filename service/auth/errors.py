@@ -215,27 +215,3 @@ class TokenReviewUnavailable(VerificationUnavailable):
 
     reason = "tokenreview_unavailable"
 
-
-#: Every reason code, for docs and tests that enumerate them.
-ALL_ERRORS: tuple[type[AuthError], ...] = (
-    MissingToken,
-    MalformedHeader,
-    TokenTooLarge,
-    MalformedToken,
-    UnsupportedAlgorithm,
-    UnknownKey,
-    BadSignature,
-    TokenExpired,
-    NotYetValid,
-    AudienceMismatch,
-    IssuerMismatch,
-    LegacyToken,
-    NotPodBound,
-    LifetimeTooLong,
-    StaleToken,
-    ReviewRejected,
-    SubjectNotAllowed,
-    DiscoveryUnavailable,
-    KeysUnavailable,
-    TokenReviewUnavailable,
-)

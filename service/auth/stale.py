@@ -2,8 +2,8 @@
 
 A client that read its projected token once and never again keeps sending the same token for up
 to a year; logging every request would flood the log, so each token is reported once (by its
-fingerprint, never the token) within a bounded memory. The per-request count belongs to the
-metric that the telemetry module will add (``Identity.stale`` carries the fact).
+fingerprint, never the token) within a bounded memory. Every request with a stale token is
+counted by the ``auth.tokens.stale`` metric instead (``Telemetry.stale_token``).
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ service account still exist (k8s-wire.md §3.5).
 
 Protection, because a flood of tokens must not become a flood of reviews:
 
-* answers are cached under an HMAC of the audience and token with a random per-process key (never
-  the token itself): accepted until the earlier of the token's ``exp`` and ``accepted_ttl``,
-  rejected for ``rejected_ttl`` (the defaults of kube-apiserver's webhook token authenticator, 2
-  minutes and 30 seconds); bounded in entries (LRU). Infrastructure errors are never cached;
+* answers are cached under an HMAC of the token with a random per-process key (never the token
+  itself; a reviewer serves one audience, so the key need not name it): accepted until the
+  earlier of the token's ``exp`` and ``accepted_ttl``, rejected for ``rejected_ttl`` (the
+  defaults of kube-apiserver's webhook token authenticator, 2 minutes and 30 seconds); bounded
+  in entries (LRU). A verdict is cached as data, never as an exception instance. Infrastructure
+  errors are never cached;
 * concurrent requests with the same token share one review (singleflight);
 * at most ``max_in_flight`` reviews are outstanding; beyond that the caller gets 503 at once
   rather than a queue that grows with the flood;
@@ -37,7 +39,7 @@ from kubernetes_asyncio.client import (
 
 from .backoff import retry_after_header
 from .cache import TokenHasher, VerdictCache
-from .errors import ReviewRejected, TokenRejected, TokenReviewUnavailable
+from .errors import ReviewRejected, TokenReviewUnavailable
 from .identity import Identity, parse_subject
 from .kube import ApiServer, read_capped
 from .telemetry import (
@@ -60,9 +62,30 @@ HEALTH_MEMORY = 10.0
 
 @dataclass(frozen=True, slots=True)
 class _Verdict:
+    """A review's answer as data. Each request that reads it raises an exception of its own: a
+    cached exception instance, raised again on every hit, would prepend each raiser's frames to
+    its ``__traceback__`` and keep them alive as long as the cache entry (issue 11)."""
+
     identity: Identity | None
-    rejection: TokenRejected | None
+    rejection: str | None  # why the API server (or our checks of its answer) refused the token
     lifetime: float  # seconds to cache it
+
+    def identity_or_raise(self) -> Identity:
+        if self.identity is None:
+            raise ReviewRejected(self.rejection or "TokenReview: not authenticated")
+        return self.identity
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A review that could not be made, shared by every request that waited for it (as data,
+    for the same reason as ``_Verdict``)."""
+
+    message: str
+    retry_after: float | None
+
+    def raise_error(self) -> NoReturn:
+        raise TokenReviewUnavailable(self.message, retry_after=self.retry_after)
 
 
 class TokenReviewer:
@@ -93,12 +116,11 @@ class TokenReviewer:
         self._wall_clock = wall_clock
         self.hasher = hasher or TokenHasher()
         self._cache: VerdictCache[_Verdict] = VerdictCache(capacity, clock)
-        self._inflight: dict[bytes, asyncio.Task[_Verdict]] = {}
+        self._inflight: dict[bytes, asyncio.Task[_Verdict | _Failure]] = {}
         self._last_failure: float | None = None
         self._last_success: float | None = None
         #: No review is sent before this (monotonic) after an answer with Retry-After.
         self._not_before: float | None = None
-        self.reviews_sent = 0
 
     # --- the request path -------------------------------------------------------------------
 
@@ -107,11 +129,7 @@ class TokenReviewer:
 
         ``key`` is ``self.hasher(token)`` (computed once per request by the caller)."""
         verdict = self._cache.get(key)
-        if verdict is None:
-            return None
-        if verdict.rejection is not None:
-            raise verdict.rejection
-        return verdict.identity
+        return None if verdict is None else verdict.identity_or_raise()
 
     def accepted(self, key: bytes) -> Identity | None:
         """The cached identity of an accepted review; ``None`` otherwise (never raises)."""
@@ -122,8 +140,8 @@ class TokenReviewer:
         """The identity the API server confirms, or raise ``ReviewRejected`` /
         ``TokenReviewUnavailable``. ``expires_at`` (the token's ``exp``, read by the caller's
         pre-check) bounds how long an accepted answer is cached."""
-        verdict = self._cache.get(key)
-        if verdict is None:
+        answer: _Verdict | _Failure | None = self._cache.get(key)
+        if answer is None:
             task = self._inflight.get(key)
             if task is None:
                 self._check_backoff()
@@ -135,11 +153,10 @@ class TokenReviewer:
                 task = asyncio.create_task(self._review(token, key, expires_at))
                 self._inflight[key] = task
             # shield: a client that hangs up must not cancel the review others wait for.
-            verdict = await asyncio.shield(task)
-        if verdict.rejection is not None:
-            raise verdict.rejection
-        assert verdict.identity is not None
-        return verdict.identity
+            answer = await asyncio.shield(task)
+        if isinstance(answer, _Failure):
+            answer.raise_error()
+        return answer.identity_or_raise()
 
     def healthy(self) -> bool | None:
         """``True``/``False`` from the latest call or probe within ``HEALTH_MEMORY`` seconds,
@@ -180,13 +197,13 @@ class TokenReviewer:
             )
         self._not_before = None
 
-    async def _review(self, token: str, key: bytes, expires_at: int | None) -> _Verdict:
+    async def _review(self, token: str, key: bytes, expires_at: int | None) -> _Verdict | _Failure:
         try:
             status = await self._call(token)
             verdict = self._judge(status, token, expires_at)
-        except TokenReviewUnavailable:
+        except TokenReviewUnavailable as error:
             self._telemetry.review_call("error")
-            raise
+            return _Failure(error.detail, error.retry_after)
         finally:
             self._inflight.pop(key, None)
         self._telemetry.review_call("authenticated" if verdict.identity else "rejected")
@@ -207,7 +224,6 @@ class TokenReviewer:
             kind="TokenReview",
             spec=V1TokenReviewSpec(token=token, audiences=[self._audience]),
         )
-        self.reviews_sent += 1
         try:
             # With _preload_content=False the generated method returns the raw aiohttp
             # response (its annotation says V1TokenReview): a bounded read, no model building.
@@ -260,23 +276,19 @@ class TokenReviewer:
         if status.get("authenticated") is not True:
             # The error text is an aggregate that varies by version: log it, never parse it.
             error = str(status.get("error") or "not authenticated")[:300]
-            return _Verdict(None, ReviewRejected(f"TokenReview: {error}"), rejected_for)
+            return _Verdict(None, f"TokenReview: {error}", rejected_for)
         user = status.get("user")
         if not isinstance(user, dict) or parse_subject(user.get("username")) is None:
             name = str(user.get("username") if isinstance(user, dict) else None)[:100]
             return _Verdict(
-                None,
-                ReviewRejected(f"TokenReview user {name!r} is not a service account"),
-                rejected_for,
+                None, f"TokenReview user {name!r} is not a service account", rejected_for
             )
         audiences = status.get("audiences")
         if audiences is not None and (
             not isinstance(audiences, list) or self._audience not in audiences
         ):
             return _Verdict(
-                None,
-                ReviewRejected(f"TokenReview audiences {audiences!r} lack {self._audience!r}"),
-                rejected_for,
+                None, f"TokenReview audiences {audiences!r} lack {self._audience!r}", rejected_for
             )
         returned = tuple(a for a in audiences or [self._audience] if isinstance(a, str))
         identity = Identity.from_token_review(user, returned, expires_at)

@@ -254,8 +254,9 @@ def _check_header(header: Mapping[str, Any]) -> tuple[str, str]:
     return kid, algorithm
 
 
-#: PyJWT exceptions to ours, most specific first (several are subclasses of DecodeError or
-#: InvalidTokenError). The only place in the project that knows PyJWT's exception classes.
+#: PyJWT's token errors to ours, most specific first (several are subclasses of DecodeError or
+#: InvalidTokenError); any other ``PyJWTError`` is ``MalformedToken``. (``keyset.py`` handles
+#: the one error PyJWT raises while building keys from the JWKS, which is not about a token.)
 _PYJWT_ERRORS: tuple[tuple[type[Exception], type[AuthError]], ...] = (
     (jwt.ExpiredSignatureError, TokenExpired),
     (jwt.ImmatureSignatureError, NotYetValid),
@@ -265,7 +266,6 @@ _PYJWT_ERRORS: tuple[tuple[type[Exception], type[AuthError]], ...] = (
     (jwt.InvalidSignatureError, BadSignature),
     (jwt.InvalidAlgorithmError, UnsupportedAlgorithm),
     (jwt.DecodeError, MalformedToken),
-    (jwt.PyJWTError, MalformedToken),
 )
 
 
@@ -289,10 +289,11 @@ def _decode_verified(
             leeway=policy.clock_skew,
         )
     except jwt.PyJWTError as error:
-        for pyjwt_class, ours in _PYJWT_ERRORS:
-            if isinstance(error, pyjwt_class):
-                raise ours(f"{type(error).__name__}: {error}") from None
-        raise MalformedToken(f"{type(error).__name__}: {error}") from None
+        ours = next(
+            (ours for pyjwt_class, ours in _PYJWT_ERRORS if isinstance(error, pyjwt_class)),
+            MalformedToken,
+        )
+        raise ours(f"{type(error).__name__}: {error}") from None
     except (TypeError, ValueError, OverflowError) as error:
         # PyJWT's claim checks catch only ValueError around int(): a list or object claim raises
         # TypeError and a huge number OverflowError. Client input must never become a 500.
