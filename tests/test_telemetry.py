@@ -245,6 +245,31 @@ async def test_metrics_count_each_outcome(observed: Observed) -> None:
     assert paths == {"jwks": 1, "tokenreview": 0, "none": 0}
 
 
+@pytest.mark.parametrize(("mode", "discovery_down", "method"), [
+    ("auto", False, "jwks"),
+    ("auto", True, "tokenreview"),  # fallback: TokenReview would have verified
+    ("review", False, "tokenreview"),
+])
+async def test_header_rejections_carry_the_path_that_would_have_verified(
+    devcluster: DevCluster, start_service: StartService, telemetry_setup: Any,
+    mode: str, discovery_down: bool, method: str,
+) -> None:
+    """Issue 11: a missing or malformed header was counted as ``jwks`` in every mode."""
+    if discovery_down:
+        devcluster.set_fault("discovery", Fault(status=403))  # not retried: fallback at once
+    setup, spans, reader = telemetry_setup
+    running = await start_service(telemetry=setup, AUTH_MODE=mode)
+    observed = Observed(running, spans, reader, setup)
+    await running.get()
+    await running.get(Authorization="Basic dXNlcjpwYXNz")
+    await running.get(Authorization="Bearer a b")
+    counts = {
+        (p.attributes["auth.method"], p.attributes["auth.reason"]): p.value
+        for p in observed.points("auth.verifications")
+    }
+    assert counts == {(method, "missing"): 2, (method, "malformed_header"): 1}
+
+
 def scrape(text: str, metric: str) -> dict[frozenset[tuple[str, str]], float]:
     """Prometheus text -> {frozenset(labels): value} for one metric name."""
     found = {}

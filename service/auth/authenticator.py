@@ -226,6 +226,9 @@ class Authenticator:
         """``authenticate_request`` after ``authenticate_cached`` said ``None``: the full path,
         with its span, duration sample and, for a rejection, the log line."""
         with self.telemetry.verification() as record:
+            # A request refused before any path looked at it (no header, a malformed one) is
+            # labelled with the path that would have verified it (README, "Metrics").
+            record.method = self.active_path()
             token = ""
             try:
                 token = extract_bearer(authorization, self.settings.max_token_bytes)
@@ -235,6 +238,7 @@ class Authenticator:
                     identity = await self._verify(token, key, record)
                 else:
                     # The common case: a client reuses its bound token for up to an hour.
+                    record.method = METHOD_JWKS  # verified locally, whatever the path now
                     record.cache_hit = True
                     identity = cached
                 # Allow-lists apply on every request, cached or not.
