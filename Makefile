@@ -35,8 +35,10 @@ fuzz: $(STAMP)  ## atheris on the verifier; prints "Done N runs"
 	PYTHONPATH=. $(BIN)/python fuzz/fuzz_verify.py -runs=$(FUZZ_RUNS)
 
 SOAK_ARGS ?=
-soak: $(STAMP)  ## load and soak the example service; figures in docs/reliability.md
+REPLAY_ARGS ?=
+soak: $(STAMP)  ## load and soak the example service, then replay one token per mode; figures in docs/reliability.md
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
+	$(BIN)/python -m benchmarks.replay $(REPLAY_ARGS)
 
 config: $(STAMP)  ## regenerate config/auth.env from service/auth/settings.py
 	$(BIN)/python -c "from service.auth.settings import render_env_file as r; print(r(), end='')" > config/auth.env
