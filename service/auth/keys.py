@@ -5,17 +5,14 @@ Modelled on go-oidc's ``RemoteKeySet`` (jwks.go) and adding what it lacks:
 * ``snapshot()`` is a plain attribute read: the request path never awaits or locks;
 * one refresh at a time: concurrent callers share the in-flight ``asyncio.Task`` (singleflight);
 * a refresh that fails keeps the last good snapshot, for at most ``max_stale`` seconds;
-* a token with an unknown ``kid`` triggers an immediate refetch, but at most once per
-  ``min_refresh_interval`` and never twice for the same kid within ``NEGATIVE_KID_TTL``, so a flood
-  of random kids costs the API server at most two requests per cool-down (the second: a fetch
-  that was already under way when the token arrived may predate its key, so it gets one
-  follow-up);
+* a token with an unknown ``kid`` triggers a refetch, rate-limited as docs/reliability.md
+  ("Unknown kids") states: see ``refresh_for``;
 * a background loop refreshes every ``refresh_interval`` (±10% jitter so replicas do not
   synchronise), and every ``retry_interval`` while refreshes fail;
 * a failed fetch whose error carries ``retry_after`` (the server's ``Retry-After``, seconds) holds
   back every automatic fetch (unknown kid, background loop) until that time has passed.
 
-The fetch function and the clock are constructor parameters, so tests pass fakes.
+The fetch function, the clock and the sleep are constructor parameters, so tests pass fakes.
 """
 
 from __future__ import annotations
@@ -36,12 +33,13 @@ logger = logging.getLogger(__name__)
 #: fetch(force) -> KeySet. ``force`` asks the server to bypass caches (Cache-Control: no-cache).
 FetchKeys = Callable[[bool], Awaitable[KeySet]]
 
-#: How long an unknown kid stays unknown without another refetch. kube-apiserver publishes a new
-#: key at least max-age (3600 s) before signing with it (k8s-wire.md §4), so a kid that a fresh
-#: fetch did not contain will not become valid within minutes; the background refresh would pick
-#: it up anyway.
+#: How long a kid is remembered after it was first asked for: once a fetch that started after
+#: that moment has come back without it, no request for it causes another fetch until then.
+#: kube-apiserver publishes a new key at least max-age (3600 s) before signing with it
+#: (k8s-wire.md §4), so a kid that such a fetch did not contain will not become valid within
+#: minutes; the background refresh would pick it up anyway.
 NEGATIVE_KID_TTL = 300.0
-#: Bound on remembered unknown kids: a flood of random kids evicts the oldest, never grows memory.
+#: Bound on remembered kids: a flood of random kids evicts the oldest, never grows memory.
 NEGATIVE_KID_CAPACITY = 4096
 #: Relative jitter on background refresh intervals.
 JITTER = 0.1
@@ -60,6 +58,7 @@ class KeyCache:
         retry_interval: float,
         clock: Callable[[], float] = time.monotonic,
         uniform: Callable[[float, float], float] = random.uniform,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._fetch = fetch
         self._refresh_interval = refresh_interval
@@ -68,16 +67,22 @@ class KeyCache:
         self._retry_interval = retry_interval
         self._clock = clock
         self._uniform = uniform
+        self._sleep = sleep
         self._snapshot: KeySet | None = None
         self._loaded_at: float | None = None
+        #: When the fetch whose answer is the current snapshot started.
+        self._fetched_from: float | None = None
         self._last_attempt: float | None = None
         self._last_error: str | None = None
         #: No automatic fetch before this (monotonic), when the server sent Retry-After.
         self._not_before: float | None = None
-        self._inflight: asyncio.Task[KeySet] | None = None
+        self._inflight: asyncio.Task[KeySet | str] | None = None
         self._inflight_started = 0.0
-        self._last_follow_up: float | None = None
-        self._unknown_kids: OrderedDict[str, float] = OrderedDict()
+        #: What tokens named that the snapshot lacks (kids, "issuer X"), with the moment each was
+        #: first asked for, oldest first; see ``refresh_for``.
+        self._first_asked: OrderedDict[str, float] = OrderedDict()
+        #: The fetch at the end of a cool-down for what was asked for during it.
+        self._trailing: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[KeySet | None, KeySet], None]] = []
 
     # --- reads (request path) ----------------------------------------------------------------
@@ -110,10 +115,17 @@ class KeyCache:
         On failure the previous snapshot stays in place until it is ``max_stale`` old.
         """
         if self._inflight is None:
-            self._inflight_started = self._clock()
-            self._inflight = asyncio.create_task(self._do_refresh(force))
+            # The fetch counts as started now (the task runs a moment later): never later than
+            # its request leaves, so a kid asked for after this moment is never taken as looked for.
+            self._inflight_started = self._last_attempt = self._clock()
+            self._inflight = asyncio.create_task(self._do_refresh(force, self._inflight_started))
         # shield: a cancelled waiter (client went away) must not cancel the shared fetch.
-        return await asyncio.shield(self._inflight)
+        result = await asyncio.shield(self._inflight)
+        if isinstance(result, str):
+            # Raised anew for each waiter: one exception instance raised by many would collect
+            # all their frames in its __traceback__.
+            raise KeysUnavailable(f"key refresh failed: {result}")
+        return result
 
     async def refresh_for_kid(self, kid: str) -> KeySet:
         """Called for a token whose ``kid`` is not in the snapshot; see ``refresh_for``."""
@@ -123,63 +135,59 @@ class KeyCache:
         """Called for a token that names an issuer other than the declared one: discovery may
         have changed its issuer since the last refresh. Same limits as an unknown kid."""
         return await self.refresh_for(
-            "issuer " + issuer, lambda snapshot: snapshot.issuer == issuer
+            _issuer_entry(issuer), lambda snapshot: snapshot.issuer == issuer
         )
 
     async def refresh_for(self, unknown: str, found: Callable[[KeySet], bool]) -> KeySet:
-        """Refetch for something a token names that the snapshot lacks (``found`` is false).
+        """Look for something a token names that the snapshot lacks (``found`` is false).
 
-        Refetches unless ``unknown`` was already looked up recently or the cool-down since the
-        last fetch has not passed; returns the (possibly unchanged) snapshot. Raises
-        ``KeysUnavailable`` when the most recent fetch failed, so the caller can tell "unknown"
-        (401) from "could not check" (fallback or 503).
+        ``unknown`` counts as unknown only once a fetch that *started after it was first asked
+        for* came back without it; until ``NEGATIVE_KID_TTL`` after that first ask, asking again
+        costs nothing. Otherwise a fetch is made now when the cool-down since the last one has
+        passed, or joined when one is under way; else the current snapshot answers (the caller
+        refuses the token, nothing is remembered) and a fetch is scheduled for the end of the
+        cool-down. So whatever is published at any moment is usable within one cool-down plus
+        one fetch, and however many distinct names a flood brings, fetches start at least
+        ``min_refresh_interval`` apart.
+
+        Returns the (possibly unchanged) snapshot. Raises ``KeysUnavailable`` when the most
+        recent fetch failed, so the caller can tell "unknown" (401) from "could not check"
+        (fallback or 503).
         """
-        kid = unknown
         now = self._clock()
-        self._expire_unknown(now)
-        fetch_allowed = kid not in self._unknown_kids and (
-            self._inflight is not None
-            or self._last_attempt is None
-            or (
-                now - self._last_attempt >= self._min_refresh_interval
-                and not self._held_back(now)
-            )
-        )
-        if fetch_allowed:
-            # A fetch that was already under way may have left before this kid was published
-            # (a key used as soon as it is published; API servers behind one address that
-            # publish at different moments): its answer says nothing about this kid.
-            late = self._inflight is not None and self._inflight_started < now
+        first_asked = self._note_asked(unknown, now)
+        if self._fetched_from is not None and self._fetched_from >= first_asked:
+            return self._current_or_unavailable()  # looked for since, and not found
+        if self._inflight is None and self._may_fetch(now):
+            return await self.refresh(force=True)
+        if self._inflight is not None:
+            started = self._inflight_started
             snapshot = await self.refresh(force=True)
-            if late and not found(snapshot):
-                if self._inflight is None and not self._may_follow_up():
-                    return snapshot  # 401 now, but not remembered: a later request looks again
-                snapshot = await self.refresh(force=True)  # starts or joins the follow-up
-        else:
-            current = self.snapshot()
-            if current is None or self._last_error is not None:
-                raise KeysUnavailable(f"key refresh failed: {self._last_error or 'no keys'}")
-            snapshot = current
-        if not found(snapshot):
-            self._remember_unknown(kid, now)
-        return snapshot
+            if started >= first_asked or found(snapshot):
+                return snapshot
+        self._schedule_trailing_fetch()
+        return self._current_or_unavailable()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh periodically until ``stop`` is set; never raises (failures are logged)."""
-        while not stop.is_set():
-            failing = self._last_error is not None or self._snapshot is None
-            interval = self._retry_interval if failing else self._refresh_interval
-            delay = interval * self._uniform(1 - JITTER, 1 + JITTER)
-            if self._not_before is not None:
-                delay = max(delay, self._not_before - self._clock())
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-                return
-            except TimeoutError:
-                pass
-            # A failure is logged in _do_refresh; the loop retries after retry_interval.
-            with contextlib.suppress(KeysUnavailable):
-                await self.refresh()
+        try:
+            while not stop.is_set():
+                failing = self._last_error is not None or self._snapshot is None
+                interval = self._retry_interval if failing else self._refresh_interval
+                delay = interval * self._uniform(1 - JITTER, 1 + JITTER)
+                if self._not_before is not None:
+                    delay = max(delay, self._not_before - self._clock())
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    return
+                except TimeoutError:
+                    pass
+                # A failure is logged in _do_refresh; the loop retries after retry_interval.
+                with contextlib.suppress(KeysUnavailable):
+                    await self.refresh()
+        finally:
+            if self._trailing is not None:
+                self._trailing.cancel()
 
     def seconds_until_retry(self) -> float:
         """A hint for ``Retry-After`` while keys are unavailable."""
@@ -193,8 +201,9 @@ class KeyCache:
 
     # --- internals --------------------------------------------------------------------------
 
-    async def _do_refresh(self, force: bool) -> KeySet:
-        self._last_attempt = self._clock()
+    async def _do_refresh(self, force: bool, started: float) -> KeySet | str:
+        """The shared fetch: the new snapshot, or why the fetch failed (as data, see
+        ``refresh``)."""
         try:
             snapshot = await self._fetch(force)
         except Exception as error:  # noqa: BLE001 - any fetch failure keeps the last good keys
@@ -205,10 +214,10 @@ class KeyCache:
                 "key set refresh failed; keeping the last good key set",
                 extra={"error": self._last_error, "keys_age": self._age_text()},
             )
-            raise KeysUnavailable(f"key refresh failed: {self._last_error}") from None
+            return self._last_error or "unknown error"
         finally:
             self._inflight = None
-        self.seed(snapshot)
+        self.seed(snapshot, fetched_from=started)
         return snapshot
 
     def note_failure(self, error: BaseException) -> None:
@@ -220,16 +229,21 @@ class KeyCache:
             self._last_attempt + hint if isinstance(hint, int | float) and hint > 0 else None
         )
 
-    def seed(self, snapshot: KeySet) -> None:
-        """Install a key set fetched elsewhere (the start-up discovery) as the current one."""
+    def seed(self, snapshot: KeySet, *, fetched_from: float | None = None) -> None:
+        """Install a key set fetched elsewhere (the start-up discovery) as the current one.
+
+        ``fetched_from``: when the fetch started (default: now, for a fetch made elsewhere that
+        just ended: no request could look for a kid before it, since there were no keys)."""
         previous, self._snapshot = self._snapshot, snapshot
         self._loaded_at = self._clock()
+        self._fetched_from = self._loaded_at if fetched_from is None else fetched_from
         recovered = self._last_error is not None
         self._last_error = None
         self._not_before = None
-        # A kid that is now published must not stay in the negative cache.
+        # What is now published is no longer unknown.
         for kid in snapshot.keys:
-            self._unknown_kids.pop(kid, None)
+            self._first_asked.pop(kid, None)
+        self._first_asked.pop(_issuer_entry(snapshot.issuer), None)
         if previous is None or recovered or previous.keys.keys() != snapshot.keys.keys():
             logger.info(
                 "key set loaded",
@@ -238,33 +252,64 @@ class KeyCache:
         for listener in self._listeners:
             listener(previous, snapshot)
 
-    def _may_follow_up(self) -> bool:
-        """At most one follow-up fetch per cool-down, and none while Retry-After holds."""
-        now = self._clock()
-        if self._held_back(now) or (
-            self._last_follow_up is not None
-            and now - self._last_follow_up < self._min_refresh_interval
-        ):
-            return False
-        self._last_follow_up = now
-        return True
-
-    def _held_back(self, now: float) -> bool:
-        return self._not_before is not None and now < self._not_before
-
-    def _remember_unknown(self, kid: str, now: float) -> None:
-        self._unknown_kids[kid] = now + NEGATIVE_KID_TTL
-        self._unknown_kids.move_to_end(kid)
-        while len(self._unknown_kids) > NEGATIVE_KID_CAPACITY:
-            self._unknown_kids.popitem(last=False)
-
-    def _expire_unknown(self, now: float) -> None:
-        while self._unknown_kids:
-            kid, expiry = next(iter(self._unknown_kids.items()))
-            if expiry > now:
+    def _note_asked(self, unknown: str, now: float) -> float:
+        """Remember when ``unknown`` was first asked for (forgetting what was asked for more
+        than ``NEGATIVE_KID_TTL`` ago, and the oldest beyond the capacity); return that time."""
+        asked = self._first_asked
+        while asked:
+            oldest, when = next(iter(asked.items()))
+            if now - when < NEGATIVE_KID_TTL and len(asked) < NEGATIVE_KID_CAPACITY:
                 break
-            del self._unknown_kids[kid]
+            del asked[oldest]
+        # Not moved to the end when asked again: the order stays that of first asks.
+        return asked.setdefault(unknown, now)
+
+    def _current_or_unavailable(self) -> KeySet:
+        current = self.snapshot()
+        if current is None or self._last_error is not None:
+            raise KeysUnavailable(f"key refresh failed: {self._last_error or 'no keys'}")
+        return current
+
+    def _may_fetch(self, now: float) -> bool:
+        return now >= self._next_fetch_allowed()
+
+    def _next_fetch_allowed(self) -> float:
+        """The end of the cool-down since the last fetch, or of a Retry-After hold."""
+        if self._last_attempt is None:
+            return float("-inf")
+        allowed = self._last_attempt + self._min_refresh_interval
+        return max(allowed, self._not_before) if self._not_before is not None else allowed
+
+    def _schedule_trailing_fetch(self) -> None:
+        if self._trailing is None:
+            self._trailing = asyncio.create_task(
+                self._trailing_fetch(), name="compass-auth-unknown-kid-fetch"
+            )
+
+    async def _trailing_fetch(self) -> None:
+        """At the end of the cool-down, look for what was asked for since the last fetch
+        started; again after each fetch while something asked for later remains unanswered.
+        Stops when a fetch fails: the background loop's retries take over."""
+        try:
+            while self._first_asked and (
+                self._fetched_from is None
+                or next(reversed(self._first_asked.values())) > self._fetched_from
+            ):
+                wait = self._next_fetch_allowed() - self._clock()
+                if wait > 0:
+                    await self._sleep(wait)
+                else:
+                    await self.refresh(force=True)  # starts a fetch, or joins the one under way
+        except KeysUnavailable:
+            pass
+        finally:
+            self._trailing = None
 
     def _age_text(self) -> str:
         age = self.age()
         return "never loaded" if age is None else f"{age:.0f}s"
+
+
+def _issuer_entry(issuer: str) -> str:
+    """How an unknown issuer is remembered beside unknown kids."""
+    return "issuer " + issuer

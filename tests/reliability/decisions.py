@@ -40,9 +40,9 @@ class KeysPublishedAhead:
 
     kube-apiserver publishes a key long before it signs with it (k8s-wire.md §4); a test that
     signs with a key the instant it is published races the service's last look at the key set:
-    within the unknown-kid cool-down of a successful fetch, such a token rightly gets 401
-    ``unknown_key`` (the service will not look again yet). With ``lead`` longer than the
-    cool-down, a valid token with a new kid may only get 200 or 503.
+    within the cool-down of a fetch, such a token rightly gets 401 ``unknown_key`` until the
+    fetch at the end of the cool-down (docs/reliability.md, "Unknown kids"). With ``lead``
+    longer than the cool-down, a valid token with a new kid may only get 200 or 503.
     """
 
     #: Keys published but not yet used; the emulator refuses a JWKS of more than 100 keys.
