@@ -39,7 +39,15 @@ from .auth.handler import request_summary, write_json_error
 from .auth.kube import KubeConfigError
 from .auth.settings import SettingsError
 from .auth.telemetry import Telemetry
-from .limits import IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES
+from .head_limit import head_limited, refuse_oversized_head
+from .limits import (
+    HEAD_REFUSAL_LINGER_BYTES,
+    HEAD_REFUSAL_LINGER_SECONDS,
+    IDLE_TIMEOUT,
+    MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
+    MAX_HEADER_BYTES,
+)
 from .logs import configure_logging
 from .otel import TelemetrySetup
 
@@ -129,7 +137,9 @@ class DrainingHandler(JsonHandler):
 
 
 class BoundedHTTPServer(HTTPServer):
-    """An ``HTTPServer`` that keeps at most ``max_connections`` connections open."""
+    """An ``HTTPServer`` that keeps at most ``max_connections`` connections open, and answers
+    a request head over ``max_header_size`` with 431 rather than closing in silence
+    (``service/head_limit.py`` says why that takes a stream subclass)."""
 
     def initialize(self, *args: Any, max_connections: int = MAX_CONNECTIONS,
                    **kwargs: Any) -> None:
@@ -138,6 +148,9 @@ class BoundedHTTPServer(HTTPServer):
         self.open_connections = 0
         self.refused_connections = 0
         self._last_refusal_log = float("-inf")
+        self.refused_heads = 0
+        self._last_head_refusal_log = float("-inf")
+        self._head_refusals: set[asyncio.Task[None]] = set()
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
         if self.open_connections >= self.max_connections:
@@ -151,11 +164,41 @@ class BoundedHTTPServer(HTTPServer):
                     "refused_total": self.refused_connections})
             return
         self.open_connections += 1
-        super().handle_stream(stream, address)
+        super().handle_stream(head_limited(stream, self._refuse_head), address)
 
     def on_close(self, server_conn: object) -> None:
         self.open_connections -= 1
         super().on_close(server_conn)
+
+    def _refuse_head(self, sock: socket.socket) -> None:
+        """Called by the stream, which has let go of ``sock``: answer 431 on it."""
+        # The refusal holds a connection slot until it has closed the socket (the server
+        # loop's on_close releases the one it had), so file descriptors stay capped.
+        self.open_connections += 1
+        self.refused_heads += 1
+        task = asyncio.get_running_loop().create_task(refuse_oversized_head(
+            sock, self.conn_params.max_header_size,
+            linger_seconds=HEAD_REFUSAL_LINGER_SECONDS, linger_bytes=HEAD_REFUSAL_LINGER_BYTES))
+        self._head_refusals.add(task)
+        task.add_done_callback(self._head_refused)
+        now = time.monotonic()
+        if now - self._last_head_refusal_log >= REFUSAL_LOG_INTERVAL:
+            self._last_head_refusal_log = now
+            logger.info("request head too large; answered 431", extra={
+                "max_header_bytes": self.conn_params.max_header_size,
+                "refused_total": self.refused_heads})
+
+    def _head_refused(self, task: asyncio.Task[None]) -> None:
+        self._head_refusals.discard(task)
+        self.open_connections -= 1
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.error("answering 431 failed", exc_info=error)
+
+    async def close_all_connections(self) -> None:
+        await super().close_all_connections()
+        # Each 431 is sent at once; its lingering close ends within the linger time.
+        if self._head_refusals:
+            await asyncio.wait(set(self._head_refusals))
 
 
 class ServiceApplication(tornado.web.Application):

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-#: Header bytes per request. A bound token is ~1 KiB and AUTH_MAX_TOKEN_BYTES defaults to 8 KiB;
-#: Tornado's default (64 KiB) would let each slow client pin 8x more memory than needed.
+#: Bytes of request line and headers per request. A bound token is ~1 KiB and
+#: AUTH_MAX_TOKEN_BYTES defaults to 8 KiB; Tornado's default (64 KiB) would let each slow client
+#: pin 8x more memory than needed. A larger head gets 431 (service/head_limit.py); a head under
+#: it whose token is over AUTH_MAX_TOKEN_BYTES gets 401 ``too_large``.
 MAX_HEADER_BYTES = 16 * 1024
+#: After a 431, what the client still sends is read and dropped for at most this many seconds
+#: and bytes before the connection is closed, so that the client gets the answer rather than a
+#: reset (RFC 9112 §9.6). The connection keeps its place under MAX_CONNECTIONS meanwhile.
+HEAD_REFUSAL_LINGER_SECONDS = 2.0
+HEAD_REFUSAL_LINGER_BYTES = 1024 * 1024
 #: The example has no request bodies worth more than this.
 MAX_BODY_BYTES = 64 * 1024
 #: Seconds a connection may sit idle or take to send its headers (Tornado uses the same value
