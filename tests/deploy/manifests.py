@@ -9,6 +9,10 @@ Object = dict[str, Any]
 
 #: Kinds that carry a pod template, and where it is.
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+#: The cluster-scoped kinds the manifests use (everything else lives in a namespace).
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+#: What a Service's DNS name may end with after ``NAME.NAMESPACE`` (cluster domain cluster.local).
+SERVICE_DNS_SUFFIXES = ("", "svc", "svc.cluster.local")
 
 
 class Manifests:
@@ -34,6 +38,28 @@ class Manifests:
 
     def workloads(self) -> Iterator[Object]:
         return (o for o in self.objects if o["kind"] in WORKLOADS)
+
+    def resolve(self, host: str, port: int, namespace: str) -> tuple[Object, int]:
+        """The workload and container port that ``host:port`` reaches from a pod in ``namespace``.
+
+        As the cluster's DNS answers: a short name is a Service in the caller's own namespace,
+        ``NAME.NAMESPACE[.svc[.cluster.local]]`` one in that namespace.
+        """
+        name, _, rest = host.partition(".")
+        if rest:
+            namespace, _, suffix = rest.partition(".")
+            assert suffix in SERVICE_DNS_SUFFIXES, host
+        services = [s for s in self.of_kind("Service")
+                    if (s["metadata"]["name"], s["metadata"].get("namespace")) == (name, namespace)]
+        assert len(services) == 1, f"{host} names no Service in the namespace {namespace}"
+        service = services[0]
+        service_port = next((p for p in service["spec"]["ports"] if p["port"] == port), None)
+        assert service_port is not None, f"Service {name} has no port {port}"
+        workload = next(w for w in self.workloads()
+                        if w["metadata"].get("namespace") == namespace
+                        and selects(service["spec"]["selector"],
+                                    w["spec"]["template"]["metadata"]["labels"]))
+        return workload, container_port(only_container(workload), service_port["targetPort"])
 
     def env_from_configmaps(self, container: Object) -> dict[str, str]:
         """The variables a container gets through ``envFrom`` ConfigMaps (later ones win)."""

@@ -87,6 +87,8 @@ def test_the_build_context_has_what_copy_needs_and_nothing_else() -> None:
     assert sources == ["setup.py", "pyproject.toml", "service"]
     for source in ("setup.py", "pyproject.toml", "service/__main__.py", "service/app.py"):
         assert included(source), source
-    for private in (".venv/bin/python", ".git/config", "tests/conftest.py", "k8s/clients.yaml",
+    for private in (".venv/bin/python", ".git/config", "tests/conftest.py",
+                    "k8s/components/demo/clients.yaml",
+                    "examples/k8s-overlay-team-a/kustomization.yaml",
                     "service/__pycache__/app.cpython-311.pyc", "kubeconfig"):
         assert not included(private), private

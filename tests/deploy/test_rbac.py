@@ -2,68 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from .manifests import Manifests, pod_spec
-
-Rule = dict[str, Any]
-
-#: Built-in ClusterRoles every cluster has (kubernetes ``plugin/pkg/auth/authorizer/rbac/
-#: bootstrappolicy/policy.go``); the manifests bind them by name rather than define them.
-BOOTSTRAP_CLUSTER_ROLES: dict[str, list[Rule]] = {
-    "system:auth-delegator": [
-        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
-         "verbs": ["create"]},
-        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
-         "verbs": ["create"]},
-    ],
-    "system:service-account-issuer-discovery": [
-        {"nonResourceURLs": ["/.well-known/openid-configuration", "/openid/v1/jwks"],
-         "verbs": ["get"]},
-    ],
-}
-DISCOVERY_URLS = ("/.well-known/openid-configuration", "/openid/v1/jwks")
-
-
-def _matches(values: list[str], wanted: str) -> bool:
-    return "*" in values or wanted in values
-
-
-def _url_matches(patterns: list[str], url: str) -> bool:
-    # RBAC: a trailing * is a prefix match on non-resource URLs.
-    return any(p == url or (p.endswith("*") and url.startswith(p[:-1])) for p in patterns)
-
-
-def cluster_rules(manifests: Manifests, namespace: str, name: str) -> list[Rule]:
-    """Every cluster-wide rule bound to the service account (rendered roles or built-in ones)."""
-    rules: list[Rule] = []
-    defined = {role["metadata"]["name"]: role.get("rules", [])
-               for role in manifests.of_kind("ClusterRole")}
-    for binding in manifests.of_kind("ClusterRoleBinding"):
-        bound = any(s["kind"] == "ServiceAccount" and s["name"] == name
-                    and s.get("namespace") == namespace for s in binding["subjects"])
-        if not bound:
-            continue
-        role = binding["roleRef"]
-        assert role["kind"] == "ClusterRole"
-        assert role["name"] in defined or role["name"] in BOOTSTRAP_CLUSTER_ROLES, role["name"]
-        rules.extend(defined.get(role["name"]) or BOOTSTRAP_CLUSTER_ROLES[role["name"]])
-    return rules
-
-
-def allows(rules: list[Rule], verb: str, *, group: str = "", resource: str = "",
-           url: str = "") -> bool:
-    for rule in rules:
-        if not _matches(rule["verbs"], verb):
-            continue
-        if url and _url_matches(rule.get("nonResourceURLs", []), url):
-            return True
-        if resource and _matches(rule.get("apiGroups", []), group) and _matches(
-                rule.get("resources", []), resource):
-            return True
-    return False
+from .rbac import DISCOVERY_URLS, Rule, allows, cluster_rules, service_account_subjects
 
 
 @pytest.fixture
@@ -111,9 +53,10 @@ def test_bindings_name_the_rendered_service_account(manifests: Manifests) -> Non
     """The subject's namespace is where the account really is (kustomize may move it)."""
     accounts = {(a["metadata"]["namespace"], a["metadata"]["name"])
                 for a in manifests.of_kind("ServiceAccount")}
-    for binding in manifests.of_kind("ClusterRoleBinding"):
-        for subject in binding["subjects"]:
-            assert (subject["namespace"], subject["name"]) in accounts, subject
+    subjects = service_account_subjects(manifests)
+    assert len(subjects) == len(manifests.of_kind("ClusterRoleBinding")) == 2
+    for binding, namespace, name in subjects:
+        assert (namespace, name) in accounts, binding
 
 
 @pytest.mark.parametrize("client", ["collector", "wrong-audience"])

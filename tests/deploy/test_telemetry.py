@@ -8,10 +8,11 @@ from urllib.parse import urlsplit
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from .manifests import Manifests, Object, container_port, only_container, pod_spec, selects
+from .manifests import Manifests, Object, container_port, only_container, pod_spec
 from .tools import ROOT
 
-NAMESPACE = "compass"
+#: The collector's pipeline, beside the demo component that generates its ConfigMap.
+COLLECTOR_PIPELINE = ROOT / "k8s" / "components" / "demo" / "otel-collector-config.yaml"
 #: Jaeger v2 all-in-one's built-in configuration (cmd/jaeger/internal/all-in-one.yaml):
 #: OTLP gRPC on 4317, the UI on 16686, the health check (GET /status) on 13133.
 JAEGER_OTLP_GRPC, JAEGER_UI, JAEGER_HEALTH = 4317, 16686, 13133
@@ -34,7 +35,7 @@ def collector_config(manifests: Manifests) -> dict[str, Any]:
     configmap = manifests.get("ConfigMap", volume["configMap"]["name"])
     assert configmap["metadata"]["name"].startswith("otel-collector-config-")
     text = configmap["data"][key]
-    assert text == (ROOT / "config" / "otel-collector.yaml").read_text(encoding="utf-8")
+    assert text == COLLECTOR_PIPELINE.read_text(encoding="utf-8")
     config: dict[str, Any] = yaml.safe_load(text)
     return config
 
@@ -43,20 +44,10 @@ def port_of(endpoint: str) -> int:
     return int(endpoint.rsplit(":", 1)[1])
 
 
-def resolve(manifests: Manifests, host: str, port: int) -> tuple[Object, int]:
-    """The workload and container port that ``host:port`` reaches through a Service."""
-    name, _, rest = host.partition(".")
-    if rest:
-        namespace, _, suffix = rest.partition(".")
-        assert namespace == NAMESPACE, host
-        assert suffix in ("", "svc", "svc.cluster.local"), host
-    service = manifests.get("Service", name)
-    service_port = next((p for p in service["spec"]["ports"] if p["port"] == port), None)
-    assert service_port is not None, f"Service {name} has no port {port}"
-    workload = next(w for w in manifests.workloads()
-                    if selects(service["spec"]["selector"],
-                               w["spec"]["template"]["metadata"]["labels"]))
-    return workload, container_port(only_container(workload), service_port["targetPort"])
+def resolve(manifests: Manifests, host: str, port: int, caller: str) -> tuple[Object, int]:
+    """The workload and container port that ``host:port`` reaches from the pods of ``caller``."""
+    namespace = manifests.get("Deployment", caller)["metadata"]["namespace"]
+    return manifests.resolve(host, port, namespace)
 
 
 def test_the_service_exports_over_otlp_http(manifests: Manifests) -> None:
@@ -73,7 +64,7 @@ def test_the_otlp_endpoint_is_the_collectors_http_receiver(manifests: Manifests)
     assert endpoint.path in ("", "/")  # the SDK appends /v1/traces and /v1/metrics
     assert endpoint.hostname is not None
     assert endpoint.port is not None
-    workload, port = resolve(manifests, endpoint.hostname, endpoint.port)
+    workload, port = resolve(manifests, endpoint.hostname, endpoint.port, "compass-auth")
     assert workload["metadata"]["name"] == "otel-collector"
     receiver = collector_config(manifests)["receivers"]["otlp"]["protocols"]["http"]
     assert port_of(receiver["endpoint"]) == port
@@ -104,7 +95,7 @@ def test_traces_go_to_jaegers_otlp_grpc_port(manifests: Manifests) -> None:
     # `otlp_grpc` is the exporter's type since v0.14x (`otlp` is a deprecated alias).
     assert exporters[0].split("/")[0] == "otlp_grpc"
     host, _, port = config["exporters"][exporters[0]]["endpoint"].rpartition(":")
-    workload, container = resolve(manifests, host, int(port))
+    workload, container = resolve(manifests, host, int(port), "otel-collector")
     assert workload["metadata"]["name"] == "jaeger"
     assert container == JAEGER_OTLP_GRPC
 
@@ -113,7 +104,7 @@ def test_metrics_are_served_for_prometheus_on_a_service_port(manifests: Manifest
     config = collector_config(manifests)
     assert config["service"]["pipelines"]["metrics"]["exporters"] == ["prometheus"]
     port = port_of(config["exporters"]["prometheus"]["endpoint"])
-    workload, container = resolve(manifests, "otel-collector", port)
+    workload, container = resolve(manifests, "otel-collector", port, "otel-collector")
     assert (workload["metadata"]["name"], container) == ("otel-collector", port)
 
 
@@ -138,7 +129,7 @@ def test_jaeger_ports_are_the_all_in_one_defaults(manifests: Manifests) -> None:
     assert container_port(container, "otlp-grpc") == JAEGER_OTLP_GRPC
     assert container_port(container, "health") == JAEGER_HEALTH
     assert container["readinessProbe"]["httpGet"]["path"] == "/status"
-    _, ui = resolve(manifests, "jaeger", JAEGER_UI)
+    _, ui = resolve(manifests, "jaeger", JAEGER_UI, "jaeger")
     assert ui == JAEGER_UI
 
 
