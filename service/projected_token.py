@@ -2,10 +2,10 @@
 
 Shared by the service's own credentials (``auth/tokenfile.py``) and the client helper
 (``client.py``). The kubelet replaces a projected token at 80 % of its lifetime
-(``pkg/volume/util/atomic_writer.go``, k8s-wire.md §1, §7): it writes a new timestamped directory
-and renames a fresh ``..data`` symlink over the old one, so ``token`` → ``..data/token`` suddenly
-resolves to another file. Both readers ``stat`` the path before use (one system call, following
-the symlinks) and re-read only when the resolved file is another version.
+(``pkg/volume/util/atomic_writer.go``, docs/kubernetes-api.md#token-file-rotation): it writes a new
+timestamped directory and renames a fresh ``..data`` symlink over the old one, so ``token`` →
+``..data/token`` suddenly resolves to another file. Both readers ``stat`` the path before use (one
+system call, following the symlinks) and re-read only when the resolved file is another version.
 """
 
 from __future__ import annotations

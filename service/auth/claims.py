@@ -27,7 +27,8 @@ from .errors import (
 )
 from .identity import Identity
 
-#: Issuer of legacy Secret-based tokens (k8s-wire.md §2): no exp, no aud; never accepted.
+#: Issuer of legacy Secret-based tokens: no exp, no aud; never accepted
+#: (docs/kubernetes-api.md#legacy-tokens).
 LEGACY_ISSUER = "kubernetes/serviceaccount"
 
 

@@ -2,7 +2,7 @@
 
 Both documents come from the API server the service is configured for, over TLS verified against
 the cluster CA and with the service's own credentials (kube-apiserver only serves them to
-authenticated service accounts, k8s-wire.md §4).
+authenticated service accounts, docs/kubernetes-api.md#access-to-the-discovery-endpoints).
 
 The JWKS is always fetched from ``/openid/v1/jwks`` on that same connection, even when the
 discovery document's ``jwks_uri`` names another host: kube-apiserver builds ``jwks_uri`` from its

@@ -1,8 +1,9 @@
 """Who is calling: the verified identity of a Kubernetes workload.
 
-Only the two constructors here know where each field lives: in a token's claims
-(``kubernetes.io`` private claims, k8s-wire.md §1) or in a TokenReview status
-(``status.user.extra``, §3.6). Everything else reads the dataclass.
+Only the two constructors here know where each field lives: in a token's claims (``kubernetes.io``
+private claims, docs/kubernetes-api.md#kubernetes-claims) or in a TokenReview status
+(``status.user.extra``, docs/kubernetes-api.md#user-extra-keys). Everything else reads the
+dataclass.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Identity:
     #: The ``kid`` of the key that signed the token (local verification only).
     key_id: str | None = None
     #: ``kubernetes.io.warnafter``: the API server stretched a kubelet-projected token to a year
-    #: and wants clients to have replaced it by this time (k8s-wire.md §1).
+    #: and wants clients to have replaced it by this time
+    #: (docs/kubernetes-api.md#lifetime-and-warnafter).
     warn_after: int | None = None
     #: Past ``warn_after``: the caller keeps using a token its kubelet has long since rotated
     #: (an old client that reads the token file once). Set by the verifier, which knows the time.

@@ -35,9 +35,9 @@ FetchKeys = Callable[[bool], Awaitable[KeySet]]
 
 #: How long a kid is remembered after it was first asked for: once a fetch that started after
 #: that moment has come back without it, no request for it causes another fetch until then.
-#: kube-apiserver publishes a new key at least max-age (3600 s) before signing with it
-#: (k8s-wire.md §4), so a kid that such a fetch did not contain will not become valid within
-#: minutes; the background refresh would pick it up anyway.
+#: Key rotation publishes a new public key to every API server before any signs with it
+#: (docs/kubernetes-api.md#key-rotation-and-caching), so a kid that such a fetch did not contain
+#: is not expected to become valid within minutes; the background refresh would pick it up.
 NEGATIVE_KID_TTL = 300.0
 #: Bound on remembered kids: a flood of random kids evicts the oldest, never grows memory.
 NEGATIVE_KID_CAPACITY = 4096

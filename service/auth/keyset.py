@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 logger = logging.getLogger(__name__)
 
-#: The only algorithms we ever verify, with the key type each needs. kube-apiserver signs with
-#: RS256 (RSA keys) or ES256/384/512 (P-256/384/521 keys), k8s-wire.md §1. Never ``none``, never
-#: HMAC (a public key used as an HMAC secret is the classic confusion attack, RFC 8725 §2.1), and
-#: no PS*/RS384/RS512: the API server never produces them, so accepting them only widens attack
+#: The only algorithms we ever verify, with the key type each needs. kube-apiserver signs with RS256
+#: (RSA keys) or ES256/384/512 (P-256/384/521 keys), docs/kubernetes-api.md#jwks. Never ``none``,
+#: never HMAC (a public key used as an HMAC secret is the classic confusion attack, RFC 8725 §2.1),
+#: and no PS*/RS384/RS512: the API server never produces them, so accepting them only widens attack
 #: surface.
 SUPPORTED_ALGORITHMS: Mapping[str, tuple[str, str | None]] = MappingProxyType({
     "RS256": ("RSA", None),

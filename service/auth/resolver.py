@@ -17,8 +17,9 @@ Which host name: the API server URL's own host when it is a name (a kubeconfig `
 ``KUBERNETES_SERVICE_HOST`` that names a host); when the URL holds an address (in a pod,
 ``KUBERNETES_SERVICE_HOST`` is the Service's ClusterIP), ``AUTH_API_SERVER_NAME``
 (``kubernetes.default.svc``, a name that kube-apiserver's serving certificate carries,
-k8s-wire.md §7). Without ``KUBERNETES_SERVICE_IP`` nothing changes: in a pod the URL holds an
-address already, so no DNS lookup happens at all, and the certificate is checked against it.
+docs/kubernetes-api.md#in-cluster-conventions). Without ``KUBERNETES_SERVICE_IP`` nothing changes:
+in a pod the URL holds an address already, so no DNS lookup happens at all, and the certificate is
+checked against it.
 
 Not bypassed: a proxy from ``HTTPS_PROXY`` (the session trusts the environment) resolves the
 name itself; list the name in ``NO_PROXY`` to use the bypass.

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: What to do with a token past its ``kubernetes.io.warnafter`` (see ``AUTH_STALE_TOKENS``).
 StalePolicy = Literal["off", "warn", "reject"]
-#: kube-apiserver's TokenRequest minimum (k8s-wire.md §1): a lower maximum rejects every token.
+#: kube-apiserver's TokenRequest minimum (docs/kubernetes-api.md#tokenrequest-spec): a lower
+#: maximum rejects every token.
 MIN_TOKEN_LIFETIME = 600
 
 

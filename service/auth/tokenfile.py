@@ -1,8 +1,9 @@
 """The service's own service-account token, following the kubelet's rotations without a restart.
 
-The kubelet rewrites a projected token at 80 % of its lifetime (k8s-wire.md §1, §7) through its
-AtomicWriter: the new token goes into a new timestamped directory, and ``..data`` is renamed over
-to point at it, so ``token`` (a symlink through ``..data``) resolves to a *new file* each time.
+The kubelet rewrites a projected token at 80 % of its lifetime
+(docs/kubernetes-api.md#token-file-rotation) through its AtomicWriter: the new token goes into a new
+timestamped directory, and ``..data`` is renamed over to point at it, so ``token`` (a symlink
+through ``..data``) resolves to a *new file* each time.
 
 kubernetes-asyncio re-reads the file at most once a minute, by the clock
 (``incluster_config.TOKEN_REFRESH_PERIOD``), and only on the ``Configuration`` its loader filled.

@@ -3,7 +3,7 @@
 Used when local verification is not possible (no key set yet, discovery gave up, or an unknown
 ``kid`` right after a failed JWKS refresh) and, with ``AUTH_MODE=review``, for every first sight
 of a token. The API server also checks what local verification cannot: that the bound pod and
-service account still exist (k8s-wire.md §3.5).
+service account still exist (docs/kubernetes-api.md#bound-objects).
 
 Protection, because a flood of tokens must not become a flood of reviews:
 

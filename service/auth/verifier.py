@@ -53,8 +53,8 @@ from .settings import AuthSettings, StalePolicy
 #: reported as an unsupported algorithm rather than as mere malformation.
 _COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
 
-#: Claims every bound service-account token carries (k8s-wire.md §1). PyJWT checks only the claims
-#: that are present unless told they are required.
+#: Claims every bound service-account token carries (docs/kubernetes-api.md#claims). PyJWT
+#: checks only the claims that are present unless told they are required.
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
 
 
@@ -65,8 +65,9 @@ class VerificationPolicy:
     audience: str
     #: Accepted issuers; empty means "the issuer the discovery document declares".
     issuers: tuple[str, ...]
-    #: Leeway in seconds for exp/nbf/iat. 60 s like kube-apiserver (k8s-wire.md §3.4), so local
-    #: verification and TokenReview agree on the same token.
+    #: Leeway in seconds for exp/nbf/iat. 60 s like kube-apiserver
+    #: (docs/kubernetes-api.md#time-checks-and-leeway), so local verification and TokenReview
+    #: agree on the same token.
     clock_skew: float
     max_token_bytes: int
     #: INSECURE (``AUTH_SKIP_ISSUER_CHECK``): accept any ``iss``. Legacy tokens stay refused.

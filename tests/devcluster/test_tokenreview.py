@@ -1,4 +1,5 @@
-"""TokenReview: answers and rejections shaped like kube-apiserver's (k8s-wire.md §3, §5)."""
+"""TokenReview: answers and rejections shaped like kube-apiserver's
+(docs/kubernetes-api.md#tokenreview)."""
 
 from __future__ import annotations
 

@@ -38,11 +38,12 @@ def extra_key(cluster: DevCluster, key_type: Literal["RSA", "EC"] = "EC") -> Ite
 class KeysPublishedAhead:
     """New keys, each published at least ``lead`` seconds before its first use.
 
-    kube-apiserver publishes a key long before it signs with it (k8s-wire.md §4); a test that
-    signs with a key the instant it is published races the service's last look at the key set:
-    within the cool-down of a fetch, such a token rightly gets 401 ``unknown_key`` until the
-    fetch at the end of the cool-down (docs/reliability.md, "Unknown kids"). With ``lead``
-    longer than the cool-down, a valid token with a new kid may only get 200 or 503.
+    kube-apiserver publishes a key long before it signs with it
+    (docs/kubernetes-api.md#key-rotation-and-caching); a test that signs with a key the instant it
+    is published races the service's last look at the key set: within the cool-down of a fetch, such
+    a token rightly gets 401 ``unknown_key`` until the fetch at the end of the cool-down
+    (docs/reliability.md, "Unknown kids"). With ``lead`` longer than the cool-down, a valid token
+    with a new kid may only get 200 or 503.
     """
 
     #: Keys published but not yet used; the emulator refuses a JWKS of more than 100 keys.
