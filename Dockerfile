@@ -3,9 +3,10 @@
 #   docker build -t compass-auth:dev .
 #   docker run --rm -p 8080:8080 compass-auth:dev          # python -m service serve
 #
-# Two stages: the build stage installs the package and its dependencies (from setup.py, the one
-# place they are declared) into a virtualenv; the runtime stage copies only that virtualenv onto
-# the same slim base. No compiler is needed (every dependency ships wheels) and none is in either
+# Two stages: the build stage installs the library with the `service` extra (pyproject.toml, the
+# one place dependencies are declared) into a virtualenv; the runtime stage copies only that
+# virtualenv and the example service (service/, which runs from its folder) onto the same slim
+# base. No compiler is needed (every dependency ships wheels) and none is in either
 # stage; pip keeps no cache, and pip itself stays out of the virtualenv.
 #
 # PYTHON_IMAGE exists so that a base can be substituted (a mirror, a digest pin, or the
@@ -20,10 +21,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # A virtualenv without pip: the base's pip installs into it with --python.
 RUN python3 -m venv --without-pip /opt/venv
 WORKDIR /src
-COPY setup.py pyproject.toml ./
+COPY setup.py pyproject.toml README.md LICENSE ./
+COPY compass_auth ./compass_auth
+RUN python3 -m pip --python /opt/venv/bin/python install --no-cache-dir '.[service]'
 COPY service ./service
-RUN python3 -m pip --python /opt/venv/bin/python install --no-cache-dir . \
-    && /opt/venv/bin/python -m service --help > /dev/null
+RUN /opt/venv/bin/python -m service --help > /dev/null
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="compass-auth" \
@@ -33,6 +35,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --from=build /src/service /app/service
 # A numeric user, so that the kubelet can check runAsNonRoot without a passwd entry.
 USER 10001:10001
 EXPOSE 8080

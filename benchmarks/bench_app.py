@@ -17,8 +17,8 @@ from typing import Any
 
 import jwt
 
+from compass_auth import Authenticator
 from service.app import JsonHandler, main
-from service.auth import Authenticator
 
 IDENTITY = {
     "subject": "system:serviceaccount:default:collector",

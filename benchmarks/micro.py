@@ -23,10 +23,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from service.auth import Authenticator, AuthSettings
-from service.auth.telemetry import Telemetry
-from service.auth.verifier import verify_local
-from service.devcluster import DevCluster, Fault
+from compass_auth import Authenticator, AuthSettings
+from compass_auth.telemetry import Telemetry
+from compass_auth.testing import DevCluster, Fault
+from compass_auth.verifier import verify_local
 
 AUDIENCE = "compass-internal"
 

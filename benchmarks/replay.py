@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 from .soak import AUDIENCE, ServiceProcess
 

@@ -32,7 +32,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 from . import micro
 from .loadgen import LoadResult, have_wrk, run_load

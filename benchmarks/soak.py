@@ -38,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 AUDIENCE = "compass-internal"
 #: Share of each kind of token in the load.

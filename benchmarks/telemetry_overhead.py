@@ -35,9 +35,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 
-from service.auth import Authenticator, AuthSettings
-from service.auth.telemetry import Telemetry
-from service.devcluster import DevCluster
+from compass_auth import Authenticator, AuthSettings
+from compass_auth.telemetry import Telemetry
+from compass_auth.testing import DevCluster
 
 
 class DiscardExporter(SpanExporter):

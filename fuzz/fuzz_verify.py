@@ -25,11 +25,11 @@ import types
 
 import atheris
 
-from service.auth.bearer import extract_bearer
-from service.auth.errors import AuthError
-from service.auth.keyset import KeySet
-from service.auth.verifier import VerificationPolicy, verify_local
-from service.devcluster import DevCluster
+from compass_auth.bearer import extract_bearer
+from compass_auth.errors import AuthError
+from compass_auth.keyset import KeySet
+from compass_auth.testing import DevCluster
+from compass_auth.verifier import VerificationPolicy, verify_local
 
 AUDIENCE = "compass-internal"
 MAX_TOKEN_BYTES = 8192
@@ -146,9 +146,9 @@ def test_one_input(raw: bytes) -> None:
 #: Whose coverage guides the fuzzer: our verification code, PyJWT, the json and base64 modules
 #: they decode with, and this harness (its branches tell which input shapes were built). After
 #: 100k runs: 431 edges and 151 corpus inputs. Not instrument_imports(include=...): 282 edges, 43
-#: inputs. Not atheris.instrument_all(): 665 edges, but importing service.auth loads
+#: inputs. Not atheris.instrument_all(): 665 edges, but importing compass_auth loads
 #: kubernetes-asyncio's thousands of generated functions, ~100 s to instrument.
-_GUIDED = ("service.auth.", "jwt", "json", "base64", __name__)
+_GUIDED = ("compass_auth.", "jwt", "json", "base64", __name__)
 
 
 def _instrument() -> int:

@@ -1,3 +1,5 @@
-"""compass-auth: verify Kubernetes service-account tokens in Tornado services."""
+"""The example microservice built on compass_auth: ``python -m service serve|demo|call``."""
 
-__version__ = "0.1.0"
+from compass_auth.version import __version__
+
+__all__ = ["__version__"]

@@ -33,12 +33,13 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
 
+from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
+from compass_auth.handler import request_summary, write_json_error
+from compass_auth.kube import KubeConfigError
+from compass_auth.settings import SettingsError
+from compass_auth.telemetry import Telemetry
+
 from . import otel
-from .auth import AuthenticatedHandler, Authenticator, AuthSettings
-from .auth.handler import request_summary, write_json_error
-from .auth.kube import KubeConfigError
-from .auth.settings import SettingsError
-from .auth.telemetry import Telemetry
 from .head_limit import head_limited, refuse_oversized_head
 from .limits import (
     HEAD_REFUSAL_LINGER_BYTES,

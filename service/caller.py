@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
+from compass_auth.bearer import fingerprint
+from compass_auth.settings import SettingsError
+
 from . import __version__, otel
-from .auth.bearer import fingerprint
-from .auth.settings import SettingsError
 from .client import FileTokenSource, TokenFileError
 from .logs import configure_logging
 

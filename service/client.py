@@ -22,7 +22,7 @@ import os
 import re
 from pathlib import Path
 
-from .projected_token import FileVersion, TokenFileError, file_version, read_token_file
+from compass_auth.projected_token import FileVersion, TokenFileError, file_version, read_token_file
 
 #: Projected tokens are ~1 KiB; the service refuses more than 8 KiB by default. A bigger file is
 #: not a token: refuse it instead of sending it.

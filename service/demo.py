@@ -21,11 +21,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from compass_auth import Authenticator, AuthSettings
+from compass_auth.telemetry import Telemetry
+from compass_auth.testing import DevCluster, Fault
+
 from . import otel
 from .app import Service
-from .auth import Authenticator, AuthSettings
-from .auth.telemetry import Telemetry
-from .devcluster import DevCluster, Fault
 from .logs import LogfmtFormatter
 
 AUDIENCE = "compass-internal"
@@ -193,7 +194,7 @@ async def run_fallback(
 def _span_line(span: ReadableSpan) -> str:
     """One line per span: enough to see the tree, the outcome and why."""
     attributes = dict(span.attributes or {})
-    if str(attributes.get("tornado.handler", "")).startswith("service.devcluster"):
+    if str(attributes.get("tornado.handler", "")).startswith("compass_auth.testing"):
         return ""  # the emulator's own server spans (Tornado is instrumented process-wide)
     shown = {k: v for k, v in attributes.items()
              if k.startswith("auth.") or k in ("http.response.status_code", "http.status_code")}

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from .auth.telemetry import current_trace_ids
+from compass_auth.telemetry import current_trace_ids
 
 #: Attributes every LogRecord has; anything else came from ``extra=`` and is a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

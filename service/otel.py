@@ -1,6 +1,6 @@
 """OpenTelemetry SDK set-up for the example service, from the standard environment variables.
 
-The library (``service.auth``) only uses the API; this module decides where spans and metrics go:
+The library (``compass_auth``) only uses the API; this module decides where spans and metrics go:
 
 * ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``: comma-separated ``otlp``, ``console``,
   ``none``. Default: ``otlp`` when an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set, else ``none`` (the
@@ -55,9 +55,10 @@ from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry
 from tornado.web import RequestHandler
 
+from compass_auth.handler import MAX_LOGGED_PATH, loggable_target
+from compass_auth.settings import SettingsError
+
 from . import __version__
-from .auth.handler import MAX_LOGGED_PATH, loggable_target
-from .auth.settings import SettingsError
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the cluster emulator (service.devcluster) and the example service on loopback.
+"""Shared fixtures: the cluster emulator (compass_auth.testing) and the example service on loopback.
 
 Everything runs over real sockets: the service talks to the emulator over HTTPS verified against
 the emulator's CA, and the tests talk to the service over HTTP.
@@ -20,15 +20,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from compass_auth import Authenticator, AuthSettings
+from compass_auth.bearer import fingerprint
+from compass_auth.telemetry import Telemetry
+from compass_auth.testing import DevCluster
 from service import otel
 from service.app import Service
-from service.auth import Authenticator, AuthSettings
-from service.auth.bearer import fingerprint
-from service.auth.telemetry import Telemetry
-from service.devcluster import DevCluster
 from service.otel import TelemetrySetup
-
-pytest_plugins = ["service.devcluster.fixtures"]
 
 AUDIENCE = "compass-internal"
 COLLECTOR = "system:serviceaccount:default:collector"

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from service.auth import errors
-from service.auth.bearer import extract_bearer, fingerprint
+from compass_auth import errors
+from compass_auth.bearer import extract_bearer, fingerprint
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
 

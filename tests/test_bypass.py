@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.auth.discovery import DiscoveryClient, FetchError
-from service.auth.kube import connect
-from service.auth.resolver import Bypass, PinnedResolver, plan_bypass
-from service.auth.settings import AuthSettings
-from service.devcluster import DevCluster
-from service.devcluster.core import DEFAULT_SERVER_CERT_NAMES
+from compass_auth.discovery import DiscoveryClient, FetchError
+from compass_auth.kube import connect
+from compass_auth.resolver import Bypass, PinnedResolver, plan_bypass
+from compass_auth.settings import AuthSettings
+from compass_auth.testing import DevCluster
+from compass_auth.testing.core import DEFAULT_SERVER_CERT_NAMES
 
 from .conftest import StartService
 

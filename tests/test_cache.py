@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from service.auth.cache import TokenHasher, VerdictCache
+from compass_auth.cache import TokenHasher, VerdictCache
 
 from .conftest import RunningService, StartService
 

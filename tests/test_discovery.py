@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from service.auth.discovery import DiscoveryClient, FetchError
-from service.auth.kube import ApiServer, connect
-from service.auth.settings import AuthSettings
-from service.devcluster import DevCluster, Fault
+from compass_auth.discovery import DiscoveryClient, FetchError
+from compass_auth.kube import ApiServer, connect
+from compass_auth.settings import AuthSettings
+from compass_auth.testing import DevCluster, Fault
 
 from .conftest import StartService, log_text
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from service.auth.errors import KeysUnavailable
-from service.auth.keys import NEGATIVE_KID_CAPACITY, NEGATIVE_KID_TTL, KeyCache
-from service.auth.keyset import KeySet
-from service.devcluster import DevCluster
+from compass_auth.errors import KeysUnavailable
+from compass_auth.keys import NEGATIVE_KID_CAPACITY, NEGATIVE_KID_TTL, KeyCache
+from compass_auth.keyset import KeySet
+from compass_auth.testing import DevCluster
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from service.auth.keyset import MAX_KEYS, InvalidKeySet, KeySet
-from service.devcluster import DevCluster
+from compass_auth.keyset import MAX_KEYS, InvalidKeySet, KeySet
+from compass_auth.testing import DevCluster
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 

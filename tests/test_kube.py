@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.auth.discovery import DiscoveryClient
-from service.auth.kube import KubeConfigError, connect
-from service.auth.settings import AuthSettings
-from service.devcluster import DevCluster
+from compass_auth.discovery import DiscoveryClient
+from compass_auth.kube import KubeConfigError, connect
+from compass_auth.settings import AuthSettings
+from compass_auth.testing import DevCluster
 
 
 async def connect_and_fetch(environ: dict[str, str]) -> str:
@@ -97,7 +97,7 @@ async def test_a_certificate_from_another_ca_is_refused(
 ) -> None:
     kubeconfig = devcluster.write_kubeconfig(tmp_path / "kc")
     devcluster.set_server_certificate(self_signed=True)
-    from service.auth.discovery import FetchError
+    from compass_auth.discovery import FetchError
 
     with pytest.raises(FetchError, match=r"[Cc]ertificate|SSL"):
         await connect_and_fetch({"KUBECONFIG": str(kubeconfig)})

@@ -9,8 +9,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from compass_auth.settings import SettingsError
 from service import otel
-from service.auth.settings import SettingsError
 
 
 def configure(environ: dict[str, str], **kwargs: Any) -> otel.TelemetrySetup:

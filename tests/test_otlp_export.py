@@ -22,7 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 from .conftest import raw_get
 from .test_app import service_process, wait_for_port

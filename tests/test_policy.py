@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from service.auth import errors
-from service.auth.bearer import fingerprint
-from service.auth.identity import Identity
-from service.auth.keyset import KeySet
-from service.auth.settings import AuthSettings
-from service.auth.stale import MSG_STALE, StaleTokenLog
-from service.auth.verifier import VerificationPolicy, verify_local
-from service.devcluster import DevCluster
+from compass_auth import errors
+from compass_auth.bearer import fingerprint
+from compass_auth.identity import Identity
+from compass_auth.keyset import KeySet
+from compass_auth.settings import AuthSettings
+from compass_auth.stale import MSG_STALE, StaleTokenLog
+from compass_auth.testing import DevCluster
+from compass_auth.verifier import VerificationPolicy, verify_local
 
 from .test_verifier import AUDIENCE, POLICY, cluster, keys, mint  # noqa: F401 - fixtures
 
@@ -121,7 +121,7 @@ def test_stale_tokens_are_logged_once_each_by_fingerprint(
         AuthSettings.from_env({"AUTH_STALE_TOKENS": "warn"}))
     first, second = stale_extended(cluster), stale_extended(cluster)
     log = StaleTokenLog()  # what the authenticator calls for each accepted stale token
-    with caplog.at_level(logging.WARNING, logger="service.auth.stale"):
+    with caplog.at_level(logging.WARNING, logger="compass_auth.stale"):
         for token in (first, first, first, second):
             identity = verify_local(token, keys, policy, time.time())
             assert identity.stale

@@ -14,9 +14,9 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from service.auth import AuthenticatedHandler
-from service.auth.bearer import fingerprint
-from service.devcluster import Fault
+from compass_auth import AuthenticatedHandler
+from compass_auth.bearer import fingerprint
+from compass_auth.testing import Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.auth.settings import VARIABLES, AuthSettings, SettingsError, render_env_file
+from compass_auth.settings import VARIABLES, AuthSettings, SettingsError, render_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode
 
-from service.auth import telemetry as telemetry_module
-from service.auth.telemetry import Telemetry
-from service.devcluster import DevCluster, Fault
+from compass_auth import telemetry as telemetry_module
+from compass_auth.telemetry import Telemetry
+from compass_auth.testing import DevCluster, Fault
 from service.otel import TelemetrySetup
 
 from .conftest import COLLECTOR, RunningService, StartService, raw_get
@@ -207,14 +207,14 @@ async def test_log_lines_carry_the_trace_and_span_ids(
     formatter = LogfmtFormatter()
     lines: list[str] = []
     handler.emit = lambda record: lines.append(formatter.format(record))  # type: ignore[method-assign]
-    logging.getLogger("service.auth.authenticator").addHandler(handler)
+    logging.getLogger("compass_auth.authenticator").addHandler(handler)
     try:
         running = observed.running
         token = running.token(audiences=("vault",))
         await raw_get(running.service.port,
                       {"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT})
     finally:
-        logging.getLogger("service.auth.authenticator").removeHandler(handler)
+        logging.getLogger("compass_auth.authenticator").removeHandler(handler)
     (verify,) = observed.by_name("auth.verify")
     (line,) = [line for line in lines if "token verification failed" in line]
     assert f"trace_id={TRACE_ID}" in line

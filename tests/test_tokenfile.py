@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio.client import AuthenticationV1Api, V1TokenReview, V1TokenReviewSpec
 
-from service.auth.bearer import fingerprint
-from service.auth.discovery import DiscoveryClient, FetchError
-from service.auth.kube import ApiServer, connect
-from service.auth.settings import AuthSettings
-from service.auth.tokenfile import TokenFile
-from service.devcluster import DevCluster
+from compass_auth.bearer import fingerprint
+from compass_auth.discovery import DiscoveryClient, FetchError
+from compass_auth.kube import ApiServer, connect
+from compass_auth.settings import AuthSettings
+from compass_auth.testing import DevCluster
+from compass_auth.tokenfile import TokenFile
 
 from .conftest import StartService, log_text
 

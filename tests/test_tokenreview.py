@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text, wait_until
 

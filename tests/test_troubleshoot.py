@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.auth import troubleshoot
-from service.auth.authenticator import Authenticator
-from service.auth.discovery import DiscoveryClient, FetchError
-from service.auth.kube import KubeConfigError, connect
-from service.auth.settings import AuthSettings
-from service.auth.troubleshoot import Diagnosis, Troubleshooter
-from service.devcluster import DevCluster
-from service.devcluster.core import DEFAULT_ISSUER
+from compass_auth import troubleshoot
+from compass_auth.authenticator import Authenticator
+from compass_auth.discovery import DiscoveryClient, FetchError
+from compass_auth.kube import KubeConfigError, connect
+from compass_auth.settings import AuthSettings
+from compass_auth.testing import DevCluster
+from compass_auth.testing.core import DEFAULT_ISSUER
+from compass_auth.troubleshoot import Diagnosis, Troubleshooter
 
 from .conftest import log_text
 from .test_tokenfile import review_once
@@ -39,7 +39,7 @@ def the_line(caplog: pytest.LogCaptureFixture, message: str, level: int = loggin
 ):
     [record] = lines(caplog, message)
     assert record.levelno == level
-    assert record.name == "service.auth.troubleshoot"
+    assert record.name == "compass_auth.troubleshoot"
     return record
 
 
@@ -280,7 +280,7 @@ async def test_listing_both_issuers_silences_the_cross_check(
     environ = environ_for(devcluster, devcluster_sa_dir,
                           AUTH_ISSUER=f"{NEW_ISSUER},{DEFAULT_ISSUER}")
     await (await start_authenticator(environ)).close()
-    assert not [r for r in caplog.records if r.name == "service.auth.troubleshoot"]
+    assert not [r for r in caplog.records if r.name == "compass_auth.troubleshoot"]
 
 
 async def test_pinned_issuers_that_miss_the_discovered_one(
@@ -323,7 +323,7 @@ def test_cross_check_table(
 
 
 def test_skipping_the_issuer_check_skips_the_cross_check(caplog: pytest.LogCaptureFixture) -> None:
-    from service.auth.keyset import KeySet
+    from compass_auth.keyset import KeySet
 
     keys = KeySet(issuer="https://a", keys={})
     troubleshoot.IssuerCrossCheck((), lambda: None, skip=True).on_keys(None, keys)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from service.auth import errors
-from service.auth.keyset import KeySet
-from service.auth.verifier import VerificationPolicy, verify_local
-from service.devcluster import DevCluster
+from compass_auth import errors
+from compass_auth.keyset import KeySet
+from compass_auth.testing import DevCluster
+from compass_auth.verifier import VerificationPolicy, verify_local
 
 AUDIENCE = "compass-internal"
 ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -50,10 +50,11 @@ def test_multi_stage_with_a_non_root_numeric_user() -> None:
     assert users
     assert users[-1].split(":")[0].isdigit()
     assert users[-1].split(":")[0] != "0"
-    # Nothing is installed in the final stage: it only copies the virtualenv.
+    # Nothing is installed in the final stage: it only copies the virtualenv and the example
+    # service (which runs from its folder: the wheel holds the library alone).
     assert not [i for i in final if i.keyword == "RUN"]
     assert [i.arguments for i in final if i.keyword == "COPY"] == [
-        "--from=build /opt/venv /opt/venv"]
+        "--from=build /opt/venv /opt/venv", "--from=build /src/service /app/service"]
 
 
 def test_the_default_base_is_a_pinned_slim_python() -> None:
@@ -84,8 +85,11 @@ def test_the_build_context_has_what_copy_needs_and_nothing_else() -> None:
     for instruction in parse(DOCKERFILE):
         if instruction.keyword == "COPY" and not instruction.arguments.startswith("--from"):
             sources += instruction.arguments.split()[:-1]
-    assert sources == ["setup.py", "pyproject.toml", "service"]
-    for source in ("setup.py", "pyproject.toml", "service/__main__.py", "service/app.py"):
+    assert sources == ["setup.py", "pyproject.toml", "README.md", "LICENSE", "compass_auth",
+                       "service"]
+    for source in ("setup.py", "pyproject.toml", "README.md", "LICENSE",
+                   "compass_auth/__init__.py", "compass_auth/testing/cluster.py",
+                   "service/__main__.py", "service/app.py"):
         assert included(source), source
     for private in (".venv/bin/python", ".git/config", "tests/conftest.py",
                     "k8s/components/demo/clients.yaml",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 from .dockerfile import entrypoint
 from .image import Buildah, command_line, descendants, is_root

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from service.auth.settings import DEFAULT_SERVICEACCOUNT_DIR, VARIABLES, AuthSettings
+from compass_auth.settings import DEFAULT_SERVICEACCOUNT_DIR, VARIABLES, AuthSettings
 
 from ..conftest import RunningService, StartService
 from .argv import container_argv, parse

@@ -12,7 +12,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from service.devcluster import DevCluster, Issued
+from compass_auth.testing import DevCluster, Issued
 
 
 @dataclass

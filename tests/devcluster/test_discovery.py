@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from service.devcluster import DevCluster, jws
+from compass_auth.testing import DevCluster, jws
 
 from .kubehttp import Response, call, segments, tls_context
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 from .kubehttp import Response, call, review, tls_context
 

@@ -13,7 +13,7 @@ import yaml  # type: ignore[import-untyped]  # no stubs shipped
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 from .kubehttp import call, review
 

@@ -1,4 +1,4 @@
-"""``python -m service.devcluster`` starts, prints how to reach it, and cleans up when stopped."""
+"""``python -m compass_auth.testing`` starts, prints how to reach it, and cleans up when stopped."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_standalone_run_prints_and_cleans_up() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.devcluster", "--key-type", "EC"],
+        [sys.executable, "-m", "compass_auth.testing", "--key-type", "EC"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

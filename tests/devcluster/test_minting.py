@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from service.devcluster import DevCluster, jws
+from compass_auth.testing import DevCluster, jws
 
 from .kubehttp import segments
 

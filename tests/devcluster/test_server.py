@@ -9,7 +9,7 @@ import ssl
 
 import pytest
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 from .kubehttp import call, review
 

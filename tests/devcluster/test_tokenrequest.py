@@ -7,7 +7,7 @@ import datetime
 import json
 from typing import Any
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 from .kubehttp import call, review
 

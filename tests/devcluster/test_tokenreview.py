@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 from .kubehttp import call, review
 

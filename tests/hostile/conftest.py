@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 from .forge import Forge
 

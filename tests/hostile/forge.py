@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from service.devcluster import DevCluster, jws
+from compass_auth.testing import DevCluster, jws
 
 from ..conftest import AUDIENCE
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import AUDIENCE, RunningService, StartService
 from .forge import Forge, b64, now, segments

@@ -15,8 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from service.devcluster import DevCluster, Fault
-from service.devcluster.ca import CertificateAuthority
+from compass_auth.testing import DevCluster, Fault
+from compass_auth.testing.ca import CertificateAuthority
 
 from ..conftest import RunningService, StartService
 from .forge import Forge

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 NewKey = Callable[..., str]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 from ..conftest import AUDIENCE, COLLECTOR, RunningService
 

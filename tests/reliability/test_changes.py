@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 from ..conftest import RunningService, StartService
 from .conftest import NewKey

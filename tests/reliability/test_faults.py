@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, StartService
 from .conftest import NewKey

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
 
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 from service.limits import HEAD_REFUSAL_LINGER_SECONDS, MAX_HEADER_BYTES
 
 from ..conftest import RunningService, read_until_closed, wait_until

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.replay import SCENARIOS, WARMUP, Scenario, replay
-from service.devcluster import DevCluster
+from compass_auth.testing import DevCluster
 
 REQUESTS = int(os.environ.get("COMPASS_REPLAY_REQUESTS", "10000"))
 #: RSS growth allowed over the replay, after a warm-up: the allocator may still take a few

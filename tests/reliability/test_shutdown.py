@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from service.devcluster import DevCluster, Fault
+from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, wait_until
 from ..test_app import service_process, wait_for_port

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from service.devcluster import Fault
+from compass_auth.testing import Fault
 
 from ..conftest import RunningService, StartService, read_until_closed
 from .conftest import NewKey

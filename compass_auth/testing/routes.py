@@ -8,8 +8,8 @@ from typing import Any
 
 import tornado.web
 
-from service.devcluster import wire
-from service.devcluster.handlers import (
+from compass_auth.testing import wire
+from compass_auth.testing.handlers import (
     DEFAULT_EXPIRATION_SECONDS,
     MAX_EXPIRATION_SECONDS,
     MIN_EXPIRATION_SECONDS,
@@ -19,9 +19,9 @@ from service.devcluster.handlers import (
     TokenReviewHandler,
     json_body,
 )
-from service.devcluster.review import UserInfo
-from service.devcluster.state import ClusterState
-from service.devcluster.tokens import TokenFactory
+from compass_auth.testing.review import UserInfo
+from compass_auth.testing.state import ClusterState
+from compass_auth.testing.tokens import TokenFactory
 
 logger = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span as Span
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .. import __version__
 from .errors import AuthError, Outcome
 from .identity import Identity
+from .version import __version__
 
-SCOPE = "service.auth"
+SCOPE = "compass_auth"
 
 # Span names.
 SPAN_VERIFY = "auth.verify"

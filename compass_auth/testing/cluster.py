@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from service.devcluster import files, jws
-from service.devcluster.ca import Issued
-from service.devcluster.core import ClusterCore
-from service.devcluster.faults import Fault
-from service.devcluster.requestlog import RequestLog, RequestRecord
-from service.devcluster.state import DEFAULT_SERVICE_ACCOUNT, DEFAULT_SERVICE_NAMESPACE
+from compass_auth.testing import files, jws
+from compass_auth.testing.ca import Issued
+from compass_auth.testing.core import ClusterCore
+from compass_auth.testing.faults import Fault
+from compass_auth.testing.requestlog import RequestLog, RequestRecord
+from compass_auth.testing.state import DEFAULT_SERVICE_ACCOUNT, DEFAULT_SERVICE_NAMESPACE
 
 logger = logging.getLogger(__name__)
 

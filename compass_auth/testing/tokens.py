@@ -6,9 +6,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from service.devcluster import jws, minting
-from service.devcluster.minting import Ref
-from service.devcluster.state import ClusterState
+from compass_auth.testing import jws, minting
+from compass_auth.testing.minting import Ref
+from compass_auth.testing.state import ClusterState
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m service.devcluster``: run the emulator until Ctrl-C (or SIGTERM).
+"""``python -m compass_auth.testing``: run the emulator until Ctrl-C (or SIGTERM).
 
 Prints the URL, CA file, a kubeconfig, a service-account folder and a sample
 token, so a service can be pointed at it by hand.
@@ -12,7 +12,7 @@ import signal
 import threading
 from types import FrameType
 
-from service.devcluster.cluster import DevCluster
+from compass_auth.testing.cluster import DevCluster
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ _DEMO_TOKEN_LIFETIME = 8 * 3600
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start the emulator, print how to use it, wait for Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m service.devcluster", description=__doc__
+        prog="python -m compass_auth.testing", description=__doc__
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

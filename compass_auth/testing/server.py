@@ -80,7 +80,7 @@ class ServerThread:
             # The kernel may deliver a process-directed SIGINT/SIGTERM to any thread that does
             # not block it. Python runs handlers in the main thread only, so a signal taken by
             # this thread would leave a main thread that sleeps in a lock (``python -m
-            # service.devcluster`` waiting for Ctrl-C) asleep forever: leave them to it.
+            # compass_auth.testing`` waiting for Ctrl-C) asleep forever: leave them to it.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             loop = asyncio.new_event_loop()
             self._loop = loop

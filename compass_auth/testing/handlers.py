@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 
 import tornado.web
 
-from service.devcluster import jws, wire
-from service.devcluster.faults import Fault
-from service.devcluster.requestlog import RequestRecord, fingerprint
-from service.devcluster.review import UserInfo
-from service.devcluster.state import ADMIN_USER, ANONYMOUS_USER, ClusterState
-from service.devcluster.tokens import TokenFactory
+from compass_auth.testing import jws, wire
+from compass_auth.testing.faults import Fault
+from compass_auth.testing.requestlog import RequestRecord, fingerprint
+from compass_auth.testing.review import UserInfo
+from compass_auth.testing.state import ADMIN_USER, ANONYMOUS_USER, ClusterState
+from compass_auth.testing.tokens import TokenFactory
 
 logger = logging.getLogger(__name__)
 

@@ -11,16 +11,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from service.devcluster import jws
-from service.devcluster.ca import CertificateAuthority, Issued
-from service.devcluster.routes import make_app
-from service.devcluster.server import ServerThread, server_ssl_context
-from service.devcluster.state import (
+from compass_auth.testing import jws
+from compass_auth.testing.ca import CertificateAuthority, Issued
+from compass_auth.testing.routes import make_app
+from compass_auth.testing.server import ServerThread, server_ssl_context
+from compass_auth.testing.state import (
     DEFAULT_SERVICE_ACCOUNT,
     DEFAULT_SERVICE_NAMESPACE,
     ClusterState,
 )
-from service.devcluster.tokens import TokenFactory
+from compass_auth.testing.tokens import TokenFactory
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
-from service.devcluster import jws
+from compass_auth.testing import jws
 
 logger = logging.getLogger(__name__)
 

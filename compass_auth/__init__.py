@@ -2,7 +2,10 @@
 
 Public API::
 
-    from service.auth import AuthenticatedHandler, Authenticator, AuthSettings, Identity
+    from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, Identity
+
+The test kit (the cluster emulator and its pytest fixtures) is ``compass_auth.testing``, installed
+with the ``testing`` extra.
 """
 
 from .authenticator import Authenticator
@@ -34,6 +37,7 @@ from .errors import (
 from .handler import AuthenticatedHandler
 from .identity import Identity
 from .settings import AuthSettings, SettingsError
+from .version import __version__
 
 __all__ = [
     "AudienceMismatch",
@@ -64,4 +68,5 @@ __all__ = [
     "UnknownKey",
     "UnsupportedAlgorithm",
     "VerificationUnavailable",
+    "__version__",
 ]

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.devcluster import jws
-from service.devcluster.keys import KeyRing
-from service.devcluster.minting import LEGACY_ISSUER, LEGACY_PREFIX, subject
-from service.devcluster.objects import ObjectStore
+from compass_auth.testing import jws
+from compass_auth.testing.keys import KeyRing
+from compass_auth.testing.minting import LEGACY_ISSUER, LEGACY_PREFIX, subject
+from compass_auth.testing.objects import ObjectStore
 
 logger = logging.getLogger(__name__)
 

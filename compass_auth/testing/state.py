@@ -9,11 +9,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from service.devcluster.faults import FaultBoard
-from service.devcluster.keys import KeyRing
-from service.devcluster.objects import ObjectStore
-from service.devcluster.requestlog import RequestLog
-from service.devcluster.review import TokenValidator, UserInfo
+from compass_auth.testing.faults import FaultBoard
+from compass_auth.testing.keys import KeyRing
+from compass_auth.testing.objects import ObjectStore
+from compass_auth.testing.requestlog import RequestLog
+from compass_auth.testing.review import TokenValidator, UserInfo
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from service.devcluster.review import Review
+from compass_auth.testing.review import Review
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""Pytest fixtures: ``pytest_plugins = ["service.devcluster.fixtures"]``.
+"""The pytest plugin of the test kit, registered under the ``pytest11`` entry point: installing
+``compass-auth[testing]`` is enough to get the fixtures ``devcluster``, ``devcluster_session``,
+``devcluster_sa_dir`` and ``devcluster_kubeconfig``.
 
 One emulator per test session (start-up costs an RSA key), reset before and
 after every test so a fault or a revoked switch never leaks into the next one.
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from service.devcluster.cluster import DevCluster
+from compass_auth.testing.cluster import DevCluster
 
 logger = logging.getLogger(__name__)
 

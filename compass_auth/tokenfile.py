@@ -24,8 +24,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..projected_token import TokenFileError, file_version, read_token_file
 from .bearer import fingerprint
+from .projected_token import TokenFileError, file_version, read_token_file
 
 logger = logging.getLogger(__name__)
 
