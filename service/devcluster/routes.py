@@ -19,6 +19,7 @@ from service.devcluster.handlers import (
     TokenReviewHandler,
     json_body,
 )
+from service.devcluster.rbac_handlers import rbac_routes
 from service.devcluster.review import UserInfo
 from service.devcluster.state import ClusterState
 from service.devcluster.tokens import TokenFactory
@@ -218,6 +219,7 @@ def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Applicat
                 TokenRequestHandler,
                 deps,
             ),
+            *rbac_routes(deps),
             (r"/version/?", VersionHandler, deps),
             (r"/(?:healthz|livez|readyz)", HealthHandler, deps),
             (r"/api/?", ApiVersionsHandler, deps),
