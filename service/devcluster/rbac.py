@@ -256,7 +256,7 @@ def role_rules(
     raise LookupError(f"unsupported role reference kind: {_go_quote(ref.kind)}")
 
 
-def _first_subject(
+def _applicable(
     bindings: Sequence[Binding], attributes: Attributes
 ) -> list[tuple[Binding, Subject]]:
     found = []
@@ -278,9 +278,9 @@ def authorize(attributes: Attributes, policy: Policy) -> Decision:
     if PRIVILEGED_GROUP in attributes.groups:
         return Decision(True, "")
     errors: list[str] = []
-    candidates = _first_subject(policy.cluster_role_bindings, attributes)
+    candidates = _applicable(policy.cluster_role_bindings, attributes)
     if attributes.namespace:
-        candidates += _first_subject(
+        candidates += _applicable(
             policy.role_bindings.get(attributes.namespace, ()), attributes
         )
     for binding, subject in candidates:

@@ -7,11 +7,11 @@ emulator holds is one a real API server would have accepted:
   server's 400); ``null`` counts as absent, as in Go;
 * defaulting (``pkg/apis/rbac/v1/defaults.go``): ``roleRef.apiGroup`` and the ``apiGroup`` of
   User and Group subjects become ``rbac.authorization.k8s.io``;
-* validation (``pkg/apis/rbac/validation/validation.go``): rules need verbs, resource rules need
-  groups and resources, non-resource URLs only in ClusterRoles and never mixed with resources,
-  roleRef kinds, subject kinds and their API groups, ServiceAccount subjects of a
-  ClusterRoleBinding need a namespace; failures raise
-  :class:`~service.devcluster.rbac_wire.Invalid` (422).
+* validation (``rbac_validation``, after upstream's ``pkg/apis/rbac/validation``): rules need
+  verbs, resource rules need groups and resources, non-resource URLs only in ClusterRoles and
+  never mixed with resources, roleRef kinds, subject kinds and their API groups, ServiceAccount
+  subjects of a ClusterRoleBinding need a namespace; failures raise
+  :class:`~service.devcluster.rbac_wire.Invalid` (422), all errors at once.
 
 ``aggregationRule`` is kept for the answer but not evaluated (see ``rbac``).
 """
@@ -19,12 +19,12 @@ emulator holds is one a real API server would have accepted:
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.devcluster import rbac, wire
+from service.devcluster.rbac_validation import name_errors, ref_errors, rule_errors, subject_errors
 from service.devcluster.rbac_wire import FieldError, Invalid, Malformed
 
 logger = logging.getLogger(__name__)
@@ -37,12 +37,6 @@ KINDS: dict[str, tuple[str, bool]] = {
     "RoleBinding": ("rolebindings", True),
     "ClusterRoleBinding": ("clusterrolebindings", False),
 }
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS_SUBDOMAIN_MESSAGE = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-    "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
-    "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
 # Bounds on one object, far above anything real (the bootstrap roles have < 30 rules) but
 # enough that a hostile body cannot make every later authorization check slow.
 MAX_RULES = 1000
@@ -153,115 +147,6 @@ def _items(kind: str, where: str, value: Any, go_type: str, limit: int) -> list[
     return value
 
 
-# ---- validation (422) --------------------------------------------------------------------------
-
-
-def _not_supported(path: str, value: str, supported: tuple[str, ...]) -> FieldError:
-    return FieldError(path, "NotSupported", value=value, supported=supported)
-
-
-def _name_errors(path: str, name: str) -> list[FieldError]:
-    """``path.IsValidPathSegmentName``, the only rule RBAC names follow."""
-    problems = []
-    if name in (".", ".."):
-        problems.append(f"may not be '{name}'")
-    for char in ("/", "%"):
-        if char in name:
-            problems.append(f"may not contain '{char}'")
-    return [FieldError(path, "Invalid", p, name) for p in problems]
-
-
-def _rule_errors(rule: rbac.PolicyRule, namespaced: bool, path: str) -> list[FieldError]:
-    errors = []
-    if not rule.verbs:
-        errors.append(
-            FieldError(f"{path}.verbs", "Required", "verbs must contain at least one value")
-        )
-    if rule.non_resource_urls:
-        urls = list(rule.non_resource_urls)
-        if namespaced:
-            errors.append(
-                FieldError(
-                    f"{path}.nonResourceURLs",
-                    "Invalid",
-                    "namespaced rules cannot apply to non-resource URLs",
-                    urls,
-                )
-            )
-        if rule.api_groups or rule.resources or rule.resource_names:
-            errors.append(
-                FieldError(
-                    f"{path}.nonResourceURLs",
-                    "Invalid",
-                    "rules cannot apply to both regular resources and non-resource URLs",
-                    urls,
-                )
-            )
-        return errors
-    if not rule.api_groups:
-        errors.append(
-            FieldError(
-                f"{path}.apiGroups", "Required", "resource rules must supply at least one api group"
-            )
-        )
-    if not rule.resources:
-        errors.append(
-            FieldError(
-                f"{path}.resources", "Required", "resource rules must supply at least one resource"
-            )
-        )
-    if rule.resource_names and len(rule.resources) > 1:
-        errors.append(
-            FieldError(
-                f"{path}.resourceNames",
-                "Required",
-                "resource names cannot apply to multiple resources",
-            )
-        )
-    return errors
-
-
-def _subject_errors(subject: rbac.Subject, namespaced: bool, path: str) -> list[FieldError]:
-    errors = []
-    if not subject.name:
-        errors.append(FieldError(f"{path}.name", "Required"))
-    if subject.kind == "ServiceAccount":
-        if subject.name and not _DNS_SUBDOMAIN.fullmatch(subject.name):
-            errors.append(
-                FieldError(f"{path}.name", "Invalid", _DNS_SUBDOMAIN_MESSAGE, subject.name)
-            )
-        if subject.api_group:
-            errors.append(_not_supported(f"{path}.apiGroup", subject.api_group, ("",)))
-        if not namespaced and not subject.namespace:
-            errors.append(FieldError(f"{path}.namespace", "Required"))
-    elif subject.kind in ("User", "Group"):
-        if not subject.name:
-            detail = f"{subject.kind.lower()} name cannot be empty"
-            errors.append(FieldError(f"{path}.name", "Invalid", detail, ""))
-        if subject.api_group != rbac.RBAC_GROUP:
-            errors.append(
-                _not_supported(f"{path}.apiGroup", subject.api_group, (rbac.RBAC_GROUP,))
-            )
-    else:
-        errors.append(
-            _not_supported(f"{path}.kind", subject.kind, ("ServiceAccount", "User", "Group"))
-        )
-    return errors
-
-
-def _ref_errors(ref: rbac.RoleRef, kinds: tuple[str, ...]) -> list[FieldError]:
-    errors = []
-    if ref.api_group != rbac.RBAC_GROUP:
-        errors.append(_not_supported("roleRef.apiGroup", ref.api_group, (rbac.RBAC_GROUP,)))
-    if ref.kind not in kinds:
-        errors.append(_not_supported("roleRef.kind", ref.kind, kinds))
-    if not ref.name:
-        errors.append(FieldError("roleRef.name", "Required"))
-    else:
-        errors += _name_errors("roleRef.name", ref.name)
-    return errors
-
-
 # ---- the four kinds ----------------------------------------------------------------------------
 
 
@@ -360,7 +245,7 @@ def decode(
         errors.append(
             FieldError("metadata.name", "Required", "name or generateName is required")
         )
-    errors += _name_errors("metadata.name", name)
+    errors += name_errors("metadata.name", name)
     if namespaced and not namespace:
         errors.append(FieldError("metadata.namespace", "Required"))
     document: dict[str, Any] = {"metadata": meta_document}
@@ -368,7 +253,7 @@ def decode(
     if kind in ("Role", "ClusterRole"):
         rule_documents, rules = _rules(kind, body.get("rules"))
         for index, rule in enumerate(rules):
-            errors += _rule_errors(rule, namespaced, f"rules[{index}]")
+            errors += rule_errors(rule, namespaced, f"rules[{index}]")
         document["rules"] = rule_documents if body.get("rules") is not None else None
         aggregation = body.get("aggregationRule")
         if kind == "ClusterRole" and aggregation is not None:
@@ -387,8 +272,8 @@ def decode(
         )
         subject_documents, subjects = _subjects(kind, body.get("subjects"))
         for index, subject in enumerate(subjects):
-            errors += _subject_errors(subject, namespaced, f"subjects[{index}]")
-        errors += _ref_errors(ref, ("Role", "ClusterRole") if namespaced else ("ClusterRole",))
+            errors += subject_errors(subject, namespaced, f"subjects[{index}]")
+        errors += ref_errors(ref, ("Role", "ClusterRole") if namespaced else ("ClusterRole",))
         if subject_documents:
             document["subjects"] = subject_documents
         document["roleRef"] = {"apiGroup": ref.api_group, "kind": ref.kind, "name": ref.name}
