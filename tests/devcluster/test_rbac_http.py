@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from kubernetes_asyncio.config import load_kube_config
 from service.devcluster import DevCluster, Fault
 from service.devcluster.rbac_handlers import MAX_BODY_BYTES
 
+from ..deploy.tools import tool
 from .kubehttp import Response, call, tls_context
 
 SARS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
@@ -512,3 +514,38 @@ async def test_kubernetes_asyncio_client(devcluster: DevCluster, tmp_path: Path)
         '"system:service-account-issuer-discovery" to User "ann"'
     )
     assert answer.spec.non_resource_attributes.path == "/.well-known/openid-configuration"
+
+
+def test_kubectl_create_raw(devcluster: DevCluster, tmp_path: Path) -> None:
+    """kubectl (the pinned one, else the system's) posts both kinds and reads the answers."""
+    kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig", auth="client-cert")
+
+    def kubectl(path: str, body: Any) -> subprocess.CompletedProcess[str]:
+        file = tmp_path / "body.json"
+        file.write_text(json.dumps(body))
+        return subprocess.run(
+            [tool("kubectl"), "--kubeconfig", str(kubeconfig), "create", "--raw", path,
+             "-f", str(file)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "ann-nodes"},
+               "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"},
+               "subjects": [{"kind": "User", "name": "ann"}]}
+    created = kubectl(RBAC + "/clusterrolebindings", binding)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["metadata"]["name"] == "ann-nodes"
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+              "spec": can("ann", "delete", "nodes", name="n1")}
+    answered = kubectl(SARS, review)
+    assert answered.returncode == 0, answered.stderr
+    assert json.loads(answered.stdout)["status"] == {
+        "allowed": True,
+        "reason": 'RBAC: allowed by ClusterRoleBinding "ann-nodes" of ClusterRole '
+        '"cluster-admin" to User "ann"',
+    }
+    refused = kubectl(SARS, {"spec": {"user": ["ann"]}})
+    assert refused.returncode != 0
+    assert "(BadRequest)" in refused.stderr
+    assert "spec.user of type string" in refused.stderr
