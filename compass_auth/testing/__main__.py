@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from compass_auth.testing.cluster import DevCluster
+from compass_auth.testing.rbac_store import ManifestError
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         default="compass-internal",
         help="audience of the printed sample token",
     )
+    parser.add_argument(
+        "--rbac",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="load Roles, ClusterRoles, RoleBindings and ClusterRoleBindings (and create the "
+        "ServiceAccounts) from a multi-document YAML file, e.g. the output of "
+        "`kubectl kustomize k8s/`; '-' reads standard input; may be repeated. "
+        "SubjectAccessReview answers from them and the built-in roles",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -44,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     cluster = DevCluster(
         issuer=args.issuer, key_type=args.key_type, host=args.host, port=args.port
     )
+    for source in args.rbac:
+        # Loaded before serving, and kept: reset() only drops what tests add later.
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+            count = cluster.load_rbac(text, persistent=True)
+        except (OSError, ManifestError) as exc:
+            # A missing or refused file: one sentence, no traceback, exit status 2.
+            parser.error(f"--rbac {source}: {exc}")
+        print(f"rbac:           {count} objects from {source}")
     # SIGTERM (a process manager, `kill`, a test) stops it like Ctrl-C: the files, which hold
     # key material, are removed. SIGINT keeps Python's handling: a shell that started us in
     # the background with SIGINT ignored meant Ctrl-C for something else.

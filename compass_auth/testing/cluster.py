@@ -14,6 +14,7 @@ from compass_auth.testing import files, jws
 from compass_auth.testing.ca import Issued
 from compass_auth.testing.core import ClusterCore
 from compass_auth.testing.faults import Fault
+from compass_auth.testing.rbac_controls import RbacControls
 from compass_auth.testing.requestlog import RequestLog, RequestRecord
 from compass_auth.testing.state import DEFAULT_SERVICE_ACCOUNT, DEFAULT_SERVICE_NAMESPACE
 
@@ -23,12 +24,13 @@ logger = logging.getLogger(__name__)
 ADMIN_CN, ADMIN_ORG = "kubernetes-admin", "system:masters"
 
 
-class DevCluster(ClusterCore):
+class DevCluster(RbacControls, ClusterCore):
     """An HTTPS kube-apiserver look-alike on loopback for tests and demos.
 
     Serves OIDC discovery, JWKS, TokenReview and TokenRequest with the wire
     formats of a real cluster, mints tokens like one, writes kubeconfigs and
-    service-account folders, and has switches to break each endpoint.  It is
+    service-account folders, and has switches to break each endpoint.  It
+    answers SubjectAccessReview from RBAC objects (``load_rbac``).  It is
     NOT a security boundary: the admin token and keys are for tests only.
     """
 
@@ -145,7 +147,8 @@ class DevCluster(ClusterCore):
 
     # ---- faults and switches ---------------------------------------------
     def set_fault(self, endpoint: str, fault: Fault) -> None:
-        """Break ``endpoint`` ("discovery", "jwks", "tokenreview", "tokenrequest", "all")."""
+        """Break ``endpoint`` ("discovery", "jwks", "tokenreview", "tokenrequest",
+        "subjectaccessreview", "rbac", "all")."""
         self._state.faults.set(endpoint, fault)
 
     def clear_faults(self) -> None:

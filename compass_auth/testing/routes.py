@@ -19,6 +19,7 @@ from compass_auth.testing.handlers import (
     TokenReviewHandler,
     json_body,
 )
+from compass_auth.testing.rbac_handlers import rbac_routes
 from compass_auth.testing.review import UserInfo
 from compass_auth.testing.state import ClusterState
 from compass_auth.testing.tokens import TokenFactory
@@ -218,6 +219,7 @@ def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Applicat
                 TokenRequestHandler,
                 deps,
             ),
+            *rbac_routes(deps),
             (r"/version/?", VersionHandler, deps),
             (r"/(?:healthz|livez|readyz)", HealthHandler, deps),
             (r"/api/?", ApiVersionsHandler, deps),

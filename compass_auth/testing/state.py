@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from compass_auth.testing.faults import FaultBoard
 from compass_auth.testing.keys import KeyRing
 from compass_auth.testing.objects import ObjectStore
+from compass_auth.testing.rbac import Attributes
+from compass_auth.testing.rbac_store import RbacStore
 from compass_auth.testing.requestlog import RequestLog
 from compass_auth.testing.review import TokenValidator, UserInfo
 
@@ -57,9 +59,11 @@ class ClusterState:
         self.keys = KeyRing("RSA" if key_type == "RSA" else "EC")
         self.objects = ObjectStore()
         self.faults = FaultBoard()
+        self.rbac = RbacStore(clock)
         self.requests = RequestLog()
         self.admin_token = secrets.token_urlsafe(32)
         self.tokenreview_allowed = True
+        self.subjectaccessreview_allowed = True
         self.discovery_allowed = True
         self._revoked_lock = threading.Lock()
         # sha256 of tokens the API server no longer accepts (see revoke_token).
@@ -106,15 +110,30 @@ class ClusterState:
 
     def may_create_tokenreviews(self, user: UserInfo) -> bool:
         """RBAC for ``create tokenreviews``: admins, and delegators unless switched off."""
+        return self._may_delegate(
+            user, self.tokenreview_allowed, "authentication.k8s.io", "tokenreviews"
+        )
+
+    def may_create_subjectaccessreviews(self, user: UserInfo) -> bool:
+        """RBAC for ``create subjectaccessreviews``: same grant (system:auth-delegator)."""
+        return self._may_delegate(
+            user, self.subjectaccessreview_allowed, "authorization.k8s.io", "subjectaccessreviews"
+        )
+
+    def _may_delegate(self, user: UserInfo, switch: bool, group: str, resource: str) -> bool:
+        """Admins always; others unless switched off: the accounts given system:auth-delegator
+        by ``service_token``, or whoever the RBAC objects (loaded or created) allow."""
         if "system:masters" in user.groups:
             return True
-        if not self.tokenreview_allowed:
+        if not switch:
             return False
         parts = user.username.split(":")
-        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
-            return False
-        with self._delegators_lock:
-            return (parts[2], parts[3]) in self._delegators
+        if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+            with self._delegators_lock:
+                if (parts[2], parts[3]) in self._delegators:
+                    return True
+        asked = Attributes(user.username, user.groups, "create", True, "", group, resource)
+        return self.rbac.authorize(asked).allowed
 
     def may_get_discovery(self, user: UserInfo) -> bool:
         """RBAC for the OIDC paths: system:service-account-issuer-discovery is bound
@@ -124,11 +143,13 @@ class ClusterState:
         return self.discovery_allowed and "system:serviceaccounts" in user.groups
 
     def reset(self) -> None:
-        """Forget faults, counters and switches; keep keys and objects."""
+        """Forget faults, counters, switches and test-scoped RBAC; keep keys and objects."""
         self.faults.clear()
         self.requests.clear()
         with self._revoked_lock:
             self._revoked.clear()
         self.tokenreview_allowed = True
+        self.subjectaccessreview_allowed = True
         self.discovery_allowed = True
         self.issuer = self.original_issuer
+        self.rbac.reset()
