@@ -24,6 +24,10 @@ setup(
         "tenacity>=8.2,<10",
         # The emulator writes kubeconfigs (kubernetes-asyncio reads them with PyYAML too).
         "pyyaml>=6",
+        # The emulator reads and writes Kubernetes' protobuf encoding (kubectl sends it):
+        # service/devcluster/kubeproto.py. Emulator-only; moves to a `testing` extra when the
+        # emulator becomes compass_auth.testing. Tried with 5.26 and 7.36.
+        "protobuf>=5.26,<8",
         "opentelemetry-api>=1.27,<2",
         "opentelemetry-sdk>=1.27,<2",
         # The example service's exporters and server spans (the library itself needs only the

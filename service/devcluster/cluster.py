@@ -145,7 +145,8 @@ class DevCluster(ClusterCore):
 
     # ---- faults and switches ---------------------------------------------
     def set_fault(self, endpoint: str, fault: Fault) -> None:
-        """Break ``endpoint`` ("discovery", "jwks", "tokenreview", "tokenrequest", "all")."""
+        """Break ``endpoint`` ("discovery", "jwks", "tokenreview", "tokenrequest",
+        "selfsubjectreview", "all")."""
         self._state.faults.set(endpoint, fault)
 
     def clear_faults(self) -> None:

@@ -9,7 +9,9 @@ from typing import Literal, get_args
 
 logger = logging.getLogger(__name__)
 
-Endpoint = Literal["discovery", "jwks", "tokenreview", "tokenrequest", "all"]
+Endpoint = Literal[
+    "discovery", "jwks", "tokenreview", "tokenrequest", "selfsubjectreview", "all"
+]
 ENDPOINTS: tuple[str, ...] = get_args(Endpoint)
 
 

@@ -1,4 +1,4 @@
-"""TokenRequest, the informational paths, 404s, and the Tornado application."""
+"""TokenRequest, SelfSubjectReview, the informational paths, 404s, and the Tornado application."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from service.devcluster.handlers import (
     JwksHandler,
     KubeHandler,
     TokenReviewHandler,
-    json_body,
+    read_object,
 )
 from service.devcluster.review import UserInfo
 from service.devcluster.state import ClusterState
@@ -30,6 +30,7 @@ class TokenRequestHandler(KubeHandler):
     """``POST /api/v1/namespaces/NS/serviceaccounts/NAME/token`` (admins only)."""
 
     endpoint = "tokenrequest"
+    negotiates = True
 
     def authorized(self, user: UserInfo) -> bool:
         return "system:masters" in user.groups
@@ -39,7 +40,7 @@ class TokenRequestHandler(KubeHandler):
         return wire.forbidden_token_request(user.username, namespace, name)
 
     def post(self, namespace: str, name: str) -> None:
-        body = json_body(self)
+        body = read_object(self, "TokenRequest")
         if body is None:
             return
         raw_spec = body.get("spec")
@@ -131,11 +132,36 @@ class TokenRequestHandler(KubeHandler):
         echoed = {
             "audiences": audiences,
             "expirationSeconds": seconds,
-            "boundObjectRef": ref if isinstance(ref, dict) else None,
+            # The typed BoundObjectReference: its four strings, empty ones omitted.
+            "boundObjectRef": (
+                {k: str(ref[k]) for k in ("kind", "apiVersion", "name", "uid") if ref.get(k)}
+                if isinstance(ref, dict)
+                else None
+            ),
         }
         self.reply(
             201, wire.token_request(namespace, name, echoed, token, now + seconds, now)
         )
+
+
+class SelfSubjectReviewHandler(KubeHandler):
+    """``POST /apis/authentication.k8s.io/v1/selfsubjectreviews`` (``kubectl auth whoami``).
+
+    Any authenticated user may ask (``system:basic-user``); the answer is the user this very
+    request authenticated as, extra included (``selfsubjectreview/rest.go``).
+    """
+
+    endpoint = "selfsubjectreview"
+    negotiates = True
+
+    def forbidden(self, user: UserInfo) -> dict[str, Any]:
+        return wire.forbidden_create(user.username, "selfsubjectreviews")
+
+    def post(self) -> None:
+        # The body says nothing the answer depends on, but it must decode.
+        if read_object(self, "SelfSubjectReview") is None:
+            return
+        self.reply(201, wire.self_subject_review(self.user, self.state.clock()))
 
 
 class VersionHandler(KubeHandler):
@@ -211,6 +237,11 @@ def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Applicat
             (
                 r"/apis/authentication\.k8s\.io/v1/tokenreviews",
                 TokenReviewHandler,
+                deps,
+            ),
+            (
+                r"/apis/authentication\.k8s\.io/v1/selfsubjectreviews",
+                SelfSubjectReviewHandler,
                 deps,
             ),
             (
