@@ -57,7 +57,10 @@ class TokenRequestHandler(KubeHandler):
                 ),
             )
             return
-        seconds = spec.get("expirationSeconds", DEFAULT_EXPIRATION_SECONDS)
+        # null (kubectl before 1.32 sends it without --duration) is unset: the default.
+        seconds = spec.get("expirationSeconds")
+        if seconds is None:
+            seconds = DEFAULT_EXPIRATION_SECONDS
         if not isinstance(seconds, int) or seconds < MIN_EXPIRATION_SECONDS:
             self.reply(
                 422,
