@@ -198,6 +198,15 @@ class ApiVersionsHandler(KubeHandler):
         self.reply(200, wire.api_versions(address))
 
 
+class CoreResourcesHandler(KubeHandler):
+    """``/api/v1`` (``kubectl api-resources`` reads it)."""
+
+    endpoint = "api"
+
+    def get(self) -> None:
+        self.reply(200, wire.core_resources())
+
+
 class ApiGroupsHandler(KubeHandler):
     """``/apis``."""
 
@@ -255,6 +264,7 @@ def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Applicat
             (r"/version/?", VersionHandler, deps),
             (r"/(?:healthz|livez|readyz)", HealthHandler, deps),
             (r"/api/?", ApiVersionsHandler, deps),
+            (r"/api/v1/?", CoreResourcesHandler, deps),
             (r"/apis/?", ApiGroupsHandler, deps),
             (
                 r"/apis/authentication\.k8s\.io/v1/?",

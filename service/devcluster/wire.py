@@ -240,6 +240,25 @@ def api_group_list() -> dict[str, Any]:
     }
 
 
+def core_resources() -> dict[str, Any]:
+    """``/api/v1``: of the core group, only the TokenRequest subresource is served."""
+    return {
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": [
+            {
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": True,
+                "group": TOKENREVIEW_GROUP,
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }
+        ],
+    }
+
+
 def authentication_resources() -> dict[str, Any]:
     """``/apis/authentication.k8s.io/v1``: the resources served there."""
     return {

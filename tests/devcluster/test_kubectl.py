@@ -271,6 +271,18 @@ def test_bad_credentials_are_a_clean_unauthorized(
 
 
 
+def test_discovery_is_enough_for_api_resources(
+    kubectl: Kubectl, devcluster: DevCluster, tmp_path: Path
+) -> None:
+    result = _run(kubectl, _admin_kubeconfig(devcluster, tmp_path), "api-resources", "-o", "name",
+                  home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "selfsubjectreviews.authentication.k8s.io",
+        "tokenreviews.authentication.k8s.io",
+    ]
+
+
 def test_standalone_emulator_answers_kubectl(kubectl: Kubectl, tmp_path: Path) -> None:
     """``python -m service.devcluster`` and the kubeconfigs it prints, as the issue used them."""
     root = Path(__file__).resolve().parents[2]
