@@ -139,6 +139,25 @@ def test_token_review_in_protobuf(devcluster: DevCluster) -> None:
     assert status["audiences"] == ["compass-internal"]
     assert status["user"]["username"] == "system:serviceaccount:default:collector"
 
+    answer = _post(devcluster, TOKENREVIEWS, body, devcluster.service_token(),
+                   accept=KUBECTL_ACCEPT)
+    assert answer.headers["Content-Type"] == PROTOBUF
+    review = _fields(_fields(answer.body[4:])[2][0])
+    assert _fields(review[2][0]) == {1: [token.encode()], 2: [b"compass-internal"]}
+    status_fields = _fields(review[3][0])
+    # TokenReviewStatus{authenticated=1, user=2, error=3, audiences=4}
+    assert (status_fields[1], status_fields[4]) == ([1], [b"compass-internal"])
+    user = _fields(status_fields[2][0])
+    assert user[1] == [b"system:serviceaccount:default:collector"]
+    assert user[3] == [
+        b"system:serviceaccounts", b"system:serviceaccounts:default", b"system:authenticated"
+    ]
+    # UserInfo.extra: map entries {key=1, value=ExtraValue{items=1}}, in key order.
+    extra = [_fields(entry) for entry in user[4]]
+    keys = [entry[1][0].decode() for entry in extra]
+    assert keys == sorted(keys)
+    assert "authentication.kubernetes.io/pod-name" in keys
+
 
 def test_answer_is_protobuf_when_the_client_prefers_it(devcluster: DevCluster) -> None:
     devcluster.service_account_uid("default", "collector")
