@@ -61,8 +61,9 @@ class KubeHandler(tornado.web.RequestHandler):
         self.factory = factory
         self.user: UserInfo = ANONYMOUS_USER
         self._fingerprint = ""
-        # What answers are written in; None until prepare() has read the Accept header, and
-        # when it names nothing the emulator writes (errors then fall back to JSON).
+        # What answers are written in: JSON unless a negotiating endpoint's Accept header
+        # prefers protobuf; None when it names neither (read_object answers 406, and error
+        # answers fall back to JSON, as kube-apiserver's do).
         self.answer_type: str | None = _JSON
 
     def set_default_headers(self) -> None:
