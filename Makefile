@@ -1,14 +1,15 @@
 # Two commands do everything on a fresh machine (Python 3.11+ with venv, and make):
 #   make demo   run the cluster emulator and the example service, print the case table
 #   make test   lint, type-check and run the whole test suite (tests/deploy builds the image
-#               with buildah: Debian packages installed by scripts/install-image-tools.sh)
+#               with buildah: Debian packages installed by scripts/install-image-tools.sh;
+#               tests/devcluster runs Debian's kubectl: scripts/install-kubectl.sh)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest fuzz soak config clean image-tools image-test bench \
-	bench-quick
+.PHONY: demo test lint typecheck pytest fuzz soak config clean image-tools kubectl-tool \
+	image-test bench bench-quick
 
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) image-tools
+pytest: $(STAMP) image-tools kubectl-tool
 	$(BIN)/pytest
 
 FUZZ_RUNS ?= 200000
@@ -46,6 +47,10 @@ config: $(STAMP)  ## regenerate config/auth.env from compass_auth/settings.py
 # buildah and mmdebstrap for tests/deploy/test_image.py (only when missing).
 image-tools:
 	bash scripts/install-image-tools.sh
+
+# Debian's kubectl for tests/devcluster/test_kubectl.py (only when missing).
+kubectl-tool:
+	bash scripts/install-kubectl.sh
 
 # Only the image build and run (about a minute).
 image-test: $(STAMP) image-tools

@@ -1,7 +1,8 @@
 """``python -m compass_auth.testing``: run the emulator until Ctrl-C (or SIGTERM).
 
-Prints the URL, CA file, a kubeconfig, a service-account folder and a sample
-token, so a service can be pointed at it by hand.
+Prints the URL, CA file, two kubeconfigs (the service's account, and an admin
+with a client certificate), a service-account folder and a sample token, so a
+service, or kubectl, can be pointed at it by hand.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             kubeconfig = cluster.write_kubeconfig(
                 workdir / "kubeconfig", lifetime=_DEMO_TOKEN_LIFETIME
             )
+            # kubectl --kubeconfig this create token collector: TokenRequest needs an admin.
+            admin_kubeconfig = cluster.write_kubeconfig(
+                workdir / "admin.kubeconfig", auth="client-cert", namespace="default"
+            )
             sa_dir = cluster.write_serviceaccount_dir(workdir / "serviceaccount")
             sample = cluster.mint(
                 audiences=(args.audience,), lifetime=_DEMO_TOKEN_LIFETIME
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"issuer:         {cluster.issuer}")
             print(f"ca:             {cluster.ca_path}")
             print(f"kubeconfig:     {kubeconfig}")
+            print(f"admin kubeconfig: {admin_kubeconfig}")
             print(f"serviceaccount: {sa_dir}  ({environ})")
             print(f"admin token:    {cluster.admin_token}")
             print(f"sample token (aud {args.audience}, pod-bound):\n{sample}")

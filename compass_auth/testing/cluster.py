@@ -148,7 +148,8 @@ class DevCluster(RbacControls, ClusterCore):
     # ---- faults and switches ---------------------------------------------
     def set_fault(self, endpoint: str, fault: Fault) -> None:
         """Break ``endpoint`` ("discovery", "jwks", "tokenreview", "tokenrequest",
-        "subjectaccessreview", "rbac", "all")."""
+        "subjectaccessreview", "rbac", "selfsubjectreview",
+        "all")."""
         self._state.faults.set(endpoint, fault)
 
     def clear_faults(self) -> None:

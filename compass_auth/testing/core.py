@@ -162,7 +162,7 @@ class ClusterCore:
         header_override: Mapping[str, Any] | None = None,
         key_id: str | None = None,
     ) -> str:
-        """A bound token exactly as a real cluster mints it (k8s-wire.md §1).
+        """A bound token exactly as a real cluster mints it (docs/kubernetes-api.md#bound-tokens).
 
         Defaults give a pod-bound token with the pod's node. ``pod=None`` with
         a ``node`` gives a node-bound token; both None, a service-account-only
@@ -187,7 +187,8 @@ class ClusterCore:
     def mint_legacy(
         self, namespace: str = "default", service_account: str = "collector"
     ) -> str:
-        """A legacy Secret-based token (k8s-wire.md §2); its Secret is created too."""
+        """A legacy Secret-based token (docs/kubernetes-api.md#legacy-tokens); its Secret is
+        created too."""
         return self._tokens.mint_legacy(
             namespace=namespace, service_account=service_account
         )

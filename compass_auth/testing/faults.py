@@ -10,7 +10,8 @@ from typing import Literal, get_args
 logger = logging.getLogger(__name__)
 
 Endpoint = Literal[
-    "discovery", "jwks", "tokenreview", "tokenrequest", "subjectaccessreview", "rbac", "all"
+    "discovery", "jwks", "tokenreview", "tokenrequest", "subjectaccessreview", "rbac",
+    "selfsubjectreview", "all"
 ]
 ENDPOINTS: tuple[str, ...] = get_args(Endpoint)
 

@@ -1,4 +1,4 @@
-"""Tornado handlers that answer like kube-apiserver (shared/k8s-wire.md §3-§6).
+"""Tornado handlers that answer like kube-apiserver.
 
 Every request runs the same pipeline in ``prepare``: record, inject any fault,
 authenticate (client certificate, then bearer token, else anonymous),
@@ -8,6 +8,7 @@ authorise, and only then reach the verb method.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 import tornado.web
 
-from compass_auth.testing import jws, wire
+from compass_auth.testing import jws, kubeproto, negotiation, wire
 from compass_auth.testing.faults import Fault
 from compass_auth.testing.requestlog import RequestRecord, fingerprint
 from compass_auth.testing.review import UserInfo
@@ -35,6 +36,8 @@ _JSON = "application/json"
 MIN_EXPIRATION_SECONDS = 600
 MAX_EXPIRATION_SECONDS = 1 << 32
 DEFAULT_EXPIRATION_SECONDS = 3600
+_CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
+API_VERSION = f"{wire.TOKENREVIEW_GROUP}/v1"
 
 
 class KubeHandler(tornado.web.RequestHandler):
@@ -44,17 +47,24 @@ class KubeHandler(tornado.web.RequestHandler):
         endpoint: name used by faults and the request log.
         public: anonymous callers allowed (``system:public-info-viewer``).
         content_type: of a normal answer; a ``Fault(body=...)`` keeps it.
+        negotiates: an API resource endpoint whose answers (errors included) follow the
+            Accept header, JSON or protobuf; the others always answer JSON.
     """
 
     endpoint: ClassVar[str] = "other"
     public: ClassVar[bool] = False
     content_type: ClassVar[str] = _JSON
+    negotiates: ClassVar[bool] = False
 
     def initialize(self, state: ClusterState, factory: TokenFactory) -> None:
         self.state = state
         self.factory = factory
         self.user: UserInfo = ANONYMOUS_USER
         self._fingerprint = ""
+        # What answers are written in: JSON unless a negotiating endpoint's Accept header
+        # prefers protobuf; None when it names neither (read_object answers 406, and error
+        # answers fall back to JSON, as kube-apiserver's do).
+        self.answer_type: str | None = _JSON
 
     def set_default_headers(self) -> None:
         # A real API server sends no Server header; Tornado adds one by default.
@@ -70,10 +80,17 @@ class KubeHandler(tornado.web.RequestHandler):
         return None
 
     def reply(self, code: int, body: Any, content_type: str = _JSON) -> None:
-        """Finish with ``body`` (bytes as is, anything else as compact Go-style JSON)."""
+        """Finish with ``body``: bytes as is, an object in the negotiated format (compact
+        Go-style JSON, or protobuf when the client prefers it)."""
         self.set_status(code)
+        if isinstance(body, bytes):
+            data = body
+        elif self.answer_type == negotiation.PROTOBUF and kubeproto.can_encode(body):
+            content_type, data = negotiation.PROTOBUF, kubeproto.encode(body)
+        else:
+            data = jws.go_json(body)
         self.set_header("Content-Type", content_type)
-        self.finish(body if isinstance(body, bytes) else jws.go_json(body))
+        self.finish(data)
 
     async def prepare(self) -> None:
         """Fault, then authentication, then RBAC; any of them may finish the request.
@@ -83,6 +100,8 @@ class KubeHandler(tornado.web.RequestHandler):
         """
         bearer = self._bearer()
         self._fingerprint = fingerprint(bearer) if bearer else ""
+        if self.negotiates:
+            self.answer_type = negotiation.output_media_type(self.request.headers.get("Accept"))
         fault = self.state.faults.take(self.endpoint)
         if fault is not None:
             await self._apply_fault(fault)
@@ -155,16 +174,23 @@ class KubeHandler(tornado.web.RequestHandler):
         """x509 first, then bearer; a bad bearer token is 401, never anonymous."""
         try:
             cert = self.request.get_ssl_certificate()
+            der = self.request.get_ssl_certificate(binary_form=True)
         except AttributeError:
             # Tornado leaves the stream's socket None once the client has hung up.
-            cert = None
+            cert = der = None
         if isinstance(cert, dict) and cert.get("subject"):
             # Only CA-verified certificates get this far (CERT_OPTIONAL + CA).
             fields = [item for rdn in cert["subject"] for item in rdn]
             common = [v for k, v in fields if k == "commonName"]
             orgs = tuple(v for k, v in fields if k == "organizationName")
             if common:
-                return UserInfo(common[0], "", (*orgs, "system:authenticated"))
+                # x509.go's CommonNameUserConversion (1.31+) names the certificate in extra.
+                extra = (
+                    {_CREDENTIAL_ID: [f"X509SHA256={hashlib.sha256(der).hexdigest()}"]}
+                    if isinstance(der, bytes)
+                    else {}
+                )
+                return UserInfo(common[0], "", (*orgs, "system:authenticated"), extra)
         if not bearer:
             return ANONYMOUS_USER
         if hmac.compare_digest(bearer.encode(), self.state.admin_token.encode()):
@@ -206,8 +232,9 @@ class KubeHandler(tornado.web.RequestHandler):
 
     def _record(self, status: int) -> None:
         headers = {}
-        if "Cache-Control" in self.request.headers:
-            headers["Cache-Control"] = self.request.headers["Cache-Control"]
+        for name in ("Cache-Control", "Content-Type"):
+            if name in self.request.headers:
+                headers[name] = self.request.headers[name]
         if self._fingerprint:
             headers["Authorization-Fingerprint"] = self._fingerprint
         self.state.requests.add(
@@ -261,8 +288,32 @@ class JwksHandler(OidcHandler):
         self.reply_public({"keys": keys}, self.content_type)
 
 
+def read_object(handler: KubeHandler, kind: str) -> dict[str, Any] | None:
+    """The request body as a dict, or None once the request is answered.
+
+    In the API server's order (handlers/create.go): 406 when the Accept header names nothing
+    the emulator writes, 415 for a Content-Type it does not read, 400 for a body that does
+    not decode. A protobuf body comes out in the same shape as a JSON one.
+    """
+    if handler.answer_type is None:
+        handler.reply(406, negotiation.not_acceptable())
+        return None
+    media = negotiation.input_media_type(handler.request.headers.get("Content-Type"))
+    if media is None:
+        handler.reply(415, negotiation.unsupported_media_type())
+        return None
+    if media == negotiation.PROTOBUF:
+        try:
+            return kubeproto.decode(handler.request.body, API_VERSION, kind)
+        except kubeproto.ProtobufError as exc:
+            logger.info("devcluster undecodable protobuf body endpoint=%s", handler.endpoint)
+            handler.reply(400, wire.bad_request(str(exc)))
+            return None
+    return json_body(handler)
+
+
 def json_body(handler: KubeHandler) -> dict[str, Any] | None:
-    """Parse the request body, answering 400 like the API server when it is unusable."""
+    """Parse a JSON request body, answering 400 like the API server when it is unusable."""
     try:
         body = json.loads(handler.request.body or b"{}")
     except ValueError as exc:
@@ -285,6 +336,7 @@ class TokenReviewHandler(KubeHandler):
     """``POST /apis/authentication.k8s.io/v1/tokenreviews``."""
 
     endpoint = "tokenreview"
+    negotiates = True
 
     def authorized(self, user: UserInfo) -> bool:
         return self.state.may_create_tokenreviews(user)
@@ -293,7 +345,7 @@ class TokenReviewHandler(KubeHandler):
         return wire.forbidden_tokenreviews(user.username)
 
     def post(self) -> None:
-        body = json_body(self)
+        body = read_object(self, "TokenReview")
         if body is None:
             return
         # kind/apiVersion may be missing: the server defaults them from the URL.

@@ -1,4 +1,5 @@
-"""Claim sets exactly as kube-apiserver builds them (see shared/k8s-wire.md §1, §2).
+"""Claim sets exactly as kube-apiserver builds them (docs/kubernetes-api.md#bound-tokens and
+#legacy-tokens).
 
 Upstream (``pkg/serviceaccount/claims.go``, ``legacy.go``) merges public and
 private claims into a Go map before serialising, so every object in the payload

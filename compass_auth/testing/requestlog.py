@@ -20,11 +20,12 @@ def fingerprint(token: str) -> str:
 class RequestRecord:
     """One served request.
 
-    ``endpoint`` is "discovery", "jwks", "tokenreview", "tokenrequest" or the
-    name of another route ("version", "healthz", "notfound", ...). ``status`` is
-    0 for a dropped connection.  ``headers_subset`` holds the request's
-    ``Cache-Control`` (if sent) and ``Authorization-Fingerprint`` (sha256 of the
-    bearer token, first 12 hex digits, if a bearer token was sent).
+    ``endpoint`` is "discovery", "jwks", "tokenreview", "tokenrequest",
+    "selfsubjectreview" or the name of another route ("version", "healthz",
+    "notfound", ...). ``status`` is 0 for a dropped connection.
+    ``headers_subset`` holds the request's ``Cache-Control`` and ``Content-Type``
+    (if sent) and ``Authorization-Fingerprint`` (sha256 of the bearer token,
+    first 12 hex digits, if a bearer token was sent).
     """
 
     endpoint: str

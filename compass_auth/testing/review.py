@@ -3,7 +3,8 @@
 Used for TokenReview answers and to authenticate bearer tokens presented to the
 emulator itself.  Follows ``pkg/serviceaccount/jwt.go`` (pre-check, keys by
 kid, issuer, audience), ``claims.go`` (time with 60 s leeway, bound objects)
-and ``legacy.go``; summarised in shared/k8s-wire.md §3.  Error strings follow
+and ``legacy.go``; summarised in
+docs/kubernetes-api.md#how-the-api-server-validates-a-token.  Error strings follow
 upstream where known; clients must never parse them (their wording varies by
 release).
 """

@@ -1,4 +1,4 @@
-"""TokenRequest, the informational paths, 404s, and the Tornado application."""
+"""TokenRequest, SelfSubjectReview, the informational paths, 404s, and the Tornado application."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from compass_auth.testing.handlers import (
     JwksHandler,
     KubeHandler,
     TokenReviewHandler,
-    json_body,
+    read_object,
 )
 from compass_auth.testing.rbac_handlers import rbac_routes
 from compass_auth.testing.review import UserInfo
@@ -31,6 +31,7 @@ class TokenRequestHandler(KubeHandler):
     """``POST /api/v1/namespaces/NS/serviceaccounts/NAME/token`` (admins only)."""
 
     endpoint = "tokenrequest"
+    negotiates = True
 
     def authorized(self, user: UserInfo) -> bool:
         return "system:masters" in user.groups
@@ -40,7 +41,7 @@ class TokenRequestHandler(KubeHandler):
         return wire.forbidden_token_request(user.username, namespace, name)
 
     def post(self, namespace: str, name: str) -> None:
-        body = json_body(self)
+        body = read_object(self, "TokenRequest")
         if body is None:
             return
         raw_spec = body.get("spec")
@@ -57,7 +58,10 @@ class TokenRequestHandler(KubeHandler):
                 ),
             )
             return
-        seconds = spec.get("expirationSeconds", DEFAULT_EXPIRATION_SECONDS)
+        # null (kubectl before 1.32 sends it without --duration) is unset: the default.
+        seconds = spec.get("expirationSeconds")
+        if seconds is None:
+            seconds = DEFAULT_EXPIRATION_SECONDS
         if not isinstance(seconds, int) or seconds < MIN_EXPIRATION_SECONDS:
             self.reply(
                 422,
@@ -132,11 +136,36 @@ class TokenRequestHandler(KubeHandler):
         echoed = {
             "audiences": audiences,
             "expirationSeconds": seconds,
-            "boundObjectRef": ref if isinstance(ref, dict) else None,
+            # The typed BoundObjectReference: its four strings, empty ones omitted.
+            "boundObjectRef": (
+                {k: str(ref[k]) for k in ("kind", "apiVersion", "name", "uid") if ref.get(k)}
+                if isinstance(ref, dict)
+                else None
+            ),
         }
         self.reply(
             201, wire.token_request(namespace, name, echoed, token, now + seconds, now)
         )
+
+
+class SelfSubjectReviewHandler(KubeHandler):
+    """``POST /apis/authentication.k8s.io/v1/selfsubjectreviews`` (``kubectl auth whoami``).
+
+    Any authenticated user may ask (``system:basic-user``); the answer is the user this very
+    request authenticated as, extra included (``selfsubjectreview/rest.go``).
+    """
+
+    endpoint = "selfsubjectreview"
+    negotiates = True
+
+    def forbidden(self, user: UserInfo) -> dict[str, Any]:
+        return wire.forbidden_create(user.username, "selfsubjectreviews")
+
+    def post(self) -> None:
+        # The body says nothing the answer depends on, but it must decode.
+        if read_object(self, "SelfSubjectReview") is None:
+            return
+        self.reply(201, wire.self_subject_review(self.user, self.state.clock()))
 
 
 class VersionHandler(KubeHandler):
@@ -168,6 +197,15 @@ class ApiVersionsHandler(KubeHandler):
     def get(self) -> None:
         address = self.state.external_address.split("://", 1)[-1]
         self.reply(200, wire.api_versions(address))
+
+
+class CoreResourcesHandler(KubeHandler):
+    """``/api/v1`` (``kubectl api-resources`` reads it)."""
+
+    endpoint = "api"
+
+    def get(self) -> None:
+        self.reply(200, wire.core_resources())
 
 
 class ApiGroupsHandler(KubeHandler):
@@ -215,6 +253,11 @@ def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Applicat
                 deps,
             ),
             (
+                r"/apis/authentication\.k8s\.io/v1/selfsubjectreviews",
+                SelfSubjectReviewHandler,
+                deps,
+            ),
+            (
                 rf"/api/v1/namespaces/(?P<namespace>{name})/serviceaccounts/(?P<name>{name})/token",
                 TokenRequestHandler,
                 deps,
@@ -223,6 +266,7 @@ def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Applicat
             (r"/version/?", VersionHandler, deps),
             (r"/(?:healthz|livez|readyz)", HealthHandler, deps),
             (r"/api/?", ApiVersionsHandler, deps),
+            (r"/api/v1/?", CoreResourcesHandler, deps),
             (r"/apis/?", ApiGroupsHandler, deps),
             (
                 r"/apis/authentication\.k8s\.io/v1/?",

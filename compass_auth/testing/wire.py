@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from compass_auth.testing.review import Review
+from compass_auth.testing.review import Review, UserInfo
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +73,17 @@ def forbidden_path(username: str, path: str, verb: str = "get") -> dict[str, Any
 
 def forbidden_tokenreviews(username: str) -> dict[str, Any]:
     """403 from RBAC for ``create tokenreviews`` (no system:auth-delegator binding)."""
+    return forbidden_create(username, "tokenreviews")
+
+
+def forbidden_create(username: str, resource: str) -> dict[str, Any]:
+    """403 from RBAC for ``create`` on a cluster-scoped resource of authentication.k8s.io."""
     return status(
         403,
-        f'tokenreviews.authentication.k8s.io is forbidden: User "{username}" cannot create '
-        f'resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope',
+        f'{resource}.{TOKENREVIEW_GROUP} is forbidden: User "{username}" cannot create '
+        f'resource "{resource}" in API group "{TOKENREVIEW_GROUP}" at the cluster scope',
         "Forbidden",
-        {"group": TOKENREVIEW_GROUP, "kind": "tokenreviews"},
+        {"group": TOKENREVIEW_GROUP, "kind": resource},
     )
 
 
@@ -235,13 +240,40 @@ def api_group_list() -> dict[str, Any]:
     }
 
 
+def core_resources() -> dict[str, Any]:
+    """``/api/v1``: of the core group, only the TokenRequest subresource is served."""
+    return {
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": [
+            {
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": True,
+                "group": TOKENREVIEW_GROUP,
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }
+        ],
+    }
+
+
 def authentication_resources() -> dict[str, Any]:
     """``/apis/authentication.k8s.io/v1``: the resources served there."""
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": f"{TOKENREVIEW_GROUP}/v1",
+        # Sorted by name, as the API server lists them.
         "resources": [
+            {
+                "name": "selfsubjectreviews",
+                "singularName": "selfsubjectreview",
+                "namespaced": False,
+                "kind": "SelfSubjectReview",
+                "verbs": ["create"],
+            },
             {
                 "name": "tokenreviews",
                 "singularName": "tokenreview",
@@ -293,4 +325,15 @@ def token_request(
         },
         "spec": spec,
         "status": {"token": token, "expirationTimestamp": rfc3339(expires)},
+    }
+
+
+def self_subject_review(user: UserInfo, now: float) -> dict[str, Any]:
+    """The 201 answer to a SelfSubjectReview: the caller as the server authenticated it
+    (``pkg/registry/authentication/selfsubjectreview/rest.go``)."""
+    return {
+        "kind": "SelfSubjectReview",
+        "apiVersion": f"{TOKENREVIEW_GROUP}/v1",
+        "metadata": {"creationTimestamp": rfc3339(now)},
+        "status": {"userInfo": user.to_wire()},
     }

@@ -49,21 +49,24 @@ def call(
     context: ssl.SSLContext | None = None,
     host: str | None = None,
     timeout: float = 5.0,
+    content_type: str = "application/json",
+    accept: str | None = "application/json",
 ) -> Response:
-    """One request on a fresh connection; ``body`` dicts are sent as JSON."""
+    """One request on a fresh connection; ``body`` dicts are sent as JSON, bytes as they are
+    (labelled ``content_type``); ``accept`` None sends no Accept header."""
     connection = http.client.HTTPSConnection(
         host or "127.0.0.1",
         cluster.port,
         context=context or tls_context(cluster),
         timeout=timeout,
     )
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": accept} if accept is not None else {}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     data = None
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = content_type
     try:
         connection.request(
             method or ("POST" if data is not None else "GET"), path, data, headers

@@ -35,11 +35,14 @@ def test_standalone_run_prints_and_cleans_up() -> None:
         ca = Path(lines["ca"])
         assert ca.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
         assert Path(lines["kubeconfig"]).exists()
+        admin = Path(lines["admin kubeconfig"])
+        assert "client-certificate-data" in admin.read_text()
         # SIGTERM, not SIGINT: a shell that starts the test run in the background makes its
         # children ignore SIGINT (and the emulator respects that, like any Python program).
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert not ca.exists()
+        assert not admin.exists()
     finally:
         if process.poll() is None:
             process.kill()

@@ -158,6 +158,10 @@ def test_informational_paths(devcluster: DevCluster) -> None:
     [tokenreviews] = [r for r in resources["resources"] if r["name"] == "tokenreviews"]
     assert tokenreviews["verbs"] == ["create"]
     assert tokenreviews["namespaced"] is False
+    core = call(devcluster, "/api/v1", token=token).json()
+    assert [(r["name"], r["kind"]) for r in core["resources"]] == [
+        ("serviceaccounts/token", "TokenRequest")
+    ]
     assert (
         call(devcluster, "/apis").status == 403
     )  # discovery needs an authenticated user

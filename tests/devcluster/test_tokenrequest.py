@@ -85,6 +85,21 @@ def test_defaults_are_api_audiences_and_one_hour(devcluster: DevCluster) -> None
     assert list(claims["kubernetes.io"]) == ["namespace", "serviceaccount"]
 
 
+def test_null_expiration_is_the_default(devcluster: DevCluster) -> None:
+    """kubectl 1.28-1.31 send ``"expirationSeconds": null`` (JSON) when given no --duration."""
+    answer = call(
+        devcluster,
+        _path("compass-system", "compass-auth"),
+        token=devcluster.admin_token,
+        body={"spec": {"audiences": None, "expirationSeconds": None, "boundObjectRef": None}},
+    )
+    assert answer.status == 201, answer.body
+    assert answer.json()["spec"]["expirationSeconds"] == 3600
+    claims = _claims(answer.json()["status"]["token"])
+    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["aud"] == list(devcluster.api_audiences)
+
+
 def test_too_short_expiration_is_invalid(devcluster: DevCluster) -> None:
     answer = call(
         devcluster,
