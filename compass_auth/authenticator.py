@@ -429,10 +429,12 @@ class Authenticator:
         }
         if token:
             fields["token_fp"] = fingerprint(token)
-        if error.outcome == "unavailable":
-            logger.error(MSG_REJECTED, extra=fields)
-        else:
-            logger.warning(MSG_REJECTED, extra=fields)
+        # The reason and fingerprint are in the text too, so that an application with plain
+        # logging.basicConfig() (which prints no extra fields) still sees why, and for which
+        # token; the fields stay for structured formatters. Operators grep for MSG_REJECTED.
+        level = logging.ERROR if error.outcome == "unavailable" else logging.WARNING
+        logger.log(level, "%s: %s (token_fp=%s): %s", MSG_REJECTED, error.reason,
+                   fields.get("token_fp", "none"), error.detail, extra=fields)
 
 
 def _expiry(payload: Mapping[str, Any]) -> int | None:

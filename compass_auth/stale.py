@@ -38,7 +38,7 @@ class StaleTokenLog:
         while len(self._seen) > self._capacity:
             self._seen.popitem(last=False)
         logger.warning(
-            MSG_STALE,
+            "%s (token_fp=%s, subject %s)", MSG_STALE, token_fp, identity.subject,
             extra={
                 "subject": identity.subject,
                 "pod": identity.pod_name or "",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import socket
 import time
 from typing import Any, ClassVar
@@ -274,7 +276,7 @@ async def test_rejections_are_logged_with_a_fingerprint_never_the_token(
     await running.get(token=token)
     valid = running.token()
     await running.get(token=valid)
-    records = [r for r in caplog.records if r.getMessage() == "token verification failed"]
+    records = [r for r in caplog.records if r.getMessage().startswith("token verification failed")]
     assert len(records) == 1
     record = records[0]
     assert record.levelname == "WARNING"
@@ -283,9 +285,31 @@ async def test_rejections_are_logged_with_a_fingerprint_never_the_token(
     assert "vault" in record.error  # type: ignore[attr-defined]
     text = log_text(caplog)
     assert "level=WARN" in text
-    assert 'msg="token verification failed"' in text
+    assert 'msg="token verification failed: audience_mismatch' in text
     for secret in (token, valid, token.split(".")[2], valid.split(".")[2]):
         assert secret not in text
+
+
+async def test_plain_logging_shows_the_reason_and_fingerprint(
+    running: RunningService,
+) -> None:
+    """An application with plain ``logging.basicConfig()`` (no extra fields printed) still
+    sees why a token was refused, and which (issue 12)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    library = logging.getLogger("compass_auth")
+    library.addHandler(handler)
+    try:
+        token = running.token(audiences=("vault",))
+        assert (await running.get(token=token)).code == 401
+    finally:
+        library.removeHandler(handler)
+    (line,) = [line for line in stream.getvalue().splitlines() if "verification failed" in line]
+    assert line.startswith("WARNING:compass_auth.authenticator:token verification failed: ")
+    assert "audience_mismatch" in line
+    assert f"token_fp={fingerprint(token)}" in line
+    assert token.split(".")[2] not in line
 
 
 async def test_503_with_retry_after_when_no_way_to_verify_is_left(
