@@ -41,8 +41,8 @@ soak: $(STAMP)  ## load and soak the example service, then replay one token per 
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 	$(BIN)/python -m benchmarks.replay $(REPLAY_ARGS)
 
-config: $(STAMP)  ## regenerate config/auth.env from compass_auth/settings.py
-	$(BIN)/python -c "from compass_auth.settings import render_env_file as r; print(r(), end='')" > config/auth.env
+config: $(STAMP)  ## regenerate config/auth.env and the docs/settings.md table from compass_auth/settings.py
+	$(BIN)/python scripts/render_settings.py
 
 # buildah and mmdebstrap for tests/deploy/test_image.py (only when missing).
 image-tools:

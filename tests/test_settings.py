@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,40 @@ def test_skipping_the_issuer_check_is_a_loud_warning(caplog: pytest.LogCaptureFi
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert record.getMessage().startswith("INSECURE: issuer check disabled")
+
+
+def test_settings_in_code_take_the_documented_defaults() -> None:
+    """Issue 12: ``AuthSettings(audience=...)`` works, with the defaults of the table."""
+    in_code = AuthSettings(audience="reports")
+    from_env = AuthSettings.from_env({"AUTH_AUDIENCE": "reports"})
+    assert in_code == from_env
+    with pytest.raises(TypeError):
+        AuthSettings()  # type: ignore[call-arg]  # a service names its own audience
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"audience": " "}, "AUTH_AUDIENCE"),
+        ({"clock_skew": -1}, "AUTH_CLOCK_SKEW"),
+        ({"max_token_bytes": 1.5}, "AUTH_MAX_TOKEN_BYTES"),
+        ({"allowed_subjects": frozenset({"default:collector"})}, "AUTH_ALLOWED_SUBJECTS"),
+        ({"issuers": ("http://insecure",)}, "AUTH_ISSUER"),
+        ({"mode": "sometimes"}, "AUTH_MODE"),
+        ({"max_token_lifetime": 60}, "AUTH_MAX_TOKEN_LIFETIME"),
+        ({"api_server_name": "10.96.0.1"}, "AUTH_API_SERVER_NAME"),
+        ({"service_ip": "kubernetes"}, "KUBERNETES_SERVICE_IP"),
+    ],
+)
+def test_settings_in_code_are_validated_like_the_environment(
+    overrides: dict[str, object], variable: str
+) -> None:
+    arguments: dict[str, object] = {"audience": "reports", **overrides}
+    with pytest.raises(SettingsError, match=variable):
+        AuthSettings(**arguments)  # type: ignore[arg-type]
+
+
+def test_generated_files_are_up_to_date() -> None:
+    result = subprocess.run([sys.executable, "scripts/render_settings.py", "--check"],
+                            cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
