@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from compass_auth.cli import prog_name, version_text
+
 # Constants only: the app module (tornado, the SDK) is imported for `serve` alone.
 from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS
 
@@ -29,10 +31,12 @@ def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    program = prog_name("service")
     parser = argparse.ArgumentParser(
-        prog="python -m service",
-        description="compass-auth: verify Kubernetes service-account tokens.",
+        prog=program,
+        description="compass-auth's example service: verify Kubernetes service-account tokens.",
     )
+    parser.add_argument("--version", action="version", version=version_text(program))
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the example service (settings from AUTH_*)")
     # In a pod the service must listen on the pod IP; locally, pass --host 127.0.0.1.
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM, how long requests in flight may take (default 10)")
     serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                       help="event loop (uvloop needs: pip install 'compass-auth[speed]')")
+                       help="event loop (uvloop comes with pip install 'compass-auth[service]')")
     serve.add_argument("--max-connections", type=_positive(int), default=MAX_CONNECTIONS,
                        help="open connections held at most; more are closed at once "
                        f"(default {MAX_CONNECTIONS}; keep it under the file descriptor limit)")

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from compass_auth.cli import prog_name, version_text
 from compass_auth.testing.cluster import DevCluster
 from compass_auth.testing.rbac_store import ManifestError
 
@@ -26,19 +27,25 @@ _DEMO_TOKEN_LIFETIME = 8 * 3600
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start the emulator, print how to use it, wait for Ctrl-C."""
+    program = prog_name("compass_auth.testing")
     parser = argparse.ArgumentParser(
-        prog="python -m compass_auth.testing", description=__doc__
+        prog=program, description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--version", action="version", version=version_text(program))
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (a loopback address: tests and local runs)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
     parser.add_argument(
-        "--issuer", default="https://kubernetes.default.svc.cluster.local"
+        "--issuer", default="https://kubernetes.default.svc.cluster.local",
+        help="the issuer that discovery declares and tokens carry in iss",
     )
-    parser.add_argument("--key-type", choices=("RSA", "EC"), default="RSA")
+    parser.add_argument("--key-type", choices=("RSA", "EC"), default="RSA",
+                        help="type of the signing key (RS256 or ES256 tokens)")
     parser.add_argument(
         "--audience",
         default="compass-internal",
-        help="audience of the printed sample token",
+        help="audience of the printed sample token, and AUTH_AUDIENCE of the printed command",
     )
     parser.add_argument(
         "--rbac",
@@ -98,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"serviceaccount: {sa_dir}  ({environ})")
             print(f"admin token:    {cluster.admin_token}")
             print(f"sample token (aud {args.audience}, pod-bound):\n{sample}")
+            token_file = workdir / "sample-token"
+            token_file.write_text(sample)
+            # Ready to paste in another terminal, from the repository root.
+            print(f"start the service: KUBECONFIG={kubeconfig} AUTH_AUDIENCE={args.audience} "
+                  f"{sys.executable} -m service serve --host 127.0.0.1 --port 8080")
+            print("call it:          curl -H \"Authorization: Bearer $(cat "
+                  f"{token_file})\" http://127.0.0.1:8080/whoami")
             print("files are removed on exit; press Ctrl-C to stop", flush=True)
             threading.Event().wait()
     except KeyboardInterrupt:
