@@ -128,7 +128,7 @@ def _check_issuer(iss: object, issuers: Collection[str]) -> None:
         raise LegacyToken("legacy Secret-based token (iss kubernetes/serviceaccount)")
     if issuers and iss not in issuers:
         raise IssuerMismatch(
-            f"token issuer: expected {_one_of(issuers)}, got {iss[:200]!r}", issuer=iss
+            f"token issuer: expected {one_of(issuers)}, got {iss[:200]!r}", issuer=iss
         )
 
 
@@ -172,6 +172,7 @@ def _time_claim(payload: Mapping[str, Any], name: str, *, required: bool) -> flo
     return float(value)
 
 
-def _one_of(issuers: Collection[str]) -> str:
+def one_of(issuers: Collection[str]) -> str:
+    """``'a'`` or ``one of 'a', 'b'``: the expected values in a message."""
     quoted = [repr(issuer) for issuer in issuers]
     return quoted[0] if len(quoted) == 1 else "one of " + ", ".join(quoted)

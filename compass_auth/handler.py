@@ -81,17 +81,15 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
             self._compass_authenticated = True
             return
         authenticator = self.get_authenticator()
-        authorization = self.request.headers.get_list("Authorization")
         # Most requests are answered here, without creating another coroutine.
-        identity = authenticator.authenticate_cached(authorization, self.allowed_subjects)
-        if identity is None:
+        answer = authenticator.authenticate_cached(
+            self.request.headers.get_list("Authorization"), self.allowed_subjects)
+        if not isinstance(answer, Identity):
             try:
-                identity = await authenticator.authenticate_uncached(
-                    authorization, self.allowed_subjects
-                )
+                answer = await authenticator.authenticate_uncached(answer, self.allowed_subjects)
             except AuthError as error:
                 self.send_auth_error(error)
-        self.current_user = identity
+        self.current_user = answer
         self._compass_authenticated = True
 
     def send_auth_error(self, error: AuthError) -> None:

@@ -20,12 +20,9 @@ does NOT check that the pod or service account still exists: only TokenReview ca
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +44,7 @@ from .errors import (
 )
 from .identity import Identity
 from .keyset import SUPPORTED_ALGORITHMS, KeySet
+from .segments import canonical_base64url, decode_segment, decode_segment_bytes
 from .settings import AuthSettings, StalePolicy
 
 #: Three base64url segments; the signature may be empty here so that ``alg: none`` tokens are
@@ -111,7 +109,11 @@ class UnverifiedToken:
 
 
 def precheck(
-    token: str, policy: VerificationPolicy, issuers: tuple[str, ...], now: float
+    token: str,
+    policy: VerificationPolicy,
+    issuers: tuple[str, ...],
+    now: float,
+    parts: Sequence[str] | None = None,
 ) -> UnverifiedToken:
     """Steps 1-3: size, shape, header and the unverified claim pre-filter.
 
@@ -121,27 +123,31 @@ def precheck(
     """
     if _COMPACT_JWS.fullmatch(token) is None and len(token) <= policy.max_token_bytes:
         raise MalformedToken("token is not three base64url segments separated by dots")
-    return _precheck(token, policy, issuers, now)
+    return _precheck(token, policy, issuers, now, parts)
 
 
 def _precheck(
-    token: str, policy: VerificationPolicy, issuers: tuple[str, ...], now: float
+    token: str,
+    policy: VerificationPolicy,
+    issuers: tuple[str, ...],
+    now: float,
+    parts: Sequence[str] | None,
 ) -> UnverifiedToken:
     # Without the alphabet check of ``precheck``: before a local signature check it would be
     # done twice, since PyJWT checks every segment's characters itself (and a segment with
     # other characters fails to decode or to verify).
     if len(token) > policy.max_token_bytes:
         raise TokenTooLarge(f"token of {len(token)} bytes exceeds {policy.max_token_bytes}")
-    segments = token.split(".")
+    segments = token.split(".") if parts is None else parts
     if len(segments) != 3 or not segments[0] or not segments[1]:
         raise MalformedToken("token is not three base64url segments separated by dots")
     header = decode_segment(segments[0], "header")
     kid, algorithm = _check_header(header)
-    payload_bytes, payload = _decode_segment(segments[1], "payload")
+    payload_bytes, payload = decode_segment_bytes(segments[1], "payload")
     prefilter(payload, policy.audience, issuers, now, policy.clock_skew)
     if not segments[2]:
         raise BadSignature("token has an empty signature")
-    if not _canonical_base64url(segments[2]):
+    if not canonical_base64url(segments[2]):
         # The last character of a segment may carry unused bits that lenient decoders (Go's
         # RawURLEncoding, so kube-apiserver's TokenReview) ignore: several spellings of one
         # signature. PyJWT refuses them; refusing them here makes TokenReview agree. Padding
@@ -150,10 +156,17 @@ def _precheck(
     return UnverifiedToken(kid, algorithm, payload, payload_bytes)
 
 
-def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> Identity:
-    """Verify ``token`` against the key snapshot ``keys``; see the module docstring."""
+def verify_local(
+    token: str,
+    keys: KeySet,
+    policy: VerificationPolicy,
+    now: float,
+    parts: Sequence[str] | None = None,
+) -> Identity:
+    """Verify ``token`` against the key snapshot ``keys``; see the module docstring. ``parts``:
+    the token already split at its dots (``bearer.Bearer.parts``), when the caller has it."""
     issuers = policy.accepted_issuers(keys.issuer)
-    unverified = _precheck(token, policy, issuers, now)
+    unverified = _precheck(token, policy, issuers, now, parts)
     kid, algorithm = unverified.kid, unverified.algorithm
     key = keys.get(kid)
     if key is None:
@@ -176,68 +189,6 @@ def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: floa
         reject_stale=policy.stale_tokens == "reject",
     )
     return identity
-
-
-def decode_segment(segment: str, name: str) -> dict[str, Any]:
-    """base64url-decode one JWS segment into a JSON object, rejecting duplicate keys."""
-    return _decode_segment(segment, name)[1]
-
-
-def _decode_segment(segment: str, name: str) -> tuple[bytes, dict[str, Any]]:
-    try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        text = raw.decode("utf-8")
-        value = _DECODER.decode(text)
-        if not isinstance(value, dict):
-            raise MalformedToken(f"token {name} is not a JSON object")
-        # Parsers differ on duplicate keys (first or last wins): refuse them. Checking with an
-        # object_pairs_hook costs ~6 µs per payload, so it runs only when a cheap count says a
-        # duplicate is possible: every key is followed by '":' unless whitespace intervenes,
-        # so as many '":' as parsed keys means no key was seen twice.
-        if text.count('":') != _count_keys(value):
-            _STRICT_DECODER.decode(text)
-    except (binascii.Error, ValueError, RecursionError) as error:
-        raise MalformedToken(f"token {name} is not base64url JSON: {error}") from None
-    return raw, value
-
-
-def _count_keys(value: dict[str, Any]) -> int:
-    """Keys of an object and of the objects in it, three levels deep (a token payload's
-    ``kubernetes.io.pod`` is the deepest). Deeper keys are not counted, so an object nested
-    deeper makes the count differ and sends the text through the exact (slower) check."""
-    count = len(value)
-    for child in value.values():
-        if type(child) is dict:
-            count += len(child)
-            for grandchild in child.values():
-                if type(grandchild) is dict:
-                    count += len(grandchild)
-    return count
-
-
-#: Value of each base64url character (RFC 4648 §5).
-_B64URL_VALUE = {
-    char: value
-    for value, char in enumerate(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    )
-}
-
-
-def _canonical_base64url(segment: str) -> bool:
-    """Whether ``segment`` is the one unpadded encoding of its bytes: no ``=`` (PyJWT decodes a
-    correctly padded segment too), and the bits its last character does not use are zero
-    (RFC 4648 §3.5). Other characters outside the alphabet are refused by the shape check (and
-    by PyJWT's decoder); here they only make the answer False, never an exception."""
-    if "=" in segment:
-        return False
-    unused_bits = {0: 0, 2: 4, 3: 2}.get(len(segment) % 4)
-    if unused_bits is None:
-        return False  # a length of 4n+1 encodes no byte string
-    if unused_bits == 0:
-        return True
-    value = _B64URL_VALUE.get(segment[-1])
-    return value is not None and value & ((1 << unused_bits) - 1) == 0
 
 
 def _check_header(header: Mapping[str, Any]) -> tuple[str, str]:
@@ -329,20 +280,3 @@ class _SharedPayloadJWT(jwt.PyJWT):
 _JWT = _SharedPayloadJWT(options={"require": _REQUIRED_CLAIMS})
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        # Parsers differ on duplicates (first or last wins); refuse rather than guess.
-        raise ValueError("duplicate key in JSON object")
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-# Built once: json.loads() with keyword arguments builds a new decoder per call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_STRICT_DECODER = json.JSONDecoder(
-    object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-)

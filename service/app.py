@@ -51,6 +51,7 @@ from .limits import (
 )
 from .logs import configure_logging
 from .otel import TelemetrySetup
+from .readiness import path_readiness
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ class Service:
             self._idle.set()
 
     async def readiness(self) -> dict[str, Any]:
-        status = await self.authenticator.readiness()
+        status = await path_readiness(self.authenticator)
         if self.draining:
             status = {**status, "ready": False, "draining": True}
         return status

@@ -19,17 +19,14 @@ the symlinks) and reads only when the resolved file changed.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
+from compass_auth.bearer import B64TOKEN
 from compass_auth.projected_token import FileVersion, TokenFileError, file_version, read_token_file
 
 #: Projected tokens are ~1 KiB; the service refuses more than 8 KiB by default. A bigger file is
 #: not a token: refuse it instead of sending it.
 MAX_TOKEN_BYTES = 16 * 1024
-#: What may follow ``Bearer`` in a header (RFC 6750 §2.1 b64token). Anything else would break
-#: or inject into the header line.
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 __all__ = ["MAX_TOKEN_BYTES", "FileTokenSource", "TokenFileError"]
 
@@ -65,7 +62,9 @@ class FileTokenSource:
             return self._token
         token, version = read_token_file(self.path, MAX_TOKEN_BYTES)
         self.reads += 1
-        if not _B64TOKEN.fullmatch(token):
+        # What may follow ``Bearer`` in a header: anything else would break or inject into the
+        # header line.
+        if not B64TOKEN.fullmatch(token):
             # The content is not echoed: it may be a token with a stray character.
             raise TokenFileError(f"token file {self.path} does not hold a single bearer token")
         self._token, self._version = token, version

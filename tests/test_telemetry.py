@@ -183,7 +183,7 @@ async def test_startup_discovery_spans_show_each_attempt(
     setup, spans, _ = telemetry_setup
     devcluster.set_fault("discovery", Fault(status=503, times=1))
     running = await start_service(telemetry=setup, wait=False)
-    running.authenticator._discovery._sleep = no_sleep  # no real 1 s wait in the test
+    running.authenticator._lifecycle.discovery._sleep = no_sleep  # no real 1 s wait in the test
     await running.authenticator.wait_started()
     finished = list(spans.get_finished_spans())
     (discovery,) = [s for s in finished if s.name == "auth.discovery"]

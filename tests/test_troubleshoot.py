@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compass_auth import troubleshoot
+from compass_auth import issuer_check, troubleshoot
 from compass_auth.authenticator import Authenticator
 from compass_auth.discovery import DiscoveryClient, FetchError
 from compass_auth.kube import KubeConfigError, connect
@@ -317,7 +317,7 @@ async def test_no_cross_check_when_the_issuers_agree(
 def test_cross_check_table(
     discovered: str, pinned: tuple[str, ...], own: str | None, expected: list[str]
 ) -> None:
-    findings = troubleshoot.cross_check_issuers(discovered, pinned, own)
+    findings = issuer_check.cross_check_issuers(discovered, pinned, own)
     assert [finding.message for finding in findings] == expected
     assert all(finding.level == logging.WARNING for finding in findings)
 
@@ -326,8 +326,8 @@ def test_skipping_the_issuer_check_skips_the_cross_check(caplog: pytest.LogCaptu
     from compass_auth.keyset import KeySet
 
     keys = KeySet(issuer="https://a", keys={})
-    troubleshoot.IssuerCrossCheck((), lambda: None, skip=True).on_keys(None, keys)
-    troubleshoot.IssuerCrossCheck(("https://b",), lambda: None).on_keys(keys, keys)
+    issuer_check.IssuerCrossCheck((), lambda: None, skip=True).on_keys(None, keys)
+    issuer_check.IssuerCrossCheck(("https://b",), lambda: None).on_keys(keys, keys)
     assert not caplog.records
 
 

@@ -1,0 +1,45 @@
+"""The key set's life: loaded at start-up (discovery, with retries), then kept fresh.
+
+Start-up discovery retries on the 1/2/4 s schedule (``discovery.DiscoveryClient``); each failed
+attempt is noted at once, so ``/readyz`` shows why during the retries. After that the key cache's
+own loop refreshes forever, and while discovery fails retries every ``AUTH_REDISCOVERY_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from .discovery import DiscoveryClient
+from .keys import KeyCache
+
+logger = logging.getLogger(__name__)
+
+#: Log message operators grep for; keep it stable.
+MSG_FATAL = "fatal: failed to create OIDC provider after retries"
+
+
+class KeyLifecycle:
+    """Runs start-up discovery, then the key cache's refresh loop, until stopped."""
+
+    def __init__(self, keys: KeyCache, discovery: DiscoveryClient, *, api_host: str) -> None:
+        self.keys = keys
+        self.discovery = discovery
+        self._api_host = api_host
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event, on_startup_failure: Callable[[str], None]) -> None:
+        """Until ``stop``; ``on_startup_failure(why)`` when start-up discovery gives up."""
+        try:
+            keys = await self.discovery.fetch_with_retries(on_failure=self.keys.note_failure)
+        except Exception as error:  # noqa: BLE001 - every failure is reported the same way
+            self.keys.note_failure(error)
+            logger.error(MSG_FATAL, extra={"error": str(error), "api_server": self._api_host})
+            on_startup_failure(str(error))
+        else:
+            # Seed the cache with what start-up fetched, without a second request.
+            self.keys.seed(keys)
+        finally:
+            self.started.set()
+        await self.keys.run(stop)
