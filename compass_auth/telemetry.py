@@ -231,7 +231,8 @@ class Telemetry:
             return
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_attributes({
+            # The same auth.* attributes as ``_finish`` puts on a first sight's span.
+            attributes: dict[str, Any] = {
                 AUTH_METHOD: method,
                 AUTH_OUTCOME: "allowed",
                 AUTH_REASON: "ok",
@@ -239,7 +240,10 @@ class Telemetry:
                 AUTH_SUBJECT: identity.subject,
                 AUTH_NAMESPACE: identity.namespace,
                 AUTH_SERVICE_ACCOUNT: identity.service_account,
-            })
+            }
+            if identity.pod_name:
+                attributes[AUTH_POD] = identity.pod_name
+            span.set_attributes(attributes)
 
     def stale_token(self, identity: Identity) -> None:
         self._stale.add(1, {AUTH_NAMESPACE: identity.namespace})

@@ -1,9 +1,11 @@
 """The example service: ``/whoami`` behind ``AuthenticatedHandler``, plus health endpoints.
 
 ``python -m service serve --host H --port P``. It listens at once; until the key set is loaded,
-protected requests get 503 with ``Retry-After``. SIGTERM (or SIGINT) drains: ``/readyz`` turns
-503, new connections are refused, requests in flight complete (up to ``--drain-seconds``), and the
-process exits 0.
+TokenReview verifies tokens, and protected requests get 503 with ``Retry-After`` only when that
+fails too. ``/readyz`` is 200 while a verification path is available (the key set, or TokenReview:
+``Authenticator.readiness()``). SIGTERM (or SIGINT) drains: ``/readyz`` turns 503, new
+connections are refused, requests in flight complete (up to ``--drain-seconds``), and the process
+exits 0.
 """
 
 from __future__ import annotations

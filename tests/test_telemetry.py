@@ -117,6 +117,29 @@ async def test_repeated_tokens_are_recorded_on_the_server_span(observed: Observe
     assert durations == 1  # cache hits are not timed
 
 
+@pytest.mark.parametrize(("mode", "method"), [("auto", "jwks"), ("review", "tokenreview")])
+async def test_a_cache_hit_carries_the_attributes_of_the_first_verification(
+    start_service: StartService, telemetry_setup: Any, mode: str, method: str
+) -> None:
+    setup, spans, reader = telemetry_setup
+    running = await start_service(telemetry=setup, AUTH_MODE=mode)
+    observed = Observed(running, spans, reader, setup)
+    token = running.token()  # pod-bound: the first verification's span has auth.pod
+    for _ in range(2):
+        assert (await running.get(token=token)).code == 200
+    (verify,) = observed.by_name("auth.verify")
+    first = dict(verify.attributes or {})
+    assert first["auth.method"] == method
+    assert first["auth.pod"] == "collector-6c9d8b7f5-x2k9q"
+    (_, hit_span) = [s for s in observed.finished()
+                     if s.kind == SpanKind.SERVER and s.name == "GET /whoami"]
+    hit = {key: value for key, value in (hit_span.attributes or {}).items()
+           if key.startswith("auth.")}
+    assert hit.pop("auth.cache_hit") is True
+    assert first.pop("auth.cache_hit") is False
+    assert hit == first
+
+
 async def test_stale_tokens_are_counted_on_every_request(
     start_service: StartService, telemetry_setup: Any
 ) -> None:
