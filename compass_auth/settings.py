@@ -404,6 +404,8 @@ class Variable(NamedTuple):
     name: str
     default: str
     help: str
+    #: The ``AuthSettings`` field it sets.
+    field: str
 
 
 def _settings() -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
@@ -417,7 +419,7 @@ def _variables() -> tuple[Variable, ...]:
     rows = []
     for item, spec in _settings():
         default = spec.env_default if spec.env_default is not None else spec.text(item.default)
-        rows.append(Variable(spec.env, default, spec.help))
+        rows.append(Variable(spec.env, default, spec.help, item.name))
     return tuple(rows)
 
 
@@ -442,10 +444,11 @@ def render_env_file() -> str:
 
 def render_docs_table() -> str:
     """The table of docs/settings.md (Markdown), one row per variable."""
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines = ["| variable | `AuthSettings` field | default | meaning |", "|---|---|---|---|"]
     for variable in VARIABLES:
         default = f"`{variable.default}`" if variable.default else "(empty)"
-        lines.append(f"| `{variable.name}` | {default} | {variable.help} |")
+        lines.append(
+            f"| `{variable.name}` | `{variable.field}` | {default} | {variable.help} |")
     return "\n".join(lines) + "\n"
 
 
