@@ -139,7 +139,9 @@ class _Collect(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith("service."):  # not Tornado's access log
+        # The library's and the service's lines; not Tornado's access log, not the emulator's.
+        if record.name.startswith(("compass_auth.", "service.")) and not record.name.startswith(
+                "compass_auth.testing"):
             self.lines.append(self.format(record))
 
 

@@ -187,4 +187,9 @@ def test_demo_shows_every_case_as_expected() -> None:
                      flags=re.MULTILINE), table
     assert re.search(r"^discovery back \([0-9.]+ s later\)\s+200\s.*\sjwks\s.*yes", table,
                      flags=re.MULTILINE), table
+    # The demo shows the library's log lines of the refusals, each with a fingerprint only.
+    _, _, logs = table.partition("log lines (tokens appear only as token_fp fingerprints):")
+    refusals = [line for line in logs.splitlines() if "token verification failed" in line]
+    assert len(refusals) >= 4, logs
+    assert all(re.search(r"token_fp=[0-9a-f]{12}", line) for line in refusals), logs
     assert "every case as expected" in table
