@@ -1,4 +1,4 @@
-"""The key cache: a lock-free snapshot, shared refreshes, and a bounded memory of unknown kids.
+"""The key cache: a lock-free snapshot, shared refreshes, and the look-ups for unknown kids.
 
 Modelled on go-oidc's ``RemoteKeySet`` (jwks.go) and adding what it lacks:
 
@@ -6,7 +6,7 @@ Modelled on go-oidc's ``RemoteKeySet`` (jwks.go) and adding what it lacks:
 * one refresh at a time: concurrent callers share the in-flight ``asyncio.Task`` (singleflight);
 * a refresh that fails keeps the last good snapshot, for at most ``max_stale`` seconds;
 * a token with an unknown ``kid`` triggers a refetch, rate-limited as docs/reliability.md
-  ("Unknown kids") states: see ``refresh_for``;
+  ("Unknown kids") states: see ``unknown_keys.py``;
 * a background loop refreshes every ``refresh_interval`` (±10% jitter so replicas do not
   synchronise), and every ``retry_interval`` while refreshes fail;
 * a failed fetch whose error carries ``retry_after`` (the server's ``Retry-After``, seconds) holds
@@ -22,25 +22,17 @@ import contextlib
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from .errors import KeysUnavailable
 from .keyset import KeySet
+from .unknown_keys import UnknownNames, issuer_entry
 
 logger = logging.getLogger(__name__)
 
 #: fetch(force) -> KeySet. ``force`` asks the server to bypass caches (Cache-Control: no-cache).
 FetchKeys = Callable[[bool], Awaitable[KeySet]]
 
-#: How long a kid is remembered after it was first asked for: once a fetch that started after
-#: that moment has come back without it, no request for it causes another fetch until then.
-#: Key rotation publishes a new public key to every API server before any signs with it
-#: (docs/kubernetes-api.md#key-rotation-and-caching), so a kid that such a fetch did not contain
-#: is not expected to become valid within minutes; the background refresh would pick it up.
-NEGATIVE_KID_TTL = 300.0
-#: Bound on remembered kids: a flood of random kids evicts the oldest, never grows memory.
-NEGATIVE_KID_CAPACITY = 4096
 #: Relative jitter on background refresh intervals.
 JITTER = 0.1
 
@@ -78,12 +70,9 @@ class KeyCache:
         self._not_before: float | None = None
         self._inflight: asyncio.Task[KeySet | str] | None = None
         self._inflight_started = 0.0
-        #: What tokens named that the snapshot lacks (kids, "issuer X"), with the moment each was
-        #: first asked for, oldest first; see ``refresh_for``.
-        self._first_asked: OrderedDict[str, float] = OrderedDict()
-        #: The fetch at the end of a cool-down for what was asked for during it.
-        self._trailing: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[KeySet | None, KeySet], None]] = []
+        #: What tokens named that the snapshot lacks (unknown_keys.py).
+        self.unknown = UnknownNames(self, clock=clock, sleep=sleep)
 
     # --- reads (request path) ----------------------------------------------------------------
 
@@ -128,45 +117,15 @@ class KeyCache:
         return result
 
     async def refresh_for_kid(self, kid: str) -> KeySet:
-        """Called for a token whose ``kid`` is not in the snapshot; see ``refresh_for``."""
-        return await self.refresh_for(kid, lambda snapshot: snapshot.get(kid) is not None)
+        """Called for a token whose ``kid`` is not in the snapshot (``UnknownNames.look_for``):
+        the (possibly unchanged) snapshot; ``KeysUnavailable`` when the latest fetch failed."""
+        return await self.unknown.look_for(kid, lambda snapshot: snapshot.get(kid) is not None)
 
     async def refresh_for_issuer(self, issuer: str) -> KeySet:
         """Called for a token that names an issuer other than the declared one: discovery may
         have changed its issuer since the last refresh. Same limits as an unknown kid."""
-        return await self.refresh_for(
-            _issuer_entry(issuer), lambda snapshot: snapshot.issuer == issuer
-        )
-
-    async def refresh_for(self, unknown: str, found: Callable[[KeySet], bool]) -> KeySet:
-        """Look for something a token names that the snapshot lacks (``found`` is false).
-
-        ``unknown`` counts as unknown only once a fetch that *started after it was first asked
-        for* came back without it; until ``NEGATIVE_KID_TTL`` after that first ask, asking again
-        costs nothing. Otherwise a fetch is made now when the cool-down since the last one has
-        passed, or joined when one is under way; else the current snapshot answers (the caller
-        refuses the token, nothing is remembered) and a fetch is scheduled for the end of the
-        cool-down. So whatever is published at any moment is usable within one cool-down plus
-        one fetch, and however many distinct names a flood brings, fetches start at least
-        ``min_refresh_interval`` apart.
-
-        Returns the (possibly unchanged) snapshot. Raises ``KeysUnavailable`` when the most
-        recent fetch failed, so the caller can tell "unknown" (401) from "could not check"
-        (fallback or 503).
-        """
-        now = self._clock()
-        first_asked = self._note_asked(unknown, now)
-        if self._fetched_from is not None and self._fetched_from >= first_asked:
-            return self._current_or_unavailable()  # looked for since, and not found
-        if self._inflight is None and self._may_fetch(now):
-            return await self.refresh(force=True)
-        if self._inflight is not None:
-            started = self._inflight_started
-            snapshot = await self.refresh(force=True)
-            if started >= first_asked or found(snapshot):
-                return snapshot
-        self._schedule_trailing_fetch()
-        return self._current_or_unavailable()
+        return await self.unknown.look_for(
+            issuer_entry(issuer), lambda snapshot: snapshot.issuer == issuer)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh periodically until ``stop`` is set; never raises (failures are logged)."""
@@ -186,8 +145,7 @@ class KeyCache:
                 with contextlib.suppress(KeysUnavailable):
                     await self.refresh()
         finally:
-            if self._trailing is not None:
-                self._trailing.cancel()
+            self.unknown.stop()
 
     def seconds_until_retry(self) -> float:
         """A hint for ``Retry-After`` while keys are unavailable."""
@@ -241,9 +199,7 @@ class KeyCache:
         self._last_error = None
         self._not_before = None
         # What is now published is no longer unknown.
-        for kid in snapshot.keys:
-            self._first_asked.pop(kid, None)
-        self._first_asked.pop(_issuer_entry(snapshot.issuer), None)
+        self.unknown.forget([*snapshot.keys, issuer_entry(snapshot.issuer)])
         if previous is None or recovered or previous.keys.keys() != snapshot.keys.keys():
             logger.info(
                 "key set loaded",
@@ -252,64 +208,25 @@ class KeyCache:
         for listener in self._listeners:
             listener(previous, snapshot)
 
-    def _note_asked(self, unknown: str, now: float) -> float:
-        """Remember when ``unknown`` was first asked for (forgetting what was asked for more
-        than ``NEGATIVE_KID_TTL`` ago, and the oldest beyond the capacity); return that time."""
-        asked = self._first_asked
-        while asked:
-            oldest, when = next(iter(asked.items()))
-            if now - when < NEGATIVE_KID_TTL and len(asked) < NEGATIVE_KID_CAPACITY:
-                break
-            del asked[oldest]
-        # Not moved to the end when asked again: the order stays that of first asks.
-        return asked.setdefault(unknown, now)
+    @property
+    def fetched_from(self) -> float | None:
+        """When the fetch whose answer is the current snapshot started."""
+        return self._fetched_from
 
-    def _current_or_unavailable(self) -> KeySet:
-        current = self.snapshot()
-        if current is None or self._last_error is not None:
-            raise KeysUnavailable(f"key refresh failed: {self._last_error or 'no keys'}")
-        return current
+    @property
+    def fetch_started(self) -> float | None:
+        """When the fetch under way started; ``None`` when none is."""
+        return self._inflight_started if self._inflight is not None else None
 
-    def _may_fetch(self, now: float) -> bool:
-        return now >= self._next_fetch_allowed()
-
-    def _next_fetch_allowed(self) -> float:
+    def next_fetch_allowed(self) -> float:
         """The end of the cool-down since the last fetch, or of a Retry-After hold."""
         if self._last_attempt is None:
             return float("-inf")
         allowed = self._last_attempt + self._min_refresh_interval
         return max(allowed, self._not_before) if self._not_before is not None else allowed
 
-    def _schedule_trailing_fetch(self) -> None:
-        if self._trailing is None:
-            self._trailing = asyncio.create_task(
-                self._trailing_fetch(), name="compass-auth-unknown-kid-fetch"
-            )
-
-    async def _trailing_fetch(self) -> None:
-        """At the end of the cool-down, look for what was asked for since the last fetch
-        started; again after each fetch while something asked for later remains unanswered.
-        Stops when a fetch fails: the background loop's retries take over."""
-        try:
-            while self._first_asked and (
-                self._fetched_from is None
-                or next(reversed(self._first_asked.values())) > self._fetched_from
-            ):
-                wait = self._next_fetch_allowed() - self._clock()
-                if wait > 0:
-                    await self._sleep(wait)
-                else:
-                    await self.refresh(force=True)  # starts a fetch, or joins the one under way
-        except KeysUnavailable:
-            pass
-        finally:
-            self._trailing = None
-
     def _age_text(self) -> str:
         age = self.age()
         return "never loaded" if age is None else f"{age:.0f}s"
 
 
-def _issuer_entry(issuer: str) -> str:
-    """How an unknown issuer is remembered beside unknown kids."""
-    return "issuer " + issuer

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from compass_auth.errors import KeysUnavailable
-from compass_auth.keys import NEGATIVE_KID_CAPACITY, NEGATIVE_KID_TTL, KeyCache
+from compass_auth.keys import KeyCache
 from compass_auth.keyset import KeySet
 from compass_auth.testing import DevCluster
+from compass_auth.unknown_keys import NEGATIVE_KID_CAPACITY, NEGATIVE_KID_TTL
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -130,11 +131,11 @@ async def test_remembered_kids_are_bounded_and_expire(jwks_pair: Any) -> None:
     clock.now += 11
     for index in range(NEGATIVE_KID_CAPACITY + 500):
         await cache.refresh_for_kid(f"kid-{index}")
-    assert len(cache._first_asked) <= NEGATIVE_KID_CAPACITY
-    assert "kid-0" not in cache._first_asked  # the oldest went first
+    assert len(cache.unknown.remembered()) <= NEGATIVE_KID_CAPACITY
+    assert "kid-0" not in cache.unknown.remembered()  # the oldest went first
     clock.now += NEGATIVE_KID_TTL + 1
     await cache.refresh_for_kid("one more")
-    assert list(cache._first_asked) == ["one more"]
+    assert cache.unknown.remembered() == ["one more"]
 
 
 async def test_one_unknown_kid_replayed_costs_one_fetch(jwks_pair: Any) -> None:
@@ -148,7 +149,7 @@ async def test_one_unknown_kid_replayed_costs_one_fetch(jwks_pair: Any) -> None:
         clock.now += 0.0001
     await settle()
     assert len(fetch.calls) == 2  # the start, and one fetch that showed "forged" is unknown
-    assert len(cache._first_asked) == 1
+    assert len(cache.unknown.remembered()) == 1
 
 
 async def test_a_key_published_just_after_a_fetch_is_found_within_one_cool_down(
