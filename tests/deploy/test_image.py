@@ -109,7 +109,11 @@ def test_no_compilers_caches_or_pip_in_the_image(buildah: Buildah, container: st
             assert not (root / path).exists(), path
         assert (root / "opt/venv/bin/python").exists()
         site = next((root / "opt/venv/lib").glob("python3*/site-packages"))
-        assert (site / "service" / "__main__.py").is_file()
+        # The library is installed from its distribution; the example service runs from /app
+        # (the working directory), as it runs from a checkout: it is not in the distribution.
+        assert (site / "compass_auth" / "__init__.py").is_file()
+        assert (root / "app/service/__main__.py").is_file()
+        assert not (site / "service").exists()
         assert not list(site.glob("pip-*")), "pip was installed into the virtualenv"
     finally:
         buildah("umount", container)
