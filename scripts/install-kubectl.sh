@@ -10,8 +10,12 @@ if [ -x "$kubectl" ]; then
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-kubectl: $kubectl missing; install Debian's kubectl package as root" >&2
-    exit 1
+    echo "install-kubectl: $kubectl is missing and this is not root with apt-get: the kubectl" \
+        "tests (tests/devcluster/test_kubectl.py) will be skipped; install Debian's kubectl" \
+        "package, or run as root, to run them" >&2
+    # Under CI they are required: fail here rather than let the tests skip.
+    [ "${CI:-}" = "true" ] && exit 1
+    exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 # A new machine may have no package lists, or stale ones.

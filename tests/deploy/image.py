@@ -9,7 +9,8 @@ machine's image store.
 
 Needs root (buildah's chroot isolation and mmdebstrap's root mode), buildah and mmdebstrap
 (scripts/install-image-tools.sh), and network access to PyPI (pip in the build stage) and the
-Debian archive (mmdebstrap uses the host's apt sources).
+Debian archive (mmdebstrap uses the host's apt sources). ``image_tools_problem`` says when the
+first two are not there: the tests then skip, except under CI=true, where they fail.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,5 +117,23 @@ def command_line(pid: int) -> list[str]:
     return [part.decode() for part in raw.split(b"\0") if part]
 
 
-def is_root() -> bool:
-    return os.geteuid() == 0
+#: How to get the image tests to run, for the skip and failure messages.
+ENABLE_IMAGE_TESTS = "run scripts/install-image-tools.sh and the tests as root (Debian 12+)"
+
+
+def image_tools_problem(
+    euid: int | None = None, which: Callable[[str], str | None] = shutil.which
+) -> str | None:
+    """Why the image cannot be built on this machine (no root, missing tools), or None."""
+    problems = []
+    if (os.geteuid() if euid is None else euid) != 0:
+        problems.append("not root (buildah's chroot isolation and mmdebstrap need it)")
+    missing = [name for name in ("buildah", "mmdebstrap") if which(name) is None]
+    if missing:
+        problems.append(f"{' and '.join(missing)} not installed")
+    return "; ".join(problems) or None
+
+
+def image_tests_required(environ: Mapping[str, str] = os.environ) -> bool:
+    """Under CI=true the image tests must run: missing tools fail them instead of skipping."""
+    return environ.get("CI", "").lower() == "true"

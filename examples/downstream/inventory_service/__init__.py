@@ -1,0 +1,1 @@
+"""inventory-service: stock levels, answered only to the checkout workload."""
