@@ -19,7 +19,6 @@ from functools import cache
 from importlib import metadata, util
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,24 +198,8 @@ def third_party(paths: list[Path]) -> dict[str, set[str]]:
     return found
 
 
-@pytest.mark.parametrize("path", modules_of(LIBRARY, skip=TEST_KIT), ids=relative)
-def test_library_module_imports_neither_service_nor_test_kit(path: Path) -> None:
-    wrong = sorted(module for module in imported_modules(path)
-                   if module.split(".")[0] == "service"
-                   or module.startswith("compass_auth.testing"))
-    assert wrong == []
-
-
-@pytest.mark.parametrize("path", modules_of(TEST_KIT), ids=relative)
-def test_test_kit_module_shares_no_code_with_library_or_service(path: Path) -> None:
-    """The emulator must not reuse the verifier's code: a bug would be mirrored on both sides."""
-    wrong = sorted(
-        module for module in imported_modules(path)
-        if (module.split(".")[0] == "service"
-            or (module.startswith("compass_auth") and not module.startswith("compass_auth.testing")
-                and module != "compass_auth"))
-    )
-    assert wrong == []
+# Which library module may import which (and that neither the library imports the example
+# service or the test kit, nor the test kit the verifier): tests/test_layering.py.
 
 
 def test_library_imports_only_its_declared_dependencies() -> None:
