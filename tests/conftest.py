@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,21 +16,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tornado.web
 import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from compass_auth import Authenticator, AuthSettings
 from compass_auth.bearer import fingerprint
+from compass_auth.keyset import KeySet
 from compass_auth.telemetry import Telemetry
 from compass_auth.testing import DevCluster
 from service import otel
 from service.app import Service
 from service.otel import TelemetrySetup
 
+from .otlp_receiver import OtlpHandler, Received
+
 AUDIENCE = "compass-internal"
 COLLECTOR = "system:serviceaccount:default:collector"
+#: The issuer of the pure verifier's tables (the ``cluster`` fixture).
+ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
 @dataclass
@@ -142,6 +151,32 @@ def telemetry_setup() -> Iterator[
     setup = otel.configure({}, extra_span_exporters=(spans,), extra_metric_readers=(reader,))
     yield setup, spans, reader
     setup.shutdown()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, Received]]:
+    """A real OTLP/HTTP receiver on loopback: (endpoint, what it received)."""
+    received = Received()
+    app = tornado.web.Application([(r"/v1/(traces|metrics)", OtlpHandler, {"received": received})])
+    sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server = HTTPServer(app)
+    server.add_sockets(sockets)
+    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}", received
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[DevCluster]:
+    """An emulator of the pure verifier's tables, one per test module, with an EC key
+    published beside the RSA signing key (tests/helpers.py ``mint`` and ``POLICY``)."""
+    with DevCluster(issuer=ISSUER) as started:
+        started.add_key("EC")  # published, not current: the RSA key stays the signing key
+        yield started
+
+
+@pytest.fixture(scope="module")
+def keys(cluster: DevCluster) -> KeySet:
+    return KeySet.from_jwks(cluster.jwks(), issuer=ISSUER)
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,30 +15,7 @@ from tornado.httpclient import AsyncHTTPClient
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import RunningService, read_until_closed
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def service_process(environ: dict[str, str], *flags: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--drain-seconds", "5", *flags],
-        cwd=ROOT, env={**os.environ, **environ}, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def wait_for_port(process: subprocess.Popen[str], lines: list[str]) -> int:
-    assert process.stderr is not None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r'msg=listening .*port=(\d+)', line)
-        if match:
-            return int(match.group(1))
-    raise AssertionError("service did not start:\n" + "".join(lines))
+from .helpers import ROOT, service_process, wait_for_port
 
 
 async def test_serve_answers_then_exits_0_on_sigterm(

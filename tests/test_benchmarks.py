@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .helpers import ROOT
 
 
 def test_the_suite_runs_on_the_quick_setting(tmp_path: Path) -> None:

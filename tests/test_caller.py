@@ -21,9 +21,9 @@ from service.caller import call_once, classify, run
 from service.client import FileTokenSource
 
 from .conftest import AUDIENCE, RunningService, log_text
+from .helpers import ROOT
 from .kubelet import rotate_token, write_token_volume
 
-ROOT = Path(__file__).resolve().parents[1]
 CALLER = "system:serviceaccount:compass:collector"
 
 

@@ -22,7 +22,8 @@ from compass_auth.stale import MSG_STALE, StaleTokenLog
 from compass_auth.testing import DevCluster
 from compass_auth.verifier import VerificationPolicy, verify_local
 
-from .test_verifier import AUDIENCE, POLICY, cluster, keys, mint  # noqa: F401 - fixtures
+from .conftest import AUDIENCE
+from .helpers import POLICY, mint
 
 YEAR = 365 * 86400
 #: What the kubelet asks for; the API server stretches it to a year and sets warnafter.
@@ -81,8 +82,8 @@ def test_policy_options(
     options: dict[str, Any],
     factory: Factory,
     expected: type[errors.AuthError] | None,
-    cluster: DevCluster,  # noqa: F811
-    keys: KeySet,  # noqa: F811
+    cluster: DevCluster,
+    keys: KeySet,
 ) -> None:
     policy = dataclasses.replace(POLICY, **options)
     token = factory(cluster)
@@ -95,7 +96,7 @@ def test_policy_options(
 
 
 def test_identity_exposes_warnafter_and_staleness(
-    cluster: DevCluster, keys: KeySet  # noqa: F811
+    cluster: DevCluster, keys: KeySet
 ) -> None:
     fresh = verify_local(fresh_extended(cluster), keys, POLICY, time.time())
     assert fresh.warn_after == fresh.issued_at + KUBELET_SECONDS  # type: ignore[operator]
@@ -106,7 +107,7 @@ def test_identity_exposes_warnafter_and_staleness(
     assert (plain.warn_after, plain.stale) == (None, False)
 
 
-def test_error_texts_name_both_sides(cluster: DevCluster, keys: KeySet) -> None:  # noqa: F811
+def test_error_texts_name_both_sides(cluster: DevCluster, keys: KeySet) -> None:
     policy = dataclasses.replace(POLICY, max_token_lifetime=86400)
     with pytest.raises(errors.LifetimeTooLong) as caught:
         verify_local(fresh_extended(cluster), keys, policy, time.time())
@@ -115,7 +116,7 @@ def test_error_texts_name_both_sides(cluster: DevCluster, keys: KeySet) -> None:
 
 
 def test_stale_tokens_are_logged_once_each_by_fingerprint(
-    cluster: DevCluster, keys: KeySet, caplog: pytest.LogCaptureFixture  # noqa: F811
+    cluster: DevCluster, keys: KeySet, caplog: pytest.LogCaptureFixture
 ) -> None:
     policy = VerificationPolicy.from_settings(
         AuthSettings.from_env({"AUTH_STALE_TOKENS": "warn"}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -21,14 +20,9 @@ from compass_auth.bearer import fingerprint
 from compass_auth.testing import Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text
+from .helpers import body, raw_request
 
 REALM = 'Bearer realm="compass-auth"'
-
-
-def body(response: Any) -> dict[str, Any]:
-    assert response.headers["Content-Type"].startswith("application/json")
-    result: dict[str, Any] = json.loads(response.body)
-    return result
 
 
 async def test_valid_token_reaches_the_handler(running: RunningService) -> None:
@@ -131,21 +125,6 @@ async def test_signed_tokens_with_wrong_claim_types_are_401(
     response = await running.get(token=running.token(claims_override=claims))
     assert response.code == 401
     assert body(response)["reason"] == "malformed"
-
-
-async def raw_request(port: int, head: bytes) -> tuple[int, bytes]:
-    """Send bytes the HTTP client would refuse to send; return (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(head)
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 10)
-    except ConnectionResetError:
-        data = b""  # the server closed the connection without answering
-    finally:
-        writer.close()
-    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
-    return status, data.partition(b"\r\n\r\n")[2]
 
 
 async def test_non_ascii_header_bytes_are_400(running: RunningService) -> None:

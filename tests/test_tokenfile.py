@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio.client import AuthenticationV1Api, V1TokenReview, V1TokenReviewSpec
 
 from compass_auth.bearer import fingerprint
 from compass_auth.discovery import DiscoveryClient, FetchError
@@ -23,6 +22,7 @@ from compass_auth.testing import DevCluster
 from compass_auth.tokenfile import TokenFile
 
 from .conftest import StartService, log_text
+from .helpers import review_once
 
 
 def frozen_stat() -> Callable[[Path], os.stat_result]:
@@ -149,16 +149,6 @@ async def test_a_401_rereads_the_token_and_retries_once(
     new = fingerprint(rotated)
     assert fingerprints(devcluster) == [(401, old), (200, new), (200, new)]
     assert "API server answered 401; retrying once with the re-read token" in log_text(caplog)
-
-
-async def review_once(api: ApiServer, token: str) -> int:
-    """POST one TokenReview through the service's own client; the raw answer's status."""
-    body = V1TokenReview(api_version="authentication.k8s.io/v1", kind="TokenReview",
-                         spec=V1TokenReviewSpec(token=token, audiences=["compass-internal"]))
-    response = await AuthenticationV1Api(api.client).create_token_review(
-        body, _preload_content=False, _request_timeout=api.request_timeout())
-    response.release()
-    return int(response.status)
 
 
 async def test_a_tokenreview_is_sent_again_after_a_401(

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from typing import Any
 
 import pytest
 
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text, wait_until
-
-
-def body(response: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(response.body)
-    return result
+from .helpers import body
 
 
 @pytest.fixture

@@ -23,9 +23,8 @@ from compass_auth.testing.core import DEFAULT_ISSUER
 from compass_auth.troubleshoot import Diagnosis, Troubleshooter
 
 from .conftest import log_text
-from .test_tokenfile import review_once
+from .helpers import ROOT, review_once
 
-ROOT = Path(__file__).resolve().parent.parent
 UNRESOLVABLE = "api.compass-test.invalid"
 NEW_ISSUER = "https://oidc.compass-test.invalid/clusters/c1"
 

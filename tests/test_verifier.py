@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,35 +18,8 @@ from compass_auth.keyset import KeySet
 from compass_auth.testing import DevCluster
 from compass_auth.verifier import VerificationPolicy, verify_local
 
-AUDIENCE = "compass-internal"
-ISSUER = "https://kubernetes.default.svc.cluster.local"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[DevCluster]:
-    with DevCluster(issuer=ISSUER) as started:
-        started.add_key("EC")  # published, not current: the RSA key stays the signing key
-        yield started
-
-
-@pytest.fixture(scope="module")
-def keys(cluster: DevCluster) -> KeySet:
-    return KeySet.from_jwks(cluster.jwks(), issuer=ISSUER)
-
-
-POLICY = VerificationPolicy(audience=AUDIENCE, issuers=(), clock_skew=60, max_token_bytes=8192)
-
-
-def mint(cluster: DevCluster, **kwargs: Any) -> str:
-    arguments: dict[str, Any] = {
-        "namespace": "default",
-        "service_account": "collector",
-        "audiences": (AUDIENCE,),
-        "pod": "collector-abc",
-        "node": "kind-worker",
-    }
-    arguments.update(kwargs)
-    return cluster.mint(**arguments)
+from .conftest import AUDIENCE, ISSUER
+from .helpers import POLICY, mint, now
 
 
 def ec_kid(cluster: DevCluster) -> str:
@@ -76,10 +49,6 @@ def tamper_payload(token: str) -> str:
     data["sub"] = "system:serviceaccount:kube-system:admin"
     forged = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
     return f"{head}.{forged}.{signature}"
-
-
-def now() -> int:
-    return int(time.time())
 
 
 Factory = Callable[[DevCluster], str]

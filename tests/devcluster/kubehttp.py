@@ -100,8 +100,49 @@ def review(
     )
 
 
+def token_request_path(namespace: str, name: str) -> str:
+    """Where a TokenRequest for the service account ``namespace/name`` is POSTed."""
+    return f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+
+
+SARS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+def sar(cluster: DevCluster, spec: dict[str, Any], caller: str | None = None) -> Response:
+    """POST a SubjectAccessReview as the service's account (a delegator), or ``caller``."""
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+    return call(cluster, SARS, token=caller or cluster.service_token(), body=body)
+
+
+def can(who: str, verb: str, resource: str, group: str = "", namespace: str = "",
+        name: str = "", subresource: str = "", groups: list[str] | None = None
+        ) -> dict[str, Any]:
+    """A SubjectAccessReview spec: may ``who`` ``verb`` the resource (empty fields omitted)?"""
+    attributes = {"namespace": namespace, "verb": verb, "group": group, "resource": resource,
+                  "subresource": subresource, "name": name}
+    spec: dict[str, Any] = {"resourceAttributes": {k: v for k, v in attributes.items() if v},
+                            "user": who}
+    if groups:
+        spec["groups"] = groups
+    return spec
+
+
+def can_get(who: str, path: str, groups: list[str] | None = None) -> dict[str, Any]:
+    """A SubjectAccessReview spec: may ``who`` GET the non-resource URL ``path``?"""
+    spec: dict[str, Any] = {"nonResourceAttributes": {"path": path, "verb": "get"}, "user": who}
+    if groups:
+        spec["groups"] = groups
+    return spec
+
+
 def segments(token: str) -> tuple[bytes, bytes, bytes]:
     """The three decoded parts of a compact JWS."""
     parts = token.split(".")
     assert len(parts) == 3, token
     return tuple(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)) for p in parts)  # type: ignore[return-value]
+
+
+def payload_of(token: str) -> dict[str, Any]:
+    """The decoded claims of a compact JWS (not verified)."""
+    claims: dict[str, Any] = json.loads(segments(token)[1])
+    return claims

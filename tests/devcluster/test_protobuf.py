@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from compass_auth.testing import DevCluster, kubeproto
 from compass_auth.testing.negotiation import output_media_type
 
-from .kubehttp import Response, call, segments
+from .kubehttp import Response, call, payload_of, token_request_path
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 KUBECTL_ACCEPT = "application/vnd.kubernetes.protobuf,application/json"
@@ -47,10 +47,6 @@ KUBECTL_SELF_SUBJECT_REVIEW = bytes.fromhex(
     "121153656c665375626a65637452657669657712" "1a0a100a0012001a0022002a"
     "0032003800420012060a040a0012001a002200"
 )
-
-
-def _token_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
 
 
 def _post(
@@ -88,21 +84,16 @@ def _fields(data: bytes) -> dict[int, list[Any]]:
     return fields
 
 
-def _claims(token: str) -> dict[str, Any]:
-    claims: dict[str, Any] = json.loads(segments(token)[1])
-    return claims
-
-
 def test_kubectl_token_request_is_read(devcluster: DevCluster) -> None:
     devcluster.service_account_uid("default", "collector")
     answer = _post(
-        devcluster, _token_path("default", "collector"), KUBECTL_TOKEN_REQUEST,
+        devcluster, token_request_path("default", "collector"), KUBECTL_TOKEN_REQUEST,
         devcluster.admin_token,
     )
     assert answer.status == 201, answer.body
     body = answer.json()
     assert body["spec"] == {"audiences": ["X"], "expirationSeconds": 600, "boundObjectRef": None}
-    claims = _claims(body["status"]["token"])
+    claims = payload_of(body["status"]["token"])
     assert claims["aud"] == ["X"]
     assert claims["exp"] - claims["iat"] == 600
     assert devcluster.request_log[-1].headers_subset["Content-Type"] == PROTOBUF
@@ -113,7 +104,7 @@ def test_kubectl_bound_object_reference_is_read(devcluster: DevCluster) -> None:
     devcluster.service_account_uid("default", "collector")
     devcluster.pod_uid("default", "api-0")
     answer = _post(
-        devcluster, _token_path("default", "collector"), KUBECTL_POD_TOKEN_REQUEST,
+        devcluster, token_request_path("default", "collector"), KUBECTL_POD_TOKEN_REQUEST,
         devcluster.admin_token,
     )
     assert answer.status == 409, answer.body
@@ -162,7 +153,7 @@ def test_token_review_in_protobuf(devcluster: DevCluster) -> None:
 def test_answer_is_protobuf_when_the_client_prefers_it(devcluster: DevCluster) -> None:
     devcluster.service_account_uid("default", "collector")
     answer = _post(
-        devcluster, _token_path("default", "collector"), KUBECTL_TOKEN_REQUEST,
+        devcluster, token_request_path("default", "collector"), KUBECTL_TOKEN_REQUEST,
         devcluster.admin_token, accept=KUBECTL_ACCEPT,
     )
     assert answer.status == 201
@@ -177,7 +168,7 @@ def test_answer_is_protobuf_when_the_client_prefers_it(devcluster: DevCluster) -
     status = _fields(token_request[3][0])
     token = status[1][0].decode()
     expiration_seconds = _fields(status[2][0])[1][0]
-    assert expiration_seconds == _claims(token)["exp"]
+    assert expiration_seconds == payload_of(token)["exp"]
 
 
 def test_errors_follow_the_accept_header(devcluster: DevCluster) -> None:
@@ -243,7 +234,7 @@ MALFORMED = [
 @pytest.mark.parametrize(
     ("kind", "path"),
     [
-        ("TokenRequest", _token_path("default", "collector")),
+        ("TokenRequest", token_request_path("default", "collector")),
         ("TokenReview", TOKENREVIEWS),
         ("SelfSubjectReview", SELFSUBJECTREVIEWS),
     ],
@@ -266,7 +257,7 @@ def test_every_truncation_of_a_kubectl_body_is_answered(devcluster: DevCluster) 
     statuses = set()
     for end in range(len(KUBECTL_TOKEN_REQUEST) + 1):
         answer = _post(
-            devcluster, _token_path("default", "collector"), KUBECTL_TOKEN_REQUEST[:end],
+            devcluster, token_request_path("default", "collector"), KUBECTL_TOKEN_REQUEST[:end],
             devcluster.admin_token,
         )
         assert answer.status in (201, 400), (end, answer.status, answer.body)

@@ -28,9 +28,8 @@ from compass_auth.testing import DevCluster, Fault
 from compass_auth.testing.rbac_handlers import MAX_BODY_BYTES
 
 from ..deploy.tools import tool
-from .kubehttp import Response, call, tls_context
+from .kubehttp import SARS, Response, call, can, can_get, sar, tls_context
 
-SARS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 WORKLOAD = "system:serviceaccount:apps:worker"
 SA_GROUPS = ["system:serviceaccounts", "system:serviceaccounts:apps", "system:authenticated"]
@@ -40,36 +39,11 @@ DISCOVERY_REASON = (
 )
 
 
-def sar(cluster: DevCluster, spec: dict[str, Any], caller: str | None = None) -> Response:
-    """POST a SubjectAccessReview as the service's account (a delegator), or ``caller``."""
-    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
-    return call(cluster, SARS, token=caller or cluster.service_token(), body=body)
-
-
 def allowed(cluster: DevCluster, spec: dict[str, Any]) -> bool:
     answer = sar(cluster, spec)
     assert answer.status == 201, answer.body
     result: bool = answer.json()["status"]["allowed"]
     return result
-
-
-def can(who: str, verb: str, resource: str, group: str = "", namespace: str = "",
-        name: str = "", subresource: str = "", groups: list[str] | None = None
-        ) -> dict[str, Any]:
-    attributes = {"namespace": namespace, "verb": verb, "group": group, "resource": resource,
-                  "subresource": subresource, "name": name}
-    spec: dict[str, Any] = {"resourceAttributes": {k: v for k, v in attributes.items() if v},
-                            "user": who}
-    if groups:
-        spec["groups"] = groups
-    return spec
-
-
-def can_get(who: str, path: str, groups: list[str] | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"nonResourceAttributes": {"path": path, "verb": "get"}, "user": who}
-    if groups:
-        spec["groups"] = groups
-    return spec
 
 
 def test_answer_shape_and_built_in_discovery_role(devcluster: DevCluster) -> None:

@@ -23,8 +23,7 @@ import yaml  # type: ignore[import-untyped]
 from compass_auth.testing import DevCluster
 
 from ..deploy.tools import ROOT, run, tool
-from .kubehttp import call
-from .test_rbac_http import SARS, can, can_get, sar
+from .kubehttp import SARS, call, can, can_get, sar
 
 DISCOVERY_URLS = ("/.well-known/openid-configuration", "/openid/v1/jwks")
 

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
-import json
-from typing import Any
 
 from compass_auth.testing import DevCluster
 
-from .kubehttp import call, review
-
-
-def _path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
-
-
-def _claims(token: str) -> dict[str, Any]:
-    part = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    )
-    return claims
+from .kubehttp import call, payload_of, review, token_request_path
 
 
 def test_pod_bound_token_request(devcluster: DevCluster) -> None:
@@ -39,7 +24,7 @@ def test_pod_bound_token_request(devcluster: DevCluster) -> None:
     }
     answer = call(
         devcluster,
-        _path("default", "api"),
+        token_request_path("default", "api"),
         token=devcluster.admin_token,
         body={
             "apiVersion": "authentication.k8s.io/v1",
@@ -55,7 +40,7 @@ def test_pod_bound_token_request(devcluster: DevCluster) -> None:
     )
     assert body["spec"] == spec
     token = body["status"]["token"]
-    claims = _claims(token)
+    claims = payload_of(token)
     assert (
         claims["aud"] == ["compass-internal"]
     )
@@ -74,12 +59,12 @@ def test_pod_bound_token_request(devcluster: DevCluster) -> None:
 def test_defaults_are_api_audiences_and_one_hour(devcluster: DevCluster) -> None:
     answer = call(
         devcluster,
-        _path("compass-system", "compass-auth"),
+        token_request_path("compass-system", "compass-auth"),
         token=devcluster.admin_token,
         body={},
     )
     assert answer.status == 201
-    claims = _claims(answer.json()["status"]["token"])
+    claims = payload_of(answer.json()["status"]["token"])
     assert claims["aud"] == list(devcluster.api_audiences)
     assert claims["exp"] - claims["iat"] == 3600
     assert list(claims["kubernetes.io"]) == ["namespace", "serviceaccount"]
@@ -89,13 +74,13 @@ def test_null_expiration_is_the_default(devcluster: DevCluster) -> None:
     """kubectl 1.28-1.31 send ``"expirationSeconds": null`` (JSON) when given no --duration."""
     answer = call(
         devcluster,
-        _path("compass-system", "compass-auth"),
+        token_request_path("compass-system", "compass-auth"),
         token=devcluster.admin_token,
         body={"spec": {"audiences": None, "expirationSeconds": None, "boundObjectRef": None}},
     )
     assert answer.status == 201, answer.body
     assert answer.json()["spec"]["expirationSeconds"] == 3600
-    claims = _claims(answer.json()["status"]["token"])
+    claims = payload_of(answer.json()["status"]["token"])
     assert claims["exp"] - claims["iat"] == 3600
     assert claims["aud"] == list(devcluster.api_audiences)
 
@@ -103,7 +88,7 @@ def test_null_expiration_is_the_default(devcluster: DevCluster) -> None:
 def test_too_short_expiration_is_invalid(devcluster: DevCluster) -> None:
     answer = call(
         devcluster,
-        _path("compass-system", "compass-auth"),
+        token_request_path("compass-system", "compass-auth"),
         token=devcluster.admin_token,
         body={"spec": {"expirationSeconds": 599}},
     )
@@ -115,7 +100,7 @@ def test_too_short_expiration_is_invalid(devcluster: DevCluster) -> None:
 def test_unknown_service_account_and_pod_are_404(devcluster: DevCluster) -> None:
     missing_sa = call(
         devcluster,
-        _path("default", "never-created"),
+        token_request_path("default", "never-created"),
         token=devcluster.admin_token,
         body={},
     )
@@ -123,7 +108,7 @@ def test_unknown_service_account_and_pod_are_404(devcluster: DevCluster) -> None
     assert missing_sa.json()["message"] == 'serviceaccounts "never-created" not found'
     missing_pod = call(
         devcluster,
-        _path("compass-system", "compass-auth"),
+        token_request_path("compass-system", "compass-auth"),
         token=devcluster.admin_token,
         body={"spec": {"boundObjectRef": {"kind": "Pod", "name": "ghost"}}},
     )
@@ -133,7 +118,7 @@ def test_unknown_service_account_and_pod_are_404(devcluster: DevCluster) -> None
 
 def test_service_accounts_may_not_request_tokens(devcluster: DevCluster) -> None:
     answer = call(
-        devcluster, _path("default", "api"), token=devcluster.service_token(), body={}
+        devcluster, token_request_path("default", "api"), token=devcluster.service_token(), body={}
     )
     assert answer.status == 403
     assert answer.json()["message"] == (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -97,7 +96,3 @@ class Forge:
     def unsigned(self, alg: str) -> str:
         """``alg`` (any spelling of none) with an empty signature."""
         return self.signed({"alg": alg, "kid": self.kid}, self.claims(), alg="none")
-
-
-def now() -> int:
-    return int(time.time())

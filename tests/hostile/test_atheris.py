@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..helpers import ROOT
+
 RUNS = int(os.environ.get("COMPASS_ATHERIS_RUNS", "20000"))
 
 

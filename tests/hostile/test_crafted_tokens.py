@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import AUDIENCE, RunningService, StartService
-from .forge import Forge, b64, now, segments
+from ..helpers import body, now
+from .forge import Forge, b64, segments
 
 Case = tuple[str, Callable[[Forge], str], int, str]
 
@@ -204,11 +204,6 @@ async def target(request: pytest.FixtureRequest, devcluster: DevCluster, forge: 
     running: RunningService = await start_service(AUTH_REDISCOVERY_INTERVAL="60")
     assert running.authenticator.active_path() == request.param
     return running, forge, request.param
-
-
-def body(response: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(response.body)
-    return result
 
 
 @pytest.mark.parametrize(("name", "build", "status", "reason"), CASES,

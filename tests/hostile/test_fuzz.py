@@ -10,7 +10,6 @@ prints how many inputs it sent (``pytest -s``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 from collections import Counter
@@ -24,7 +23,8 @@ from hypothesis import strategies as st
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import AUDIENCE, RunningService, StartService
-from ..test_service_http import raw_request
+from ..helpers import raw_request
+from .forge import b64
 
 EXAMPLES = int(os.environ.get("COMPASS_FUZZ_EXAMPLES", "300"))
 FUZZ_SETTINGS = settings(
@@ -34,10 +34,6 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class Fuzzer:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 
 import pytest
 
 from service.limits import MAX_HEADER_BYTES
 
 from ..conftest import RunningService, read_until_closed
-from ..test_service_http import raw_request
+from ..helpers import Answer, assert_431, raw_request
 
 
 def request(*headers: str, target: str = "/whoami") -> bytes:
@@ -70,24 +69,6 @@ async def test_two_authorization_headers_are_400(running: RunningService) -> Non
     assert (status, result["reason"]) == (400, "malformed_header")
 
 
-@dataclass
-class Answer:
-    """One raw HTTP/1.1 response, read until the server closed the connection."""
-
-    status: int
-    headers: dict[str, str]  # names in lower case
-    body: bytes
-
-    @classmethod
-    def parse(cls, data: bytes) -> Answer:
-        head, _, body = data.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        assert status_line.startswith("HTTP/1.1 "), data[:200]
-        fields = dict(line.split(":", 1) for line in lines)
-        return cls(int(status_line.split(" ")[1]),
-                   {name.lower(): value.strip() for name, value in fields.items()}, body)
-
-
 async def exchange(running: RunningService, data: bytes) -> bytes:
     """Send ``data`` on a new connection; everything the server sends until it closes."""
     port = running.service.port
@@ -99,19 +80,6 @@ async def exchange(running: RunningService, data: bytes) -> bytes:
         return await read_until_closed(reader, 10)
     finally:
         writer.close()
-
-
-TOO_LARGE = {"error": "request_header_fields_too_large",
-             "error_description": f"the request line and headers exceed {MAX_HEADER_BYTES} bytes"}
-
-
-def assert_431(answer: Answer) -> None:
-    """The whole answer to a head over the cap (the connection closed after it)."""
-    assert answer.status == 431, answer
-    assert answer.headers["connection"] == "close"
-    assert answer.headers["content-type"] == "application/json; charset=UTF-8"
-    assert int(answer.headers["content-length"]) == len(answer.body)
-    assert json.loads(answer.body) == TOO_LARGE
 
 
 @pytest.mark.parametrize(

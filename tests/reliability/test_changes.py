@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from typing import Any
 
 from compass_auth.testing import DevCluster
 
 from ..conftest import RunningService, StartService
+from ..helpers import body
 from .conftest import NewKey
 from .decisions import Decisions, KeysPublishedAhead
-from .test_faults import FAST, assert_recovered, readyz
+from .recovery import FAST, assert_recovered, readyz
 
 #: Flapping in CI: down and up every half second for four seconds (the soak script flaps
 #: longer). Each half is longer than nothing and shorter than AUTH_API_TIMEOUT.
@@ -20,11 +19,6 @@ FLAP_PERIOD = 0.5
 FLAP_DURATION = 4.0
 #: Past FAST's AUTH_JWKS_MIN_REFRESH_INTERVAL (0.2 s): see KeysPublishedAhead.
 NEW_KEY_LEAD = 0.3
-
-
-def body(response: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(response.body)
-    return result
 
 
 async def flap(cluster: DevCluster, stop: asyncio.Event) -> int:

@@ -17,60 +17,18 @@ Every scenario ends with the fault removed and the service back on local verific
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, StartService
+from ..helpers import body
 from .conftest import NewKey
-from .decisions import Decisions, extra_key
-
-#: Fast recovery loops for tests: rediscovery and unknown-kid refetches every few tenths of a s.
-FAST = {"AUTH_REDISCOVERY_INTERVAL": "0.3", "AUTH_JWKS_MIN_REFRESH_INTERVAL": "0.2",
-        "AUTH_API_TIMEOUT": "1"}
-
-
-def body(response: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(response.body)
-    return result
-
-
-async def readyz(running: RunningService) -> tuple[int, dict[str, Any]]:
-    response = await running.get("/readyz")
-    return response.code, body(response)
-
-
-async def wait_for_path(running: RunningService, path: str, timeout: float = 10.0) -> None:
-    """Poll /readyz until it is 200 on ``path``: recovery without a restart."""
-    deadline = time.monotonic() + timeout
-    while True:
-        code, status = await readyz(running)
-        if code == 200 and status["path"] == path:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"/readyz did not reach path {path}: {code} {status}")
-        await asyncio.sleep(0.1)
-
-
-async def assert_recovered(running: RunningService) -> None:
-    """Back on local verification: valid tokens 200 via jwks, a new key found, junk 401."""
-    await wait_for_path(running, "jwks")
-    response = await running.get(token=running.token())
-    assert (response.code, body(response)["verified_by"]) == (200, "jwks")
-    with extra_key(running.cluster) as new_kid:
-        await asyncio.sleep(0.25)  # past AUTH_JWKS_MIN_REFRESH_INTERVAL since an earlier refetch
-        response = await running.get(token=running.token(key_id=new_kid))
-        assert (response.code, body(response)["verified_by"]) == (200, "jwks")
-    decisions = Decisions()
-    await decisions.probe(running, {"valid": running.token()})
-    decisions.assert_none_wrong()
-    assert decisions.count("valid", 200) == 1
-    assert decisions.count("expired", 401) == 1
+from .decisions import Decisions
+from .recovery import FAST, assert_recovered, readyz
 
 
 async def test_unreachable_at_start(devcluster: DevCluster, start_service: StartService) -> None:

@@ -21,8 +21,7 @@ from compass_auth.testing import DevCluster
 from service.limits import HEAD_REFUSAL_LINGER_SECONDS, MAX_HEADER_BYTES
 
 from ..conftest import RunningService, read_until_closed, wait_until
-from ..hostile.test_headers import Answer, assert_431
-from ..test_app import service_process, wait_for_port
+from ..helpers import Answer, assert_431, service_process, wait_for_port
 
 HEADS = int(os.environ.get("COMPASS_OVERSIZED_HEADS", "2000"))
 #: Connections at once during the flood.

@@ -4,7 +4,6 @@ wait at least as long as told (capped), and callers get a 503 carrying that wait
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from compass_auth.settings import AuthSettings
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, StartService, log_text, wait_until
+from ..helpers import body
 from .conftest import NewKey
 
 
@@ -30,11 +30,6 @@ async def api(devcluster: DevCluster, tmp_path: Path) -> AsyncIterator[ApiServer
     server = await connect(AuthSettings.from_env(environ), environ)
     yield server
     await server.close()
-
-
-def body(response: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(response.body)
-    return result
 
 
 NOW = 1_800_000_000.0

@@ -20,13 +20,8 @@ import aiohttp
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, wait_until
-from ..test_app import service_process, wait_for_port
-from ..test_otlp_export import (  # noqa: F401 - receiver is a fixture
-    Received,
-    attributes,
-    receiver,
-    verification_counts,
-)
+from ..helpers import service_process, wait_for_port
+from ..otlp_receiver import Received, attributes, verification_counts
 from .conftest import NewKey
 
 IN_FLIGHT = 5
@@ -62,7 +57,7 @@ async def get(session: aiohttp.ClientSession, url: str, token: str) -> int | str
 
 
 async def test_sigterm_under_load(
-    devcluster: DevCluster, new_key: NewKey, receiver: tuple[str, Received],  # noqa: F811
+    devcluster: DevCluster, new_key: NewKey, receiver: tuple[str, Received],
     tmp_path: Path,
 ) -> None:
     endpoint, received = receiver

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..test_app import ROOT
+from ..helpers import ROOT
 
 
 def test_soak_quick_mode_reports_every_figure(tmp_path: Path) -> None:

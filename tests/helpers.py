@@ -1,0 +1,144 @@
+"""Plain helpers shared by the test modules: functions and constants, no fixtures.
+
+Fixtures live in the ``conftest.py`` nearest their users; test modules import helpers from
+here (or a helper module of their own directory), never from another test module:
+tests/test_layout.py checks that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio.client import AuthenticationV1Api, V1TokenReview, V1TokenReviewSpec
+
+from compass_auth.kube import ApiServer
+from compass_auth.testing import DevCluster
+from compass_auth.verifier import VerificationPolicy
+from service.limits import MAX_HEADER_BYTES
+
+from .conftest import AUDIENCE
+
+#: The repository's root: the service runs from here (``python -m service``).
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def now() -> int:
+    """The current time in whole seconds, as tokens carry it."""
+    return int(time.time())
+
+
+# -- Answers of the service ------------------------------------------------------------------
+
+def body(response: Any) -> dict[str, Any]:
+    """The JSON body of one of the service's answers (every answer, even an error, is JSON)."""
+    assert response.headers["Content-Type"].startswith("application/json")
+    result: dict[str, Any] = json.loads(response.body)
+    return result
+
+
+async def raw_request(port: int, head: bytes) -> tuple[int, bytes]:
+    """Send bytes the HTTP client would refuse to send; return (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+    except ConnectionResetError:
+        data = b""  # the server closed the connection without answering
+    finally:
+        writer.close()
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+@dataclass
+class Answer:
+    """One raw HTTP/1.1 response, read until the server closed the connection."""
+
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> Answer:
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        assert status_line.startswith("HTTP/1.1 "), data[:200]
+        fields = dict(line.split(":", 1) for line in lines)
+        return cls(int(status_line.split(" ")[1]),
+                   {name.lower(): value.strip() for name, value in fields.items()}, body)
+
+
+TOO_LARGE = {"error": "request_header_fields_too_large",
+             "error_description": f"the request line and headers exceed {MAX_HEADER_BYTES} bytes"}
+
+
+def assert_431(answer: Answer) -> None:
+    """The whole answer to a head over the cap (the connection closed after it)."""
+    assert answer.status == 431, answer
+    assert answer.headers["connection"] == "close"
+    assert answer.headers["content-type"] == "application/json; charset=UTF-8"
+    assert int(answer.headers["content-length"]) == len(answer.body)
+    assert json.loads(answer.body) == TOO_LARGE
+
+
+# -- The service as a process ----------------------------------------------------------------
+
+def service_process(environ: dict[str, str], *flags: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0",
+         "--drain-seconds", "5", *flags],
+        cwd=ROOT, env={**os.environ, **environ}, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_port(process: subprocess.Popen[str], lines: list[str]) -> int:
+    assert process.stderr is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r'msg=listening .*port=(\d+)', line)
+        if match:
+            return int(match.group(1))
+    raise AssertionError("service did not start:\n" + "".join(lines))
+
+
+# -- The library's own API client ------------------------------------------------------------
+
+async def review_once(api: ApiServer, token: str) -> int:
+    """POST one TokenReview through the service's own client; the raw answer's status."""
+    review = V1TokenReview(api_version="authentication.k8s.io/v1", kind="TokenReview",
+                           spec=V1TokenReviewSpec(token=token, audiences=["compass-internal"]))
+    response = await AuthenticationV1Api(api.client).create_token_review(
+        review, _preload_content=False, _request_timeout=api.request_timeout())
+    response.release()
+    return int(response.status)
+
+
+# -- Tables of the pure verifier (with the ``cluster`` and ``keys`` fixtures) ----------------
+
+POLICY = VerificationPolicy(audience=AUDIENCE, issuers=(), clock_skew=60, max_token_bytes=8192)
+
+
+def mint(cluster: DevCluster, **kwargs: Any) -> str:
+    arguments: dict[str, Any] = {
+        "namespace": "default",
+        "service_account": "collector",
+        "audiences": (AUDIENCE,),
+        "pod": "collector-abc",
+        "node": "kind-worker",
+    }
+    arguments.update(kwargs)
+    return cluster.mint(**arguments)
