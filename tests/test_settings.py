@@ -6,13 +6,12 @@ import logging
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from compass_auth.settings import VARIABLES, AuthSettings, SettingsError, render_env_file
 
-ROOT = Path(__file__).resolve().parent.parent
+from .helpers import ROOT
 
 
 def test_defaults() -> None:

@@ -19,7 +19,7 @@ import pytest
 from compass_auth import __version__
 from compass_auth.testing import DevCluster
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..helpers import ROOT
 
 
 def test_standalone_run_prints_and_cleans_up() -> None:
