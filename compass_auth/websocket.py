@@ -66,7 +66,9 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
       (the default) takes ``AUTH_WEBSOCKET_GRACE`` from the authenticator's settings.
 
     Write ``open``, ``on_message`` and ``on_close`` as for any ``WebSocketHandler``;
-    ``self.identity`` is the caller. Do not override ``get``: it schedules the expiry close and
+    ``self.identity`` is the caller. ``on_close`` also runs after a handshake that was refused
+    or not upgraded, without ``open`` (see ``on_finish``; Tornado does the same when a client
+    hangs up during ``prepare``). Do not override ``get``: it schedules the expiry close and
     counts the end of the connection (Tornado's ``get`` runs for the connection's whole life).
     ``close()`` from your code counts as a ``server`` close.
     """
@@ -96,6 +98,19 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
             if self.get_status() == 101:
                 self.get_authenticator().telemetry.websocket_closed(
                     self._compass_closed_by or "client")
+
+    def on_finish(self) -> None:
+        """After the answer to the handshake. One that was not upgraded (a refusal, a GET that is
+        not a WebSocket request) ends here as a dropped connection does: ``on_close`` runs.
+
+        Tornado calls ``on_close`` only when a connection closes, but OpenTelemetry's Tornado
+        instrumentation ends a ``WebSocketHandler``'s server span there and nowhere else
+        (opentelemetry-python-contrib#3498): without this, a refused handshake's span would end
+        when the handler is garbage-collected, without its status, logging an ERROR
+        "Failed to detach context" for every refusal. An override must call
+        ``super().on_finish()``."""
+        if self.get_status() != 101:
+            self.on_connection_close()
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Close the connection (Tornado's ``close``); the first close while it is open says who

@@ -9,6 +9,7 @@ on both verification paths; every close is counted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -147,6 +148,41 @@ async def test_no_way_to_verify_is_503_with_retry_after(start_service: StartServ
     assert body(response)["reason"] == "tokenreview_unavailable"
 
 
+async def test_a_refused_handshake_ends_its_server_span_with_its_status(
+    start_service: StartService, telemetry_setup: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OpenTelemetry's Tornado instrumentation ends a WebSocketHandler's span in on_close only;
+    a refusal must end it too, with the status, rather than at garbage collection."""
+    setup, spans, _ = telemetry_setup
+    running: RunningService = await start_service(telemetry=setup)
+    await refused(running, None)
+    await refused(running, running.token(audiences=("vault",)))
+    connection = await connect(running, running.token())
+    await hello(connection)
+    connection.close()
+    await closed_at(connection)
+    await wait_until(lambda: len([s for s in spans.get_finished_spans()
+                                  if s.name == "GET /ws/whoami"]) == 3)
+    server = [s for s in spans.get_finished_spans() if s.name == "GET /ws/whoami"]
+    assert [dict(s.attributes or {}).get("http.status_code") for s in server] == [401, 401, 101]
+    verify = [s for s in spans.get_finished_spans() if s.name == "auth.verify"]
+    assert [s.parent.span_id for s in verify if s.parent] == [s.context.span_id for s in server]
+    assert "Failed to detach context" not in caplog.text
+
+
+async def test_the_example_caps_its_websockets(start_service: StartService) -> None:
+    running: RunningService = await start_service(service_options={"max_websockets": 1})
+    first = await connect(running, running.token())
+    await hello(first)
+    response = await refused(running, running.token())
+    assert (response.code, response.headers["Retry-After"]) == (503, "1")
+    first.close()
+    await closed_at(first)
+    second = await connect(running, running.token())  # a place is free again
+    await hello(second)
+    second.close()
+
+
 class Unguarded(AuthenticatedWebSocketHandler):
     """Overrides prepare() without calling super(): must fail closed, not upgrade."""
 
@@ -245,6 +281,26 @@ async def test_a_connection_verified_by_tokenreview_closes_at_expiry_too(
     when = await closed_at(connection)
     assert (connection.close_code, connection.close_reason) == (1008, "token expired")
     assert identity["expires_at"] - EARLY <= when < identity["expires_at"] + LATE
+
+
+class NoExpiry(AuthenticatedWebSocketHandler):
+    """A handler whose identity lost its expiry (no verification path does that)."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        self.current_user = dataclasses.replace(self.identity, expires_at=None)
+
+
+async def test_an_identity_without_expiry_is_closed_at_once(
+    start_service: StartService, telemetry_setup: Any
+) -> None:
+    setup, _, reader = telemetry_setup
+    running: RunningService = await start_service(
+        telemetry=setup, service_options={"extra_rules": [(r"/ws/no-expiry", NoExpiry)]})
+    connection = await connect(running, running.token(), "/ws/no-expiry")
+    await closed_at(connection, timeout=LATE)
+    assert (connection.close_code, connection.close_reason) == (1008, "token expiry unknown")
+    await wait_until(lambda: closes(reader) == {"expiry_unknown": 1})
 
 
 # --- counted, and nothing left behind -------------------------------------------------------
