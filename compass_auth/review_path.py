@@ -80,7 +80,11 @@ class ReviewPath:
         try:
             return verify_local(bearer.token, keys, self.policy, now, bearer.parts).expires_at
         except UnknownKey:
-            return None  # a key we have not seen yet: the API server decides
+            # A key we have not seen yet: the API server decides. Its answer has no expiry, and
+            # the exp it authenticates is this one (the signature covers it); the pre-check
+            # passed inside verify_local, issuer included.
+            unverified = precheck(bearer.token, self.policy, (), now, bearer.parts)
+            return _expiry(unverified.payload)
 
     def _policy(self, identity: Identity) -> Identity:
         """The Kubernetes-aware options on a TokenReview answer: pod binding comes from

@@ -285,6 +285,10 @@ class AuthSettings:
         "AUTH_CLOCK_SKEW", 60.0,
         "Leeway in seconds for `exp`, `nbf` and `iat` (kube-apiserver uses 60).",
         **_seconds(0, 600))
+    websocket_grace: float = setting(
+        "AUTH_WEBSOCKET_GRACE", 0.0,
+        "Seconds a WebSocket connection (`AuthenticatedWebSocketHandler`) may outlive its "
+        "token's `exp` before it is closed with 1008 (docs/websocket.md).", **_seconds(0, 3600))
     max_token_bytes: int = setting(
         "AUTH_MAX_TOKEN_BYTES", 8192,
         "Tokens longer than this are rejected before parsing (bound tokens are ~1 KiB).",

@@ -66,6 +66,7 @@ METRIC_REVIEWS = "auth.tokenreview.calls"
 METRIC_CACHE_ENTRIES = "auth.cache.entries"
 METRIC_ACTIVE_PATH = "auth.active_path"
 METRIC_STALE = "auth.tokens.stale"
+METRIC_WEBSOCKET_CLOSES = "auth.websocket.closes"
 
 #: Verification latency buckets in seconds: a cached answer takes microseconds, a local
 #: signature check ~0.1-0.3 ms, a TokenReview a few ms to the 5 s timeout.
@@ -131,6 +132,9 @@ class Telemetry:
         self._stale = meter.create_counter(
             METRIC_STALE, unit="{token}",
             description="Accepted tokens past their kubernetes.io warnafter time.")
+        self._websocket_closes = meter.create_counter(
+            METRIC_WEBSOCKET_CLOSES, unit="{close}",
+            description="Authenticated WebSocket connections closed, by who ended them.")
         self._cache_sizes: dict[str, Callable[[], int]] = {}
         self._active_path: Callable[[], str] = lambda: "none"
         meter.create_observable_gauge(
@@ -247,6 +251,10 @@ class Telemetry:
 
     def stale_token(self, identity: Identity) -> None:
         self._stale.add(1, {AUTH_NAMESPACE: identity.namespace})
+
+    def websocket_closed(self, reason: str) -> None:
+        """An authenticated WebSocket ended: ``token_expired``, ``client``, ``server``..."""
+        self._websocket_closes.add(1, {AUTH_REASON: reason})
 
     # --- outbound calls -----------------------------------------------------------------
 

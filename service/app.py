@@ -1,11 +1,12 @@
-"""The example service: ``/whoami`` behind ``AuthenticatedHandler``, plus health endpoints.
+"""The example service: ``/whoami`` behind ``AuthenticatedHandler``, the WebSocket
+``/ws/whoami`` behind ``AuthenticatedWebSocketHandler``, plus health endpoints.
 
 ``python -m service serve --host H --port P``. It listens at once; until the key set is loaded,
 TokenReview verifies tokens, and protected requests get 503 with ``Retry-After`` only when that
 fails too. ``/readyz`` is 200 while a verification path is available (the key set, or TokenReview:
 ``Authenticator.readiness()``). SIGTERM (or SIGINT) drains: ``/readyz`` turns 503, new
-connections are refused, requests in flight complete (up to ``--drain-seconds``), and the process
-exits 0.
+connections are refused, WebSockets are closed with 1001, requests in flight complete (up to
+``--drain-seconds``), and the process exits 0.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from compass_auth.handler import request_summary, write_json_error
 from compass_auth.kube import KubeConfigError
 from compass_auth.settings import SettingsError
 from compass_auth.telemetry import Telemetry
+from compass_auth.websocket import AuthenticatedWebSocketHandler
 
 from . import otel
 from .head_limit import head_limited, refuse_oversized_head
@@ -50,6 +52,9 @@ from .limits import (
     MAX_BODY_BYTES,
     MAX_CONNECTIONS,
     MAX_HEADER_BYTES,
+    MAX_WEBSOCKET_MESSAGE_BYTES,
+    MAX_WEBSOCKETS,
+    WEBSOCKET_PING_INTERVAL,
 )
 from .logs import configure_logging
 from .otel import TelemetrySetup
@@ -86,6 +91,43 @@ class WhoAmIHandler(AuthenticatedHandler):
             "service_account": who.service_account,
             "verified_by": who.verified_by,
         })
+
+
+class WhoAmISocket(AuthenticatedWebSocketHandler):
+    """``/ws/whoami`` (WebSocket): sends who the caller is, then echoes every message; closed
+    with 1008 when the caller's token expires (plus ``AUTH_WEBSOCKET_GRACE``)."""
+
+    def initialize(self, service: Service) -> None:
+        self.service = service
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.service.websockets >= self.service.max_websockets:
+            # Upgraded connections leave the HTTP server's connection count: a cap of their own.
+            self.set_status(503)
+            self.set_header("Retry-After", "1")
+            self.finish({"error": "temporarily_unavailable",
+                         "error_description": "too many WebSocket connections"})
+            raise tornado.web.Finish()
+
+    def open(self) -> None:
+        who = self.identity
+        self.write_message({
+            "subject": who.subject,
+            "namespace": who.namespace,
+            "service_account": who.service_account,
+            "verified_by": who.verified_by,
+            "expires_at": who.expires_at,
+        })
+        # After the first write, which raises if the client is already gone: from here on
+        # on_close will run.
+        self.service.websocket_opened(self)
+
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self) -> None:
+        self.service.websocket_closed(self)
 
 
 class HealthHandler(JsonHandler):
@@ -265,8 +307,13 @@ class Service:
         extra_rules: Sequence[tuple[Any, ...]] = (),
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        max_websockets: int = MAX_WEBSOCKETS,
     ) -> None:
         self.authenticator = authenticator
+        self.max_websockets = max_websockets
+        self._websockets: set[WhoAmISocket] = set()
+        self._no_websockets = asyncio.Event()
+        self._no_websockets.set()
         self.drain_seconds = drain_seconds
         self.telemetry = telemetry
         self._extra_rules = extra_rules
@@ -287,6 +334,7 @@ class Service:
     def _make_application(self) -> ServiceApplication:
         rules: list[Rule | tuple[Any, ...]] = [
             (r"/whoami", WhoAmIHandler),
+            (r"/ws/whoami", WhoAmISocket, {"service": self}),
             (r"/healthz", HealthHandler),
             (r"/readyz", ReadyHandler, {"service": self}),
         ]
@@ -298,6 +346,8 @@ class Service:
             rules,
             authenticator=self.authenticator,
             default_handler_class=NotFoundHandler,
+            websocket_max_message_size=MAX_WEBSOCKET_MESSAGE_BYTES,
+            websocket_ping_interval=WEBSOCKET_PING_INTERVAL,
         )
 
     @property
@@ -313,6 +363,20 @@ class Service:
         self._in_flight.discard(request)
         if not self._in_flight and self.draining:
             self._idle.set()
+
+    @property
+    def websockets(self) -> int:
+        """WebSocket connections open."""
+        return len(self._websockets)
+
+    def websocket_opened(self, websocket: WhoAmISocket) -> None:
+        self._websockets.add(websocket)
+        self._no_websockets.clear()
+
+    def websocket_closed(self, websocket: WhoAmISocket) -> None:
+        self._websockets.discard(websocket)
+        if not self._websockets:
+            self._no_websockets.set()
 
     async def readiness(self) -> dict[str, Any]:
         status = await path_readiness(self.authenticator)
@@ -339,11 +403,19 @@ class Service:
         # clients reconnect (to another replica) instead of reusing this one.
         self.server.conn_params.no_keep_alive = True
         self.server.stop()
-        if self.in_flight:
+        # WebSockets are not requests in flight: each is told to go away (1001, RFC 6455
+        # §7.4.1) and its client reconnects elsewhere; their close handshakes run meanwhile.
+        for websocket in list(self._websockets):
+            websocket.close(1001, "server shutting down")
+        waits = [self._idle.wait()] if self.in_flight else []
+        if self._websockets:
+            waits.append(self._no_websockets.wait())
+        if waits:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), self.drain_seconds)
-        if self.in_flight:
-            logger.warning("drain timed out", extra={"in_flight": self.in_flight})
+                await asyncio.wait_for(asyncio.gather(*waits), self.drain_seconds)
+        if self.in_flight or self._websockets:
+            logger.warning("drain timed out", extra={"in_flight": self.in_flight,
+                                                     "websockets": self.websockets})
         await self.server.close_all_connections()
         await self.authenticator.close()
         if self.telemetry is not None:

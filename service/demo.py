@@ -1,8 +1,9 @@
 """``python -m service demo``: the emulator and the example service in one process.
 
 Starts the built-in cluster emulator (HTTPS on loopback, its own CA), points the service at it
-through a kubeconfig, calls ``/whoami`` with one token per case and prints what happened. Exits 0
-when every case got the answer it should.
+through a kubeconfig, calls ``/whoami`` with one token per case and prints what happened, then
+opens the WebSocket ``/ws/whoami`` with a token that expires in a few seconds and shows it being
+closed at expiry. Exits 0 when every case got the answer it should.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.websocket import websocket_connect
 
 from compass_auth import Authenticator, AuthSettings
 from compass_auth.telemetry import Telemetry
@@ -32,6 +34,8 @@ from .logs import LogfmtFormatter
 AUDIENCE = "compass-internal"
 CALLER = ("default", "collector")
 CALLER_POD = "collector-6c9d8b7f5-x2k9q"
+#: Lifetime of the WebSocket case's token: the demo waits this long (at most) for the close.
+WEBSOCKET_TOKEN_LIFETIME = 3
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,42 @@ def _row(case: Case, response: HTTPResponse, verified_by: str | None = None) -> 
     return Row(case.name, response.code, who, body.get("verified_by", "-"), reason, ok)
 
 
+async def run_websocket(base_url: str, cluster: DevCluster) -> list[Row]:
+    """``/ws/whoami``: refusals are plain HTTP answers before any upgrade; an accepted
+    connection is closed with 1008 when its token expires (``AUTH_WEBSOCKET_GRACE`` is 0)."""
+    url = "ws" + base_url.removeprefix("http") + "/ws/whoami"
+    rows = []
+    for case in (Case("websocket: no token", lambda cluster: "", 401, "missing"),
+                 Case("websocket: subject not allowed", _not_allowed, 403,
+                      "subject_not_allowed")):
+        token = case.make_token(cluster)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            connection = await websocket_connect(HTTPRequest(url, headers=headers))
+        except HTTPClientError as error:  # not upgraded: the answer is a plain HTTP response
+            rows.append(_row(case, error.response) if error.response is not None
+                        else Row(case.name, error.code, "-", "-", "-", False))
+        else:  # upgraded: the case failed
+            connection.close()
+            rows.append(Row(case.name, 101, "-", "-", "-", False))
+    token = cluster.mint(namespace=CALLER[0], service_account=CALLER[1], audiences=(AUDIENCE,),
+                         pod=CALLER_POD, lifetime=WEBSOCKET_TOKEN_LIFETIME)
+    name = f"websocket: token expires in {WEBSOCKET_TOKEN_LIFETIME} s"
+    connection = await websocket_connect(
+        HTTPRequest(url, headers={"Authorization": f"Bearer {token}"}))
+    hello = json.loads(await connection.read_message() or "{}")
+    while await connection.read_message() is not None:  # the server closes; nothing else comes
+        pass
+    after_exp = time.time() - hello.get("expires_at", 0)
+    # Closed at exp (+ grace 0), not before: ``after_exp`` is the close's delay as seen here.
+    ok = (connection.close_code == 1008 and connection.close_reason == "token expired"
+          and 0 <= after_exp < 1)
+    rows.append(Row(name, 101, hello.get("subject", "-"), hello.get("verified_by", "-"),
+                    f"closed {connection.close_code} {connection.close_reason!r} "
+                    f"{after_exp:.1f} s after exp", ok))
+    return rows
+
+
 def format_table(rows: list[Row]) -> str:
     header = ("case", "HTTP", "who", "verified_by", "reason", "as expected")
     lines = [header] + [
@@ -134,12 +174,15 @@ def format_table(rows: list[Row]) -> str:
 
 class _Collect(logging.Handler):
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.INFO)
         self.setFormatter(LogfmtFormatter())
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        # The library's and the service's lines; not Tornado's access log, not the emulator's.
+        # The library's and the service's warnings, and the WebSocket expiry line (INFO); not
+        # Tornado's access log, not the emulator's.
+        if record.levelno < logging.WARNING and record.name != "compass_auth.websocket":
+            return
         if record.name.startswith(("compass_auth.", "service.")) and not record.name.startswith(
                 "compass_auth.testing"):
             self.lines.append(self.format(record))
@@ -226,6 +269,10 @@ async def run_demo(telemetry: str = "none") -> bool:
               f"allowed: system:serviceaccount:{CALLER[0]}:{CALLER[1]})\n")
         rows = await run_cases(base_url, cluster)
         print(format_table(rows))
+        print("\nWebSocket /ws/whoami: refused before the upgrade, closed when its token expires")
+        websocket = await run_websocket(base_url, cluster)
+        print(format_table(websocket))
+        rows += websocket
         await service.drain()
         print("\nfallback and recovery: a second service starts while discovery answers 503")
         fallback = await run_fallback(cluster, workdir, library_telemetry)

@@ -24,3 +24,12 @@ IDLE_TIMEOUT = 30.0
 #: also means a flood of slow clients can lock others out for up to IDLE_TIMEOUT: that is the
 #: price of staying alive, and the readiness probe shows it.
 MAX_CONNECTIONS = 1000
+#: WebSocket connections (``/ws/whoami``) open at most; beyond that the upgrade gets 503. An
+#: upgraded connection leaves the HTTP server's count (MAX_CONNECTIONS) and its idle timeout, so
+#: it needs a cap of its own; pings (WEBSOCKET_PING_INTERVAL) find peers that vanished, and the
+#: token's expiry ends every connection.
+MAX_WEBSOCKETS = 1000
+#: Bytes of one WebSocket message at most (Tornado's default is 10 MiB); the example echoes.
+MAX_WEBSOCKET_MESSAGE_BYTES = 64 * 1024
+#: Seconds between pings on an idle WebSocket; an unanswered ping closes it after as long again.
+WEBSOCKET_PING_INTERVAL = IDLE_TIMEOUT

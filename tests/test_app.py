@@ -137,7 +137,12 @@ def test_demo_prints_the_spans_with_telemetry_console() -> None:
     verify = [line for line in spans if "'auth.verify'" in line]
     outcomes = {outcome: sum(f'"auth.outcome": "{outcome}"' in line for line in verify)
                 for outcome in ("allowed", "denied", "unavailable")}
-    assert outcomes == {"allowed": 3, "denied": 5, "unavailable": 0}, "\n".join(spans)
+    # /whoami: 1 allowed, 4 denied; /ws/whoami: 1 allowed, 2 denied; fallback: 2 allowed, 1 denied.
+    assert outcomes == {"allowed": 4, "denied": 7, "unavailable": 0}, "\n".join(spans)
+    # The WebSocket handshakes' server spans end with their status, refusals included.
+    handshakes = [re.findall(r'"http.status_code": (\d+)', line)
+                  for line in spans if "'GET /ws/whoami'" in line]
+    assert handshakes == [["401"], ["403"], ["101"]], "\n".join(spans)
     assert any("'auth.tokenreview'" in line for line in spans)
     assert any("'auth.discovery'" in line for line in spans)
 
@@ -155,9 +160,17 @@ def test_demo_shows_every_case_as_expected() -> None:
         ("wrong audience", "401", "audience_mismatch"),
         ("subject not allowed", "403", "subject_not_allowed"),
         ("forged, alg: none", "401", "unsupported_algorithm"),
+        ("websocket: no token", "401", "missing"),
+        ("websocket: subject not allowed", "403", "subject_not_allowed"),
     ]:
         assert re.search(rf"^{re.escape(case)}\s+{status}\s.*\s{reason}\s+yes\s*$", table,
                          flags=re.MULTILINE), table
+    # Accepted, then closed by the server at the token's expiry with 1008 and the reason.
+    assert re.search(r"^websocket: token expires in 3 s\s+101\s+system:serviceaccount:default:"
+                     r"collector\s+jwks\s+closed 1008 'token expired' 0\.\d s after exp\s+yes",
+                     table, flags=re.MULTILINE), table
+    assert re.search(r"msg=\"websocket closed: token expired \(subject=system:serviceaccount:"
+                     r"default:collector, token_fp=[0-9a-f]{12}\)\"", table), table
     assert re.search(r"^discovery down: valid token\s+200\s.*\stokenreview\s.*yes", table,
                      flags=re.MULTILINE), table
     assert re.search(r"^discovery back \([0-9.]+ s later\)\s+200\s.*\sjwks\s.*yes", table,
@@ -166,5 +179,7 @@ def test_demo_shows_every_case_as_expected() -> None:
     _, _, logs = table.partition("log lines (tokens appear only as token_fp fingerprints):")
     refusals = [line for line in logs.splitlines() if "token verification failed" in line]
     assert len(refusals) >= 4, logs
-    assert all(re.search(r"token_fp=[0-9a-f]{12}", line) for line in refusals), logs
+    # (The WebSocket case without a token has nothing to fingerprint.)
+    assert all(re.search(r"token_fp=[0-9a-f]{12}", line)
+               or re.search(r"failed: missing \(token_fp=none\)", line) for line in refusals), logs
     assert "every case as expected" in table
