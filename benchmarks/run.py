@@ -64,7 +64,6 @@ SCENARIOS = (
     Scenario("no auth", "main", "/noauth", "known"),
     Scenario("known token", "main", "/whoami", "known"),
     Scenario("fresh token per request", "fresh", "/whoami", "fresh"),
-    Scenario("fresh token per request, telemetry off", "fresh_bare", "/whoami", "fresh"),
     Scenario("wrong audience", "main", "/whoami", "wrong_audience"),
     Scenario("TokenReview fallback, cached", "fallback", "/whoami", "known"),
     Scenario("10% garbage mixed in", "main", "/whoami", "garbage_mix"),
@@ -74,9 +73,11 @@ SCENARIOS = (
     Scenario("no auth, telemetry off", "bare", "/noauth", "known"),
     Scenario("known token, telemetry off", "bare", "/whoami", "known"),
     # go-oidc verifies every request (it has no cache of verified tokens), so one token is the
-    # same work per request as the Python "fresh" pool.
-    Scenario("Go peer: no auth", "go", "/noauth", "known"),
+    # same work per request as the Python "fresh" pool. Next to the scenarios it is compared
+    # with, so that a neighbour's load burst hits both sides of a ratio alike.
     Scenario("Go peer: known token", "go", "/whoami", "known"),
+    Scenario("fresh token per request, telemetry off", "fresh_bare", "/whoami", "fresh"),
+    Scenario("Go peer: no auth", "go", "/noauth", "known"),
 )
 
 
@@ -224,8 +225,11 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
                 process, url, _ = start_process(command, go_peer.ENVIRONMENT, server_cpu, port)
                 processes["go"] = (process, url)
             rows = {s.name: Row(s.name, [], [], [], 0) for s in scenarios}
+            load_averages: list[float] = []
+            results["load_average_at_round_start"] = load_averages
             for round_index in range(args.rounds):
                 print(f"round {round_index + 1}/{args.rounds}", flush=True)
+                load_averages.append(os.getloadavg()[0])
                 for scenario in scenarios:
                     result = run_load(processes[scenario.instance][1], scenario.path,
                                       pools[scenario.tokens], duration=args.duration,
@@ -276,8 +280,12 @@ def _add(row: Row, result: LoadResult) -> None:
 
 
 def report(results: dict[str, object]) -> str:
+    load_averages = results["load_average_at_round_start"]
+    assert isinstance(load_averages, list)
     lines = [f"load: {results['engine']}, loop: {results['loop']}, {results['rounds']} rounds x "
-             f"{results['duration']} s per scenario, {results['connections']} connections", ""]
+             f"{results['duration']} s per scenario, {results['connections']} connections",
+             "1-minute load average at each round's start (this run's server and wrk add ~2): "
+             + ", ".join(f"{load:.1f}" for load in load_averages), ""]
     lines.append(f"{'scenario':<40} {'req/s median':>12} {'min':>7} {'max':>7} "
                  f"{'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8}")
     rows = {row["scenario"]: row for row in results["scenarios"]}  # type: ignore[attr-defined]
@@ -400,7 +408,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny setting (CI): seconds")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"),
