@@ -359,6 +359,9 @@ def _go_peer_lines(results: dict[str, object],
                            "fresh token per request, telemetry off")):
         ratio = per_round(python, "Go peer: known token")
         lines.append(f"   {label}: {ratio[0]:.3f} ({ratio[1]:.3f}-{ratio[2]:.3f})")
+    ceiling = per_round("no auth, telemetry off", "Go peer: known token")
+    lines.append(f"   no auth, telemetry off (a ceiling for any auth in Python): {ceiling[0]:.3f} "
+                 f"({ceiling[1]:.3f}-{ceiling[2]:.3f})")
     own = per_round("Go peer: known token", "Go peer: no auth")
     lines.append(f"   Go peer known token / Go peer no auth: {own[0]:.3f} "
                  f"({own[1]:.3f}-{own[2]:.3f})")
