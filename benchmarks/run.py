@@ -383,7 +383,10 @@ def chart(results: dict[str, object], path: Path) -> None:
     rps = [statistics.median(row["rps"]) for row in rows]
     p99 = [statistics.median(row["p99_ms"]) for row in rows]
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    left.barh(names, rps, color="#4c78a8")
+    left.bar_label(left.barh(names, rps, color="#4c78a8"), fmt="%.0f", padding=3, fontsize=8)
+    if max(rps) > 10 * min(rps):  # the Go peer without auth would flatten every other bar
+        left.set_xscale("log")
+    left.margins(x=0.15)  # room for the labels
     left.set_xlabel("requests per second (median)")
     left.invert_yaxis()
     right.barh(names, p99, color="#e45756")
@@ -427,6 +430,9 @@ def main() -> None:
     parser.add_argument("--chart", default=str(ROOT / "docs" / "performance.png"),
                         help="PNG to write ('' for none)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
+    parser.add_argument("--report-from", type=Path, default=None, metavar="JSON",
+                        help="measure nothing: print the report and draw the chart of a run "
+                             "saved with --json")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.connections = 1, 1.0, 8
@@ -436,7 +442,7 @@ def main() -> None:
         # The Go peer needs Debian's Go toolchain; CI's quick run (tests/test_benchmarks.py)
         # stays on the Python side only.
         args.go_peer = not args.quick
-    results = bench(args)
+    results = json.loads(args.report_from.read_text()) if args.report_from else bench(args)
     print()
     print(report(results))
     if args.json:
