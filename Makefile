@@ -64,13 +64,15 @@ kubectl-tool:
 image-test: $(STAMP) image-tools
 	$(BIN)/pytest tests/deploy/test_image.py
 
-# The benchmark suite (docs/performance.md): wrk from Debian's packages when missing, uvloop and
-# matplotlib from the bench extra. Several minutes; `make bench-quick` is the tiny CI setting.
+# The benchmark suite (docs/performance.md): wrk and the Go peer's toolchain and libraries
+# (golang-go, go-oidc, Gin) from Debian's packages when missing, uvloop and matplotlib from the
+# bench extra. About ten minutes; `make bench-quick` is the tiny CI setting, without the Go peer.
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get install -y --no-install-recommends wrk || \
 		(apt-get update && apt-get install -y --no-install-recommends wrk))
+	bash benchmarks/gopeer/install.sh
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --json docs/performance.json
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -1,10 +1,12 @@
 """The benchmark suite: ``make bench`` (or ``python -m benchmarks.run [--quick]``).
 
-Starts the cluster emulator and the example service (``benchmarks.bench_app``) as processes
-pinned to CPU 0, drives them with wrk (or the asyncio load generator) pinned to CPU 1, and
-prints every figure with median, min and max over interleaved rounds, the goal ratios of
-docs/performance.md, and a PNG chart. Figures are ratios measured in the same run: the machine
-is shared and noisy, absolute numbers move between runs, ratios much less.
+Starts the cluster emulator, the example service (``benchmarks.bench_app``) and the Go peer
+(``benchmarks/gopeer``: Gin plus go-oidc, ``GOMAXPROCS=1``) as processes pinned to CPU 0, drives
+them with wrk (or the asyncio load generator) pinned to CPU 1, and prints every figure with
+median, min and max over interleaved rounds, the goal ratios of docs/performance.md, and a PNG
+chart. Every ratio is measured in the same run, the Go peer's too: the machine is shared and
+noisy, absolute numbers move between runs, ratios much less. Without a Go toolchain the report
+says the peer was not measured and prints no ratio against it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,20 +36,17 @@ import tornado.web
 
 from compass_auth.testing import DevCluster, Fault
 
-from . import micro
+from . import go_peer, micro
 from .loadgen import LoadResult, have_wrk, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "compass-internal"
-#: Figures quoted in the performance issue for this kind of machine (one core for the server).
-GO_GIN_OIDC_RPS = 5500
-TORNADO_HELLO_RPS = 2760
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    instance: str  # which service process
+    instance: str  # which server process ("go": the Go peer)
     path: str
     tokens: str  # which token pool
 
@@ -73,6 +72,12 @@ SCENARIOS = (
     Scenario("known token, 10% of traces sampled", "sampled", "/whoami", "known"),
     Scenario("no auth, telemetry off", "bare", "/noauth", "known"),
     Scenario("known token, telemetry off", "bare", "/whoami", "known"),
+    # go-oidc verifies every request (it has no cache of verified tokens), so one token is the
+    # same work per request as the Python "fresh" pool. Next to the scenarios it is compared
+    # with, so that a neighbour's load burst hits both sides of a ratio alike.
+    Scenario("Go peer: known token", "go", "/whoami", "known"),
+    Scenario("fresh token per request, telemetry off", "fresh_bare", "/whoami", "fresh"),
+    Scenario("Go peer: no auth", "go", "/noauth", "known"),
 )
 
 
@@ -122,7 +127,14 @@ def start_service(environ: dict[str, str], loop: str, cpu: int | None) -> tuple[
         subprocess.Popen[bytes], str, float]:
     """The bench app on a free port; returns (process, url, seconds from spawn to ready)."""
     port = free_port()
-    command = [sys.executable, "-m", "benchmarks.bench_app", "--port", str(port), "--loop", loop]
+    return start_process(
+        [sys.executable, "-m", "benchmarks.bench_app", "--port", str(port), "--loop", loop],
+        environ, cpu, port)
+
+
+def start_process(command: list[str], environ: dict[str, str], cpu: int | None,
+                  port: int) -> tuple[subprocess.Popen[bytes], str, float]:
+    """``command`` serving plain HTTP on ``port``, pinned to ``cpu``; waits for ``/readyz``."""
     if cpu is not None and shutil.which("taskset"):
         command = ["taskset", "-c", str(cpu), *command]
     started = time.perf_counter()
@@ -163,9 +175,19 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
     cpus = os.cpu_count() or 1
     server_cpu, load_cpu = (0, 1) if cpus >= 2 else (None, None)
     engine = "wrk" if have_wrk() and not args.python_load else "python"
+    if args.go_peer:
+        print("building the Go peer...", flush=True)
+        go_build = go_peer.build()
+    else:
+        go_build = go_peer.Build(None, "not asked for (--no-go-peer; --quick leaves it out)")
+    scenarios = [s for s in SCENARIOS if s.instance != "go" or go_build.binary is not None]
     results: dict[str, object] = {"engine": engine, "loop": args.loop, "cpus": cpus,
                                   "duration": args.duration, "rounds": args.rounds,
-                                  "connections": args.connections}
+                                  "connections": args.connections,
+                                  "go_peer": {"measured": go_build.binary is not None,
+                                              "reason": go_build.reason,
+                                              "versions": go_build.versions,
+                                              "environment": go_peer.ENVIRONMENT}}
     with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir, \
             otlp_sink() as sink:
         kubeconfig = str(cluster.write_kubeconfig(Path(workdir) / "kubeconfig"))
@@ -176,6 +198,7 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
         environments = {
             "main": {**base, **telemetry},
             "fresh": {**base, **telemetry, "AUTH_CACHE_SIZE": "0"},
+            "fresh_bare": {**base, "OTEL_SDK_DISABLED": "true", "AUTH_CACHE_SIZE": "0"},
             "sampled": {**base, **telemetry, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                         "OTEL_TRACES_SAMPLER_ARG": "0.1"},
             "bare": {**base, "OTEL_SDK_DISABLED": "true"},
@@ -193,10 +216,21 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
                 server_cpu)
             processes["fallback"] = (process, url)
             cluster.clear_faults()
-            rows = {s.name: Row(s.name, [], [], [], 0) for s in SCENARIOS}
+            if go_build.binary is not None:
+                port = free_port()
+                command = go_peer.command(
+                    go_build.binary, port, issuer=cluster.issuer, audience=AUDIENCE,
+                    jwks_url=cluster.url + "/openid/v1/jwks",
+                    serviceaccount_dir=cluster.write_serviceaccount_dir(Path(workdir) / "sa"))
+                process, url, _ = start_process(command, go_peer.ENVIRONMENT, server_cpu, port)
+                processes["go"] = (process, url)
+            rows = {s.name: Row(s.name, [], [], [], 0) for s in scenarios}
+            load_averages: list[float] = []
+            results["load_average_at_round_start"] = load_averages
             for round_index in range(args.rounds):
                 print(f"round {round_index + 1}/{args.rounds}", flush=True)
-                for scenario in SCENARIOS:
+                load_averages.append(os.getloadavg()[0])
+                for scenario in scenarios:
                     result = run_load(processes[scenario.instance][1], scenario.path,
                                       pools[scenario.tokens], duration=args.duration,
                                       connections=args.connections, cpu=load_cpu, engine=engine)
@@ -246,13 +280,17 @@ def _add(row: Row, result: LoadResult) -> None:
 
 
 def report(results: dict[str, object]) -> str:
+    load_averages = results["load_average_at_round_start"]
+    assert isinstance(load_averages, list)
     lines = [f"load: {results['engine']}, loop: {results['loop']}, {results['rounds']} rounds x "
-             f"{results['duration']} s per scenario, {results['connections']} connections", ""]
-    lines.append(f"{'scenario':<34} {'req/s median':>12} {'min':>7} {'max':>7} "
+             f"{results['duration']} s per scenario, {results['connections']} connections",
+             "1-minute load average at each round's start (this run's server and wrk add ~2): "
+             + ", ".join(f"{load:.1f}" for load in load_averages), ""]
+    lines.append(f"{'scenario':<40} {'req/s median':>12} {'min':>7} {'max':>7} "
                  f"{'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8}")
     rows = {row["scenario"]: row for row in results["scenarios"]}  # type: ignore[attr-defined]
     for row in rows.values():
-        lines.append(f"{row['scenario']:<34} {statistics.median(row['rps']):>12.0f} "
+        lines.append(f"{row['scenario']:<40} {statistics.median(row['rps']):>12.0f} "
                      f"{min(row['rps']):>7.0f} {max(row['rps']):>7.0f} "
                      f"{statistics.median(row['p50_ms']):>7.2f} "
                      f"{statistics.median(row['p99_ms']):>7.2f} {row['non2xx']:>8}")
@@ -279,14 +317,7 @@ def report(results: dict[str, object]) -> str:
                  "recording (goal: at most 10 µs added)")
     lines.append(f"2. fresh token verify_local / jwt.decode: "
                  f"{micro_ratios['fresh token / jwt.decode']:.3f}, goal <= 1.1")
-    best = max(statistics.median(rows[name]["rps"]) for name in (
-        "known token", "known token, 10% of traces sampled", "known token, telemetry off"))
-    noauth = statistics.median(rows["no auth, telemetry off"]["rps"])
-    lines.append(f"3. known token req/s / Go+Gin+go-oidc ({GO_GIN_OIDC_RPS} quoted): "
-                 f"{statistics.median(rows['known token']['rps']) / GO_GIN_OIDC_RPS:.3f} with "
-                 f"telemetry, {best / GO_GIN_OIDC_RPS:.3f} best, goal >= 0.75; this machine's "
-                 f"Tornado without auth: {noauth:.0f} req/s = "
-                 f"{noauth / TORNADO_HELLO_RPS:.2f}x the quoted {TORNADO_HELLO_RPS}")
+    lines += _go_peer_lines(results, per_round)
     fallback = per_round("TokenReview fallback, cached", "known token")
     lines.append(f"4. TokenReview cached / local cached: in-process "
                  f"{micro_ratios['TokenReview cached / local cached']:.3f} (goal <= 1.1); "
@@ -308,6 +339,38 @@ def report(results: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _go_peer_lines(results: dict[str, object],
+                   per_round: Callable[[str, str], tuple[float, float, float]]) -> list[str]:
+    """Goal 3: ratios against the Go peer of this run, or why there are none."""
+    peer = results["go_peer"]
+    assert isinstance(peer, dict)
+    if not peer["measured"]:
+        return [f"3. known token req/s / Go peer: not measured, so no ratio: {peer['reason']}"]
+    versions = peer["versions"]
+    gin = versions.get("golang-github-gin-gonic-gin-dev", "?")
+    oidc = versions.get("golang-github-coreos-go-oidc-dev", "?")
+    lines = [f"3. known token req/s / Go peer (Gin {gin} + go-oidc {oidc}, every request "
+             "verified, GOMAXPROCS=1, same CPU), goal >= 0.75:"]
+    for label, python in (("telemetry on", "known token"),
+                          ("10% of traces sampled", "known token, 10% of traces sampled"),
+                          ("telemetry off", "known token, telemetry off"),
+                          ("fresh token per request, telemetry on", "fresh token per request"),
+                          ("fresh token per request, telemetry off",
+                           "fresh token per request, telemetry off")):
+        ratio = per_round(python, "Go peer: known token")
+        lines.append(f"   {label}: {ratio[0]:.3f} ({ratio[1]:.3f}-{ratio[2]:.3f})")
+    ceiling = per_round("no auth, telemetry off", "Go peer: known token")
+    lines.append(f"   no auth, telemetry off (a ceiling for any auth in Python): {ceiling[0]:.3f} "
+                 f"({ceiling[1]:.3f}-{ceiling[2]:.3f})")
+    own = per_round("Go peer: known token", "Go peer: no auth")
+    lines.append(f"   Go peer known token / Go peer no auth: {own[0]:.3f} "
+                 f"({own[1]:.3f}-{own[2]:.3f})")
+    frameworks = per_round("no auth, telemetry off", "Go peer: no auth")
+    lines.append(f"   no auth, telemetry off / Go peer no auth (Tornado / Gin): "
+                 f"{frameworks[0]:.3f} ({frameworks[1]:.3f}-{frameworks[2]:.3f})")
+    return lines
+
+
 def chart(results: dict[str, object], path: Path) -> None:
     import matplotlib
 
@@ -320,14 +383,17 @@ def chart(results: dict[str, object], path: Path) -> None:
     rps = [statistics.median(row["rps"]) for row in rows]
     p99 = [statistics.median(row["p99_ms"]) for row in rows]
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    left.barh(names, rps, color="#4c78a8")
+    left.bar_label(left.barh(names, rps, color="#4c78a8"), fmt="%.0f", padding=3, fontsize=8)
+    if max(rps) > 10 * min(rps):  # the Go peer without auth would flatten every other bar
+        left.set_xscale("log")
+    left.margins(x=0.15)  # room for the labels
     left.set_xlabel("requests per second (median)")
     left.invert_yaxis()
     right.barh(names, p99, color="#e45756")
     right.set_xlabel("p99 latency, ms (median)")
     right.invert_yaxis()
     right.set_yticklabels([])
-    figure.suptitle(f"compass-auth, one core for the server ({results['engine']}, "
+    figure.suptitle(f"compass-auth and its Go peer, one core per server ({results['engine']}, "
                     f"{results['connections']} connections)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -348,7 +414,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny setting (CI): seconds")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"),
@@ -358,16 +424,25 @@ def main() -> None:
     parser.add_argument("--memory-seconds", type=float, default=60.0)
     parser.add_argument("--micro-iterations", type=int, default=2000)
     parser.add_argument("--python-load", action="store_true", help="asyncio load, not wrk")
+    parser.add_argument("--go-peer", action=argparse.BooleanOptionalAction, default=None,
+                        help="build and measure the Go peer (default: yes, except --quick)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--chart", default=str(ROOT / "docs" / "performance.png"),
                         help="PNG to write ('' for none)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
+    parser.add_argument("--report-from", type=Path, default=None, metavar="JSON",
+                        help="measure nothing: print the report and draw the chart of a run "
+                             "saved with --json")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.connections = 1, 1.0, 8
         args.fresh_tokens, args.memory_tokens, args.memory_seconds = 50, 300, 1.0
         args.micro_iterations = 50
-    results = bench(args)
+    if args.go_peer is None:
+        # The Go peer needs Debian's Go toolchain; CI's quick run (tests/test_benchmarks.py)
+        # stays on the Python side only.
+        args.go_peer = not args.quick
+    results = json.loads(args.report_from.read_text()) if args.report_from else bench(args)
     print()
     print(report(results))
     if args.json:
