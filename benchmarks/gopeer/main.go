@@ -162,7 +162,7 @@ func main() {
 	keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), client), *jwksURL)
 	verifier := oidc.NewVerifier(*issuer, keys, &oidc.Config{
 		ClientID: *audience,
-		// The algorithms the Python verifier accepts (service/auth/keyset.py).
+		// The algorithms the Python verifier accepts (compass_auth/keyset.py).
 		SupportedSigningAlgs: []string{oidc.RS256, oidc.ES256, oidc.ES384, oidc.ES512},
 	})
 	server := &http.Server{Addr: *listen, Handler: router(verifier), ReadHeaderTimeout: 10 * time.Second}
