@@ -16,10 +16,17 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
+from .authorizer import Authorizer
 from .bearer import Bearer, Credential, HeaderProblem, check_token, fingerprint, read_bearer
 from .cache import TokenHasher
 from .claims import check_subject_allowed, subject_allowed
-from .errors import AuthError, KeysUnavailable, TokenReviewUnavailable, VerificationUnavailable
+from .errors import (
+    AuthError,
+    AuthorizationUnavailable,
+    KeysUnavailable,
+    TokenReviewUnavailable,
+    VerificationUnavailable,
+)
 from .identity import Identity
 from .key_lifecycle import KeyLifecycle
 from .keys import KeyCache
@@ -65,8 +72,11 @@ class Authenticator:
         lifecycle: KeyLifecycle,
         telemetry: Telemetry,
         hasher: TokenHasher,
+        authorizer: Authorizer,
     ) -> None:
         self.settings = settings
+        #: Decides handlers' ``required_access`` for the identities verified here.
+        self.authorizer = authorizer
         self.telemetry = telemetry
         self.local, self.review = local, review
         self._api = api
@@ -218,11 +228,12 @@ class Authenticator:
 
     def retry_after(self, error: AuthError | None = None) -> int:
         """Seconds a client should wait after a 503: what the API server asked of us when it
-        sent Retry-After, else a moment when TokenReview was busy or failing, else until our
-        next discovery attempt (1..60)."""
-        if isinstance(error, VerificationUnavailable) and error.retry_after is not None:
+        sent Retry-After, else a moment when TokenReview or SubjectAccessReview was busy or
+        failing, else until our next discovery attempt (1..60)."""
+        if (isinstance(error, VerificationUnavailable | AuthorizationUnavailable)
+                and error.retry_after is not None):
             return max(1, min(60, math.ceil(error.retry_after)))
-        if isinstance(error, TokenReviewUnavailable):
+        if isinstance(error, TokenReviewUnavailable | AuthorizationUnavailable):
             return TOKENREVIEW_RETRY_AFTER
         return max(1, min(60, round(self.keys.seconds_until_retry())))
 
