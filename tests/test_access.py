@@ -102,7 +102,7 @@ def test_a_malformed_setting_names_the_variable() -> None:
 def test_checks_given_in_code_are_validated() -> None:
     with pytest.raises(AccessSyntaxError, match="verb='Get'"):
         ResourceCheck("Get", "pods")
-    with pytest.raises(TypeError, match="Bad.required_access holds 'verb=get,resource=pods'"):
+    with pytest.raises(TypeError, match=r"Bad\.required_access holds 'verb=get,resource=pods'"):
         type("Bad", (AuthenticatedHandler,), {"required_access": ["verb=get,resource=pods"]})
 
 
@@ -111,10 +111,10 @@ def test_templates_are_filled_and_checked() -> None:
                           name="{report}")
     assert check.resolve({"team": "team-a", "report": "q3"}) == ResourceCheck(
         "get", "reports", group="compass.example", namespace="team-a", name="q3")
-    with pytest.raises(UnresolvedTemplate, match="{report}"):
+    with pytest.raises(UnresolvedTemplate, match=r"\{report\}"):
         check.resolve({"team": "team-a"})
     # A value taken from the URL is held to the same rules as a written one.
-    with pytest.raises(AccessSyntaxError, match="namespace='../kube-system'"):
+    with pytest.raises(AccessSyntaxError, match=r"namespace='\.\./kube-system'"):
         check.resolve({"team": "../kube-system", "report": "q3"})
     fixed = ResourceCheck("get", "pods", namespace="default")
     assert fixed.resolve({"namespace": "other"}) is fixed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -69,7 +70,8 @@ async def test_verify_span_is_a_child_of_the_server_span_continuing_traceparent(
     observed: Observed,
 ) -> None:
     running = observed.running
-    status = await raw_get(running.service.port, {"Authorization": f"Bearer {running.token()}",
+    token = running.token()
+    status = await raw_get(running.service.port, {"Authorization": f"Bearer {token}",
                                      "traceparent": TRACEPARENT})
     assert status == 200
     server = [s for s in observed.finished()
@@ -90,6 +92,8 @@ async def test_verify_span_is_a_child_of_the_server_span_continuing_traceparent(
         "auth.namespace": "default",
         "auth.service_account": "collector",
         "auth.pod": "collector-6c9d8b7f5-x2k9q",
+        # Joins the decision with the API server's audit log of the token's issuance.
+        "auth.credential_id": f"JTI={claims_of(token)['jti']}",
     }
     assert verify.status.status_code == StatusCode.UNSET
 
@@ -291,6 +295,12 @@ async def test_header_rejections_carry_the_path_that_would_have_verified(
         for p in observed.points("auth.verifications")
     }
     assert counts == {(method, "missing"): 2, (method, "malformed_header"): 1}
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    part = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return claims
 
 
 def scrape(text: str, metric: str) -> dict[frozenset[tuple[str, str]], float]:
