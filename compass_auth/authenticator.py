@@ -173,6 +173,7 @@ class Authenticator:
             # Refused before any path looked at the token: labelled with the path that would
             # have verified it (docs/telemetry.md).
             record.method = self.active_path()
+            verified: Identity | None = None
             try:
                 if isinstance(credential, HeaderProblem):
                     credential.raise_error()
@@ -181,6 +182,7 @@ class Authenticator:
                     record.method = path.method
                     try:
                         identity, record.cache_hit = await path.verify(credential)
+                        verified = identity
                         break
                     except KeysUnavailable as unavailable:
                         if path is self._paths[-1]:
@@ -193,12 +195,13 @@ class Authenticator:
                     self.telemetry.stale_token(identity)
                     self._stale_log(identity, token)  # one WARN per token, by fingerprint
             except AuthError as error:
-                self._log_rejection(error, token)
+                self._log_rejection(error, token, verified)
                 raise
             record.identity = identity
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(MSG_ACCEPTED, extra={"subject": identity.subject,
-                                              "verified_by": identity.verified_by})
+                                              "verified_by": identity.verified_by,
+                                              "credential_id": identity.credential_id or "none"})
         return identity
 
     async def authenticate_request(
@@ -250,11 +253,16 @@ class Authenticator:
             logger.info("discovery recovered; verifying tokens locally again",
                         extra={"issuer": issuer})
 
-    def _log_rejection(self, error: AuthError, token: str) -> None:
+    def _log_rejection(self, error: AuthError, token: str,
+                       identity: Identity | None = None) -> None:
         fields: dict[str, Any] = {"reason": error.reason, "status": error.status,
                                   "error": error.detail}
         if token:
             fields["token_fp"] = fingerprint(token)
+        if identity is not None and identity.credential_id:
+            # A verified token refused by policy (subject lists, staleness): the credential id
+            # joins this line with the API server's audit log of the token's issuance.
+            fields["credential_id"] = identity.credential_id
         # The reason and fingerprint are in the text too, so that an application with plain
         # logging.basicConfig() (which prints no extra fields) still sees why, and for which
         # token; the fields stay for structured formatters. Operators grep for MSG_REJECTED.

@@ -136,13 +136,18 @@ async def test_both_verification_paths_fill_the_review_alike(
 
 
 async def test_the_subject_lists_decide_first_and_cost_no_review(
-    devcluster: DevCluster, start_service: StartService,
+    devcluster: DevCluster, start_service: StartService, caplog: pytest.LogCaptureFixture,
 ) -> None:
     running = await start(devcluster, start_service,
                           AUTH_ALLOWED_SUBJECTS="system:serviceaccount:default:someone-else")
-    response = await running.get(token=running.token())
+    token = running.token()
+    response = await running.get(token=token)
     assert (response.code, body(response)["reason"]) == (403, "subject_not_allowed")
     assert reviews(running) == 0
+    # The rejection of a verified token names its credential id.
+    [line] = [r for r in caplog.records
+              if r.getMessage().startswith("token verification failed")]
+    assert line.credential_id == f"JTI={json.loads(_payload(token))['jti']}"  # type: ignore[attr-defined]
 
 
 async def test_a_cached_decision_costs_one_review(
