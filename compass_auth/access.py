@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .identity import Identity
@@ -70,8 +70,12 @@ class ResourceCheck:
     subresource: str = ""
     namespace: str = ""
     name: str = ""
+    #: Whether the namespace or name is a template (computed once, not compared).
+    templated: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "templated", bool(
+            _TEMPLATE.fullmatch(self.namespace) or _TEMPLATE.fullmatch(self.name)))
         _match("verb", self.verb, _VERB)
         _match("resource", self.resource, _RESOURCE, hint=(
             "name a subresource with subresource=" if "/" in self.resource else ""))
@@ -84,9 +88,10 @@ class ResourceCheck:
         if self.name and not _TEMPLATE.fullmatch(self.name):
             _match("name", self.name, _NAME, limit=_MAX_NAME)
 
-    @property
-    def templated(self) -> bool:
-        return bool(_TEMPLATE.fullmatch(self.namespace) or _TEMPLATE.fullmatch(self.name))
+    def resolve_static(self) -> bool:
+        """Whether every template is ``{service_namespace}`` (the same value on every request)."""
+        return all(value == "{" + SERVICE_NAMESPACE + "}" for value in (self.namespace, self.name)
+                   if _TEMPLATE.fullmatch(value))
 
     def resolve(self, arguments: Mapping[str, str]) -> ResourceCheck:
         """This check with its templates filled from ``arguments``.
@@ -109,7 +114,7 @@ class ResourceCheck:
 
     def __str__(self) -> str:
         return ",".join(f"{item.name}={getattr(self, item.name)}"
-                        for item in fields(self) if getattr(self, item.name))
+                        for item in fields(self) if item.init and getattr(self, item.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +131,10 @@ class NonResourceCheck:
             "a check asks about one path; `*` belongs in the ClusterRole's nonResourceURLs"
             if "*" in self.path else "it must start with / and have no query or spaces"))
 
-    @property
-    def templated(self) -> bool:
-        return False
+    templated = False
+
+    def resolve_static(self) -> bool:
+        return True
 
     def resolve(self, arguments: Mapping[str, str]) -> NonResourceCheck:
         return self
@@ -143,7 +149,7 @@ class NonResourceCheck:
 
 Check = ResourceCheck | NonResourceCheck
 
-_RESOURCE_KEYS = frozenset(item.name for item in fields(ResourceCheck))
+_RESOURCE_KEYS = frozenset(item.name for item in fields(ResourceCheck) if item.init)
 _NON_RESOURCE_KEYS = frozenset(item.name for item in fields(NonResourceCheck))
 
 

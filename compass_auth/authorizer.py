@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: Log messages operators grep for; keep them stable.
 MSG_DENIED = "access denied"
 MSG_UNAVAILABLE = "authorization failed"
+#: Checks remembered resolved (they come from handler classes and settings: a few).
+MAX_RESOLVED = 256
 
 
 class Authorizer:
@@ -45,6 +47,9 @@ class Authorizer:
         #: Fills the ``{service_namespace}`` template; ``None`` when unknown (outside a cluster
         #: with a kubeconfig context without namespace).
         self.service_namespace = service_namespace or None
+        #: Checks whose only template is ``{service_namespace}``, resolved once: the common case
+        #: then costs a dict lookup instead of building and validating a check per request.
+        self._resolved: dict[Check, Check] = {}
 
     def authorize_cached(self, identity: Identity, checks: Sequence[Check],
                          arguments: Mapping[str, str]) -> bool:
@@ -56,7 +61,7 @@ class Authorizer:
         for check in checks:
             if check.templated:
                 try:
-                    check = check.resolve(self._arguments(arguments))
+                    check = self._resolve(check, arguments)
                 except (AccessSyntaxError, UnresolvedTemplate):
                     return False  # authorize() reports it
             decision = self.reviewer.cached((caller, check))
@@ -85,7 +90,7 @@ class Authorizer:
         for check in checks:
             invalid: AccessSyntaxError | None = None
             try:
-                resolved = check.resolve(self._arguments(arguments))
+                resolved = self._resolve(check, arguments)
             except AccessSyntaxError as error:
                 resolved, invalid = check, error
             try:
@@ -107,10 +112,18 @@ class Authorizer:
                 self._log(error, identity, str(resolved))
                 raise
 
-    def _arguments(self, arguments: Mapping[str, str]) -> Mapping[str, str]:
+    def _resolve(self, check: Check, arguments: Mapping[str, str]) -> Check:
+        if not check.templated:
+            return check
+        resolved = self._resolved.get(check)
+        if resolved is not None:
+            return resolved
         if self.service_namespace is None:
-            return arguments
-        return {**arguments, SERVICE_NAMESPACE: self.service_namespace}
+            return check.resolve(arguments)
+        resolved = check.resolve({**arguments, SERVICE_NAMESPACE: self.service_namespace})
+        if check.resolve_static() and len(self._resolved) < MAX_RESOLVED:
+            self._resolved[check] = resolved
+        return resolved
 
     @staticmethod
     def _denied(check: Check, decision: Decision) -> AccessDenied:

@@ -308,10 +308,11 @@ class Telemetry:
         self._authorization_counts[key] = self._authorization_counts.get(key, 0) + 1
         if not self._tracing or self._unsampled_parent() is not None:
             return
-        span = self.tracer.start_span(SPAN_AUTHORIZE, kind=SpanKind.INTERNAL)
-        if span.is_recording():
-            span.set_attributes(_authorization_attributes(check, identity, outcome, reason, True))
-        span.end()
+        # Attributes given at the start: one copy, where set_attributes() takes the span's
+        # lock once per attribute.
+        self.tracer.start_span(
+            SPAN_AUTHORIZE, kind=SpanKind.INTERNAL,
+            attributes=_authorization_attributes(check, identity, outcome, reason, True)).end()
 
     def _authorized(self, span: Span, check: object, identity: Identity, outcome: Outcome,
                     reason: str, cache_hit: bool) -> None:
