@@ -18,6 +18,8 @@ from compass_auth.access import (
 from compass_auth.handler import AuthenticatedHandler
 from compass_auth.identity import Identity
 
+from .test_app import service_process
+
 WHOAMI = ResourceCheck("get", "whoami", group="compass.example", namespace="{service_namespace}")
 
 
@@ -163,3 +165,12 @@ def test_a_token_without_jti_or_pod_sends_no_such_extra() -> None:
     assert bare.credential_id is None
     assert "extra" not in spec
     assert spec["nonResourceAttributes"] == {"path": "/whoami", "verb": "get"}
+
+
+def test_the_service_refuses_to_start_with_a_malformed_value() -> None:
+    process = service_process({"AUTH_REQUIRED_ACCESS": "verb=get,resource=pods/log",
+                               "KUBECONFIG": "/nonexistent"})
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 2
+    assert ("AUTH_REQUIRED_ACCESS: check 1 ('verb=get,resource=pods/log'): resource='pods/log' "
+            "is not a valid resource (name a subresource with subresource=)") in stderr
