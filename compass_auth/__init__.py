@@ -8,10 +8,13 @@ The test kit (the cluster emulator and its pytest fixtures) is ``compass_auth.te
 with the ``testing`` extra.
 """
 
+from .access import NonResourceCheck, ResourceCheck, parse_access
 from .authenticator import Authenticator
 from .errors import (
+    AccessDenied,
     AudienceMismatch,
     AuthError,
+    AuthorizationUnavailable,
     BadSignature,
     DiscoveryUnavailable,
     IssuerMismatch,
@@ -40,11 +43,13 @@ from .settings import AuthSettings, SettingsError
 from .version import __version__
 
 __all__ = [
+    "AccessDenied",
     "AudienceMismatch",
     "AuthError",
     "AuthSettings",
     "AuthenticatedHandler",
     "Authenticator",
+    "AuthorizationUnavailable",
     "BadSignature",
     "DiscoveryUnavailable",
     "Identity",
@@ -55,8 +60,10 @@ __all__ = [
     "MalformedHeader",
     "MalformedToken",
     "MissingToken",
+    "NonResourceCheck",
     "NotPodBound",
     "NotYetValid",
+    "ResourceCheck",
     "ReviewRejected",
     "SettingsError",
     "StaleToken",
@@ -69,4 +76,5 @@ __all__ = [
     "UnsupportedAlgorithm",
     "VerificationUnavailable",
     "__version__",
+    "parse_access",
 ]

@@ -16,10 +16,17 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
+from .authorizer import Authorizer
 from .bearer import Bearer, Credential, HeaderProblem, check_token, fingerprint, read_bearer
 from .cache import TokenHasher
 from .claims import check_subject_allowed, subject_allowed
-from .errors import AuthError, KeysUnavailable, TokenReviewUnavailable, VerificationUnavailable
+from .errors import (
+    AuthError,
+    AuthorizationUnavailable,
+    KeysUnavailable,
+    TokenReviewUnavailable,
+    VerificationUnavailable,
+)
 from .identity import Identity
 from .key_lifecycle import KeyLifecycle
 from .keys import KeyCache
@@ -65,8 +72,11 @@ class Authenticator:
         lifecycle: KeyLifecycle,
         telemetry: Telemetry,
         hasher: TokenHasher,
+        authorizer: Authorizer,
     ) -> None:
         self.settings = settings
+        #: Decides handlers' ``required_access`` for the identities verified here.
+        self.authorizer = authorizer
         self.telemetry = telemetry
         self.local, self.review = local, review
         self._api = api
@@ -163,6 +173,7 @@ class Authenticator:
             # Refused before any path looked at the token: labelled with the path that would
             # have verified it (docs/telemetry.md).
             record.method = self.active_path()
+            verified: Identity | None = None
             try:
                 if isinstance(credential, HeaderProblem):
                     credential.raise_error()
@@ -171,6 +182,7 @@ class Authenticator:
                     record.method = path.method
                     try:
                         identity, record.cache_hit = await path.verify(credential)
+                        verified = identity
                         break
                     except KeysUnavailable as unavailable:
                         if path is self._paths[-1]:
@@ -183,12 +195,13 @@ class Authenticator:
                     self.telemetry.stale_token(identity)
                     self._stale_log(identity, token)  # one WARN per token, by fingerprint
             except AuthError as error:
-                self._log_rejection(error, token)
+                self._log_rejection(error, token, verified)
                 raise
             record.identity = identity
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(MSG_ACCEPTED, extra={"subject": identity.subject,
-                                              "verified_by": identity.verified_by})
+                                              "verified_by": identity.verified_by,
+                                              "credential_id": identity.credential_id or "none"})
         return identity
 
     async def authenticate_request(
@@ -218,11 +231,12 @@ class Authenticator:
 
     def retry_after(self, error: AuthError | None = None) -> int:
         """Seconds a client should wait after a 503: what the API server asked of us when it
-        sent Retry-After, else a moment when TokenReview was busy or failing, else until our
-        next discovery attempt (1..60)."""
-        if isinstance(error, VerificationUnavailable) and error.retry_after is not None:
+        sent Retry-After, else a moment when TokenReview or SubjectAccessReview was busy or
+        failing, else until our next discovery attempt (1..60)."""
+        if (isinstance(error, VerificationUnavailable | AuthorizationUnavailable)
+                and error.retry_after is not None):
             return max(1, min(60, math.ceil(error.retry_after)))
-        if isinstance(error, TokenReviewUnavailable):
+        if isinstance(error, TokenReviewUnavailable | AuthorizationUnavailable):
             return TOKENREVIEW_RETRY_AFTER
         return max(1, min(60, round(self.keys.seconds_until_retry())))
 
@@ -239,11 +253,16 @@ class Authenticator:
             logger.info("discovery recovered; verifying tokens locally again",
                         extra={"issuer": issuer})
 
-    def _log_rejection(self, error: AuthError, token: str) -> None:
+    def _log_rejection(self, error: AuthError, token: str,
+                       identity: Identity | None = None) -> None:
         fields: dict[str, Any] = {"reason": error.reason, "status": error.status,
                                   "error": error.detail}
         if token:
             fields["token_fp"] = fingerprint(token)
+        if identity is not None and identity.credential_id:
+            # A verified token refused by policy (subject lists, staleness): the credential id
+            # joins this line with the API server's audit log of the token's issuance.
+            fields["credential_id"] = identity.credential_id
         # The reason and fingerprint are in the text too, so that an application with plain
         # logging.basicConfig() (which prints no extra fields) still sees why, and for which
         # token; the fields stay for structured formatters. Operators grep for MSG_REJECTED.

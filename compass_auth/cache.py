@@ -13,7 +13,7 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -39,14 +39,17 @@ class _Entry(Generic[V]):
 
 
 class VerdictCache(Generic[V]):
-    """An LRU map with a per-entry expiry; ``get`` is a dict lookup plus a clock read."""
+    """An LRU map with a per-entry expiry; ``get`` is a dict lookup plus a clock read.
+
+    Keys are token HMACs (``TokenHasher``) or, for authorization decisions, tuples of the
+    caller's principal and the check."""
 
     def __init__(self, capacity: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._capacity = capacity
         self._clock = clock
-        self._entries: OrderedDict[bytes, _Entry[V]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
 
-    def get(self, key: bytes) -> V | None:
+    def get(self, key: Hashable) -> V | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -56,7 +59,7 @@ class VerdictCache(Generic[V]):
         self._entries.move_to_end(key)
         return entry.value
 
-    def put(self, key: bytes, value: V, lifetime: float, kid: str | None = None) -> None:
+    def put(self, key: Hashable, value: V, lifetime: float, kid: str | None = None) -> None:
         """Keep ``value`` for ``lifetime`` seconds (nothing when it is not positive)."""
         if lifetime <= 0:
             return

@@ -215,3 +215,42 @@ class TokenReviewUnavailable(VerificationUnavailable):
 
     reason = "tokenreview_unavailable"
 
+
+
+# --- Authenticated, but the cluster's RBAC does not let the caller in: 403 / 503. -----------
+
+
+class AccessDenied(AuthError):
+    """A SubjectAccessReview (or its cached answer) did not allow one of the handler's checks.
+
+    The public text names neither the check nor the API server's reason; the log line does."""
+
+    reason = "access_denied"
+    status = 403
+    error_code = "insufficient_scope"
+    default_description = "the caller is not allowed to call this endpoint"
+
+    def __init__(self, detail: str, description: str | None = None, *,
+                 check: str = "") -> None:
+        super().__init__(detail, description)
+        #: The check that failed, in the ``AUTH_REQUIRED_ACCESS`` syntax (for the log line).
+        self.check = check
+
+
+class AuthorizationUnavailable(AuthError):
+    """The API server could not decide (error, timeout, RBAC of our own, or the cap)."""
+
+    outcome = "unavailable"
+    status = 503
+    error_code = None
+    reason = "authorization_unavailable"
+    default_description = "authorization is temporarily unavailable"
+
+    def __init__(
+        self, detail: str, description: str | None = None, *, retry_after: float | None = None,
+        check: str = "",
+    ) -> None:
+        super().__init__(detail, description)
+        #: Seconds the API server asked us to wait (its ``Retry-After``), when it sent one.
+        self.retry_after = retry_after
+        self.check = check

@@ -1,7 +1,8 @@
 """Wiring: the parts of an ``Authenticator`` built from ``AuthSettings`` and connected.
 
 The one place that knows which part needs which: the API-server connection, discovery and the
-key cache, the two verification paths, the TokenReview client, the listeners on key changes
+key cache, the two verification paths, the TokenReview client, the authorizer and its
+SubjectAccessReview client, the listeners on key changes
 (the verified-token cache, the issuer cross-check, recovery from fallback) and the telemetry
 gauges.
 """
@@ -11,17 +12,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from .access import uses_service_namespace
 from .authenticator import Authenticator
+from .authorizer import Authorizer
 from .cache import TokenHasher
 from .discovery import DiscoveryClient
 from .issuer_check import IssuerCrossCheck
 from .key_lifecycle import KeyLifecycle
 from .keys import KeyCache
-from .kube import ApiServer
+from .kube import ApiServer, KubeConfigError
 from .kube import connect as connect_api
 from .local_path import LocalPath
 from .review_path import ReviewPath
 from .settings import AuthSettings
+from .subjectaccess import AccessReviewer
 from .telemetry import Telemetry
 from .tokenreview import TokenReviewer
 from .verifier import VerificationPolicy
@@ -34,7 +38,14 @@ async def connect(
 ) -> Authenticator:
     """Configure the API-server client (fails fast on bad configuration) and build the
     authenticator; the caller starts it with ``start()``."""
-    return build(settings, await connect_api(settings, environ), telemetry=telemetry)
+    api = await connect_api(settings, environ)
+    if uses_service_namespace(settings.required_access) and not api.namespace:
+        await api.close()
+        raise KubeConfigError(
+            "AUTH_REQUIRED_ACCESS uses {service_namespace}, but the service's namespace is "
+            "unknown: no namespace file in AUTH_SERVICEACCOUNT_DIR, or no namespace in the "
+            "kubeconfig context")
+    return build(settings, api, telemetry=telemetry)
 
 
 def build(
@@ -73,8 +84,17 @@ def build(
     review = ReviewPath(reviewer, policy, keys=keys if settings.mode == "review" else None,
                         clock=clock)
     lifecycle = KeyLifecycle(keys, discovery, api_host=api.host)
+    access_reviewer = AccessReviewer(
+        api,
+        allowed_ttl=settings.authz_allowed_ttl,
+        denied_ttl=settings.authz_denied_ttl,
+        capacity=settings.authz_cache_size,
+        max_in_flight=settings.authz_max_in_flight,
+        telemetry=telemetry,
+    )
+    authorizer = Authorizer(access_reviewer, telemetry, service_namespace=api.namespace)
     authenticator = Authenticator(settings, api, local=local, review=review, lifecycle=lifecycle,
-                                  telemetry=telemetry, hasher=hasher)
+                                  telemetry=telemetry, hasher=hasher, authorizer=authorizer)
     keys.add_listener(lambda previous, current: authenticator.on_keys_loaded(current.issuer))
     # In-cluster quirks: warn when discovery's issuer, AUTH_ISSUER and our own token's iss
     # disagree (at start-up, and whenever the discovered issuer changes).
@@ -82,5 +102,6 @@ def build(
         settings.issuers, api.own_token, skip=settings.insecure_skip_issuer_check).on_keys)
     telemetry.observe_cache("tokenreview", reviewer.cache_size)
     telemetry.observe_cache("verified", local.cache_size)
+    telemetry.observe_cache("authorization", access_reviewer.cache_size)
     telemetry.observe_path(authenticator.current_path)
     return authenticator

@@ -17,12 +17,13 @@ authentication; ``get_current_user`` may not be a coroutine). Rejections end the
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, ClassVar, cast
 
 import tornado.web
 from tornado.httputil import HTTPServerRequest
 
+from .access import Check, NonResourceCheck, ResourceCheck
 from .authenticator import Authenticator
 from .errors import AuthError
 from .identity import Identity
@@ -42,22 +43,35 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
     * ``allowed_subjects``: subjects (``system:serviceaccount:NS:NAME``) allowed to call this
       handler, on top of the service-wide ``AUTH_ALLOWED_SUBJECTS``; ``None`` or empty = any
       authenticated caller. A valid token from another subject gets 403.
+    * ``required_access``: Kubernetes RBAC checks (``ResourceCheck``, ``NonResourceCheck``) the
+      caller must all pass, decided by SubjectAccessReview after the subject lists let the
+      caller in; a ``{name}`` template in a check's namespace or name is filled from the
+      route's named path argument (docs/authorization.md). ``None`` or empty = none. A caller
+      denied gets 403 ``insufficient_scope``; when the API server cannot decide, 503.
     * ``allow_unauthenticated_preflight``: let CORS preflight (``OPTIONS``) requests through
       without a token. Off by default.
 
-    Extension points: ``get_authenticator()`` (defaults to ``self.settings["authenticator"]``)
-    and ``send_auth_error(error)``. If a subclass must extend ``prepare``, it must call
-    ``await super().prepare()`` first; a method that runs without authentication having
-    happened fails closed with a 500 instead of serving an anonymous caller.
+    Extension points: ``get_authenticator()`` (defaults to ``self.settings["authenticator"]``),
+    ``get_required_access()`` (defaults to ``required_access``) and ``send_auth_error(error)``.
+    If a subclass must extend ``prepare``, it must call ``await super().prepare()`` first; a
+    method that runs without authentication having happened fails closed with a 500 instead of
+    serving an anonymous caller.
     """
 
     allowed_subjects: ClassVar[Collection[str] | None] = None
+    required_access: ClassVar[Sequence[Check] | None] = None
     allow_unauthenticated_preflight: ClassVar[bool] = False
 
     _compass_authenticated: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        for check in cls.__dict__.get("required_access") or ():
+            if not isinstance(check, ResourceCheck | NonResourceCheck):
+                raise TypeError(
+                    f"{cls.__name__}.required_access holds {check!r}: each check must be a "
+                    "ResourceCheck or NonResourceCheck (compass_auth.access.parse_access reads "
+                    "the text form)")
         # Guard every HTTP method the subclass defines, so forgetting super().prepare() in an
         # override cannot silently turn an authenticated endpoint into an open one.
         for name in _HTTP_METHODS:
@@ -75,8 +89,13 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         authenticator: Authenticator = self.application.settings["authenticator"]
         return authenticator
 
+    def get_required_access(self) -> Sequence[Check] | None:
+        """The checks this request must pass; override to choose them per application."""
+        return self.required_access
+
     async def prepare(self) -> None:
-        """Authenticate the request; on failure answer 400/401/403/503 and finish."""
+        """Authenticate the request, then authorize it when the handler requires access; on
+        failure answer 400/401/403/503 and finish."""
         if self.request.method == "OPTIONS" and self.allow_unauthenticated_preflight:
             self._compass_authenticated = True
             return
@@ -90,6 +109,16 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
             except AuthError as error:
                 self.send_auth_error(error)
         self.current_user = answer
+        identity = cast(Identity, answer)  # send_auth_error raised Finish otherwise
+        checks = self.get_required_access()
+        if checks:
+            # Most decisions come from the cache, again without another coroutine.
+            authorizer = authenticator.authorizer
+            try:
+                if not authorizer.authorize_cached(identity, checks, self.path_kwargs):
+                    await authorizer.authorize(identity, checks, self.path_kwargs)
+            except AuthError as error:
+                self.send_auth_error(error)
         self._compass_authenticated = True
 
     def send_auth_error(self, error: AuthError) -> None:

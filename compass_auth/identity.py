@@ -55,6 +55,15 @@ class Identity:
     #: Past ``warn_after``: the caller keeps using a token its kubelet has long since rotated
     #: (an old client that reads the token file once). Set by the verifier, which knows the time.
     stale: bool = False
+    #: ``JTI=<jti>``: what kube-apiserver records as ``authentication.kubernetes.io/credential-id``
+    #: in its audit log when it issues and accepts the token (KEP-4193), so a decision logged
+    #: here can be joined with the token's issuance. ``None`` for a token without ``jti``.
+    credential_id: str | None = None
+    #: The node the token's pod runs on (``kubernetes.io.node.uid``), or of a node-bound token.
+    node_uid: str | None = None
+    #: The groups kube-apiserver gives the caller: ``system:serviceaccounts``,
+    #: ``system:serviceaccounts:<namespace>`` and ``system:authenticated``.
+    groups: tuple[str, ...] = ()
 
     @classmethod
     def from_claims(
@@ -82,6 +91,7 @@ class Identity:
         node = _optional_object(private.get("node"), "kubernetes.io.node")
         aud = claims.get("aud")
         audiences = (aud,) if isinstance(aud, str) else tuple(aud or ())
+        jti = _optional_str(claims.get("jti"), "jti")
         return cls(
             subject=claims["sub"],
             namespace=namespace,
@@ -93,12 +103,17 @@ class Identity:
             audiences=audiences,
             issued_at=_optional_int(claims.get("iat")),
             expires_at=_optional_int(claims.get("exp")),
-            token_id=_optional_str(claims.get("jti"), "jti"),
+            token_id=jti,
             verified_by=verified_by,
             # A read-only view; the verifier hands over a dict nobody else holds.
             claims=MappingProxyType(claims if isinstance(claims, dict) else dict(claims)),
             key_id=key_id,
             warn_after=_optional_time(private.get("warnafter"), "kubernetes.io.warnafter"),
+            # As kube-apiserver's service-account authenticator writes them (pkg/serviceaccount/
+            # util.go, UserInfo): the TokenReview path reads the same values from its answer.
+            credential_id=credential_id_of(jti),
+            node_uid=_optional_str(node.get("uid"), "node.uid"),
+            groups=service_account_groups(namespace),
         )
 
     @classmethod
@@ -119,6 +134,7 @@ class Identity:
         credential = _first_extra(extra, "credential-id")
         token_id = credential[4:] if credential and credential.startswith("JTI=") else None
         uid = user.get("uid")
+        groups = user.get("groups")
         return cls(
             subject=user["username"],
             namespace=namespace,
@@ -133,7 +149,25 @@ class Identity:
             token_id=token_id,
             verified_by="tokenreview",
             claims=MappingProxyType(dict(user)),
+            credential_id=credential,
+            node_uid=_first_extra(extra, "node-uid"),
+            # The API server's own list when it sent one (it is the authority on groups).
+            groups=(tuple(groups) if isinstance(groups, list) and groups
+                    and all(isinstance(group, str) for group in groups)
+                    else service_account_groups(namespace)),
         )
+
+
+def credential_id_of(jti: str | None) -> str | None:
+    """``JTI=<jti>``, the credential id kube-apiserver gives a service-account token (KEP-4193)."""
+    return f"JTI={jti}" if jti else None
+
+
+def service_account_groups(namespace: str) -> tuple[str, ...]:
+    """The groups kube-apiserver puts a service account in (``serviceaccount.MakeGroupNames``,
+    plus ``system:authenticated`` for every authenticated user)."""
+    return ("system:serviceaccounts", f"system:serviceaccounts:{namespace}",
+            "system:authenticated")
 
 
 def parse_subject(subject: object) -> tuple[str, str] | None:

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from .access import AccessSyntaxError, Check, NonResourceCheck, ResourceCheck, format_access
+from .access import parse_access as _parse_access
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -145,6 +148,19 @@ def _subjects_check(name: str, value: Any) -> None:
             )
 
 
+def _access(name: str, text: str) -> tuple[Check, ...]:
+    try:
+        return _parse_access(text)
+    except AccessSyntaxError as error:
+        raise SettingsError(f"{name}: {error} (docs/authorization.md#the-syntax)") from None
+
+
+def _access_check(name: str, value: Any) -> None:
+    if not isinstance(value, tuple) or not all(
+            isinstance(check, ResourceCheck | NonResourceCheck) for check in value):
+        raise SettingsError(f"{name} must be a tuple of ResourceCheck or NonResourceCheck")
+
+
 def _issuers_check(name: str, value: Any) -> None:
     for issuer in value:
         # kube-apiserver requires the issuer to be a URL or, historically, a plain string such
@@ -246,6 +262,13 @@ class AuthSettings:
         "AUTH_ALLOWED_SUBJECTS", frozenset(),
         "Comma-separated `system:serviceaccount:NS:NAME` subjects allowed to call; "
         "empty = any.", check=_subjects_check, **_SET)
+    required_access: tuple[Check, ...] = setting(
+        "AUTH_REQUIRED_ACCESS", (),
+        "The example service: RBAC checks a caller of /whoami must pass (SubjectAccessReview), "
+        "`;`-separated, e.g. `verb=get,group=compass.example,resource=whoami,"
+        "namespace={service_namespace}` or `verb=get,path=/whoami` "
+        "([syntax](authorization.md#the-syntax)); empty = none.",
+        _access, _access_check, text=format_access)
     issuers: tuple[str, ...] = setting(
         "AUTH_ISSUER", (),
         "Comma-separated accepted issuers; empty = the issuer the discovery document declares.",
@@ -340,6 +363,22 @@ class AuthSettings:
         "AUTH_TOKENREVIEW_CACHE_SIZE", 10000,
         "Entries in the TokenReview answer cache (least recently used go first).",
         **_integer(1, 1_000_000))
+    authz_allowed_ttl: float = setting(
+        "AUTH_AUTHZ_ALLOWED_TTL", 300.0,
+        "Seconds an allowed SubjectAccessReview answer is reused (kube-apiserver's webhook "
+        "authorizer default).", **_seconds(0, 3600))
+    authz_denied_ttl: float = setting(
+        "AUTH_AUTHZ_DENIED_TTL", 30.0,
+        "Seconds a denied SubjectAccessReview answer is reused (kube-apiserver's webhook "
+        "authorizer default).", **_seconds(0, 3600))
+    authz_cache_size: int = setting(
+        "AUTH_AUTHZ_CACHE_SIZE", 10000,
+        "Entries in the SubjectAccessReview answer cache, one per caller and check (least "
+        "recently used go first).", **_integer(1, 1_000_000))
+    authz_max_in_flight: int = setting(
+        "AUTH_AUTHZ_MAX_IN_FLIGHT", 8,
+        "Outstanding SubjectAccessReviews at most; beyond that callers get 503.",
+        **_integer(1, 256))
     cache_size: int = setting(
         "AUTH_CACHE_SIZE", 10000,
         "Locally verified tokens remembered (least recently used go first); 0 = off.",
@@ -396,7 +435,9 @@ class AuthSettings:
         described: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, frozenset | tuple):
+            if item.name == "required_access":
+                value = format_access(value)
+            elif isinstance(value, frozenset | tuple):
                 value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
             described[item.name] = str(value)
         return described

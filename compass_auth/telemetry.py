@@ -36,6 +36,8 @@ SPAN_VERIFY = "auth.verify"
 SPAN_DISCOVERY = "auth.discovery"
 SPAN_KEYS_FETCH = "auth.keys.fetch"
 SPAN_TOKENREVIEW = "auth.tokenreview"
+SPAN_AUTHORIZE = "auth.authorize"
+SPAN_SUBJECTACCESSREVIEW = "auth.subjectaccessreview"
 
 # Attribute keys (span and metric attributes).
 AUTH_METHOD = "auth.method"
@@ -51,6 +53,8 @@ AUTH_PATH = "auth.path"
 AUTH_CACHE = "auth.cache"
 AUTH_ATTEMPT = "auth.attempt"
 AUTH_FORCE = "auth.force"
+AUTH_CREDENTIAL_ID = "auth.credential_id"
+AUTH_CHECK = "auth.check"
 # OpenTelemetry HTTP client semantic conventions (stable).
 HTTP_METHOD = "http.request.method"
 HTTP_STATUS = "http.response.status_code"
@@ -67,6 +71,7 @@ METRIC_CACHE_ENTRIES = "auth.cache.entries"
 METRIC_ACTIVE_PATH = "auth.active_path"
 METRIC_STALE = "auth.tokens.stale"
 METRIC_WEBSOCKET_CLOSES = "auth.websocket.closes"
+METRIC_AUTHORIZATIONS = "auth.authorizations"
 
 #: Verification latency buckets in seconds: a cached answer takes microseconds, a local
 #: signature check ~0.1-0.3 ms, a TokenReview a few ms to the 5 s timeout.
@@ -93,6 +98,14 @@ class Verification:
     method: str = METHOD_JWKS
     cache_hit: bool = False
     identity: Identity | None = None
+
+
+@dataclass(slots=True)
+class Authorization:
+    """What one authorization decision learned; recorded when it ends."""
+
+    span: Span
+    cache_hit: bool = False
 
 
 class Telemetry:
@@ -135,6 +148,11 @@ class Telemetry:
         self._websocket_closes = meter.create_counter(
             METRIC_WEBSOCKET_CLOSES, unit="{close}",
             description="Authenticated WebSocket connections closed, by who ended them.")
+        self._authorization_counts: dict[tuple[str, str], int] = {}
+        meter.create_observable_counter(
+            METRIC_AUTHORIZATIONS, callbacks=[self._observe_authorizations],
+            unit="{decision}",
+            description="Authorization decisions (one per check) by outcome and reason.")
         self._cache_sizes: dict[str, Callable[[], int]] = {}
         self._active_path: Callable[[], str] = lambda: "none"
         meter.create_observable_gauge(
@@ -223,6 +241,8 @@ class Telemetry:
                 attributes[AUTH_SERVICE_ACCOUNT] = identity.service_account
                 if identity.pod_name:
                     attributes[AUTH_POD] = identity.pod_name
+                if identity.credential_id:
+                    attributes[AUTH_CREDENTIAL_ID] = identity.credential_id
             span.set_attributes(attributes)
 
     def cache_hit(self, identity: Identity, method: str = METHOD_JWKS) -> None:
@@ -247,6 +267,8 @@ class Telemetry:
             }
             if identity.pod_name:
                 attributes[AUTH_POD] = identity.pod_name
+            if identity.credential_id:
+                attributes[AUTH_CREDENTIAL_ID] = identity.credential_id
             span.set_attributes(attributes)
 
     def stale_token(self, identity: Identity) -> None:
@@ -255,6 +277,61 @@ class Telemetry:
     def websocket_closed(self, reason: str) -> None:
         """An authenticated WebSocket ended: ``token_expired``, ``client``, ``server``..."""
         self._websocket_closes.add(1, {AUTH_REASON: reason})
+    # --- authorization ------------------------------------------------------------------
+
+    @contextmanager
+    def authorization(self, check: object, identity: Identity) -> Iterator[Authorization]:
+        """A span ``auth.authorize`` for one decision that may need a SubjectAccessReview
+        (current for the block, so the review's client span is its child), and the counter.
+        The body raises ``AuthError`` for a denial or when nothing could decide."""
+        span = self._unsampled_parent()
+        own_span = span is None
+        if span is None:
+            span = self.tracer.start_span(SPAN_AUTHORIZE, kind=SpanKind.INTERNAL)
+        record = Authorization(span)
+        current = (trace.use_span(span, end_on_exit=False, record_exception=False,
+                                  set_status_on_exception=False)
+                   if own_span and self._tracing else nullcontext(span))
+        try:
+            with current:
+                yield record
+        except AuthError as error:
+            self._authorized(span, check, identity, error.outcome, error.reason,
+                             record.cache_hit)
+            if error.outcome == "unavailable" and own_span:
+                span.set_status(Status(StatusCode.ERROR, error.reason))
+            raise
+        else:
+            self._authorized(span, check, identity, "allowed", "ok", record.cache_hit)
+        finally:
+            if own_span:
+                span.end()
+
+    def cached_authorization(self, check: object, identity: Identity, outcome: Outcome = "allowed",
+                             reason: str = "ok") -> None:
+        """A decision the cache answered: counted, and a short ``auth.authorize`` span when
+        traced (none under an unsampled parent: the sampler would drop it)."""
+        key = (outcome, reason)
+        self._authorization_counts[key] = self._authorization_counts.get(key, 0) + 1
+        if not self._tracing or self._unsampled_parent() is not None:
+            return
+        # Attributes given at the start: one copy, where set_attributes() takes the span's
+        # lock once per attribute.
+        self.tracer.start_span(
+            SPAN_AUTHORIZE, kind=SpanKind.INTERNAL,
+            attributes=_authorization_attributes(check, identity, outcome, reason, True)).end()
+
+    def _authorized(self, span: Span, check: object, identity: Identity, outcome: Outcome,
+                    reason: str, cache_hit: bool) -> None:
+        key = (outcome, reason)
+        self._authorization_counts[key] = self._authorization_counts.get(key, 0) + 1
+        if span.is_recording():
+            span.set_attributes(
+                _authorization_attributes(check, identity, outcome, reason, cache_hit))
+
+    def _observe_authorizations(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {AUTH_OUTCOME: outcome, AUTH_REASON: reason})
+                for (outcome, reason), count in list(self._authorization_counts.items())]
 
     # --- outbound calls -----------------------------------------------------------------
 
@@ -308,6 +385,20 @@ class Telemetry:
     def _observe_path(self, options: CallbackOptions) -> Iterable[Observation]:
         active = self._active_path()
         return [Observation(1 if path == active else 0, {AUTH_PATH: path}) for path in PATHS]
+
+
+def _authorization_attributes(check: object, identity: Identity, outcome: Outcome, reason: str,
+                              cache_hit: bool) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        AUTH_CHECK: str(check),  # the text form: only written when a span records
+        AUTH_OUTCOME: outcome,
+        AUTH_REASON: reason,
+        AUTH_CACHE_HIT: cache_hit,
+        AUTH_SUBJECT: identity.subject,
+    }
+    if identity.credential_id:
+        attributes[AUTH_CREDENTIAL_ID] = identity.credential_id
+    return attributes
 
 
 def _children_follow_parent(tracer_provider: trace.TracerProvider | None) -> bool:

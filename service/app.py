@@ -37,6 +37,7 @@ from tornado.netutil import bind_sockets
 from tornado.routing import Rule
 
 from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
+from compass_auth.access import Check
 from compass_auth.handler import request_summary, write_json_error
 from compass_auth.kube import KubeConfigError
 from compass_auth.settings import SettingsError
@@ -78,7 +79,14 @@ class JsonHandler(tornado.web.RequestHandler):
 
 
 class WhoAmIHandler(AuthenticatedHandler):
-    """``GET /whoami``: who the verified caller is."""
+    """``GET /whoami``: who the verified caller is. Callers must pass the RBAC checks of
+    ``AUTH_REQUIRED_ACCESS`` (none by default)."""
+
+    def initialize(self, required_access: Sequence[Check] = ()) -> None:
+        self._required_access = required_access
+
+    def get_required_access(self) -> Sequence[Check]:
+        return self._required_access
 
     def compute_etag(self) -> str | None:
         return None  # a per-caller answer: an ETag only costs a SHA-1 per request
@@ -333,7 +341,8 @@ class Service:
 
     def _make_application(self) -> ServiceApplication:
         rules: list[Rule | tuple[Any, ...]] = [
-            (r"/whoami", WhoAmIHandler),
+            (r"/whoami", WhoAmIHandler,
+             {"required_access": self.authenticator.settings.required_access}),
             (r"/ws/whoami", WhoAmISocket, {"service": self}),
             (r"/healthz", HealthHandler),
             (r"/readyz", ReadyHandler, {"service": self}),

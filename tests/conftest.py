@@ -99,14 +99,18 @@ async def start_service(
         in_cluster: bool = False,
         telemetry: TelemetrySetup | None = None,
         service_options: dict[str, Any] | None = None,
+        account: tuple[str, str] | None = None,
         **env: str,
     ) -> RunningService:
+        # The service's own (namespace, service account); the emulator's default otherwise.
+        own = {} if account is None else {"namespace": account[0],
+                                          "service_account": account[1]}
         if in_cluster:
-            sa_dir = devcluster.write_serviceaccount_dir(tmp_path / "sa")
+            sa_dir = devcluster.write_serviceaccount_dir(tmp_path / "sa", **own)
             environ = {**devcluster.incluster_environ(), "AUTH_SERVICEACCOUNT_DIR": str(sa_dir)}
             credential = (sa_dir / "token").read_text()
         else:
-            kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
+            kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig", **own)
             environ = {"KUBECONFIG": str(kubeconfig)}
             credential = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
         environ.update({"AUTH_AUDIENCE": AUDIENCE, **env})

@@ -8,6 +8,7 @@ tests/test_layout.py checks that.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -37,6 +38,13 @@ def now() -> int:
 
 
 # -- Answers of the service ------------------------------------------------------------------
+
+def claims_of(token: str) -> dict[str, Any]:
+    """A token's payload, unverified (to read what the emulator put in it)."""
+    part = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return claims
+
 
 def body(response: Any) -> dict[str, Any]:
     """The JSON body of one of the service's answers (every answer, even an error, is JSON)."""

@@ -13,15 +13,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "compass_auth"
 
 #: Modules that import nothing else of the library but other leaves.
 LEAVES = {"version", "errors", "identity", "segments", "bearer", "settings", "backoff",
-          "projected_token", "keyset", "cache", "cli"}
+          "projected_token", "keyset", "cache", "cli", "access"}
 #: The pure verification core: no I/O, no asyncio.
 CORE = {"claims", "verifier", "stale"}
 #: The edges that talk to the API server, the file system and OpenTelemetry.
 EDGES = {"resolver", "tokenfile", "troubleshoot", "middlewares", "kube", "discovery", "keys",
-         "unknown_keys", "tokenreview", "telemetry"}
+         "unknown_keys", "tokenreview", "subjectaccess", "telemetry"}
 #: Where core and edges meet: the verification paths, the authenticator, the wiring, Tornado.
 COMPOSITION = {"local_path", "review_path", "key_lifecycle", "issuer_check", "authenticator",
-               "factory", "handler", "websocket", "__init__"}
+               "authorizer", "factory", "handler", "websocket", "__init__"}
 
 ALLOWED = {
     "leaf": LEAVES,

@@ -10,7 +10,7 @@ from pathlib import Path
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import raw_get
-from .helpers import service_process, wait_for_port
+from .helpers import claims_of, service_process, wait_for_port
 from .otlp_receiver import Received, attributes, verification_counts
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -81,6 +81,7 @@ async def test_spans_and_metrics_arrive_over_otlp_http(
         "auth.cache_hit": False, "auth.subject": "system:serviceaccount:default:collector",
         "auth.namespace": "default", "auth.service_account": "collector",
         "auth.pod": "collector-6c9d8b7f5-x2k9q",
+        "auth.credential_id": f"JTI={claims_of(allowed)['jti']}",
     }
     assert attributes(verify["denied"].attributes)["auth.reason"] == "audience_mismatch"
     assert verify["denied"].status.code != verify["denied"].status.STATUS_CODE_ERROR

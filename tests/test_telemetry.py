@@ -26,6 +26,7 @@ from compass_auth.testing import DevCluster, Fault
 from service.otel import TelemetrySetup
 
 from .conftest import COLLECTOR, RunningService, StartService, raw_get
+from .helpers import claims_of
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -69,7 +70,8 @@ async def test_verify_span_is_a_child_of_the_server_span_continuing_traceparent(
     observed: Observed,
 ) -> None:
     running = observed.running
-    status = await raw_get(running.service.port, {"Authorization": f"Bearer {running.token()}",
+    token = running.token()
+    status = await raw_get(running.service.port, {"Authorization": f"Bearer {token}",
                                      "traceparent": TRACEPARENT})
     assert status == 200
     server = [s for s in observed.finished()
@@ -90,6 +92,8 @@ async def test_verify_span_is_a_child_of_the_server_span_continuing_traceparent(
         "auth.namespace": "default",
         "auth.service_account": "collector",
         "auth.pod": "collector-6c9d8b7f5-x2k9q",
+        # Joins the decision with the API server's audit log of the token's issuance.
+        "auth.credential_id": f"JTI={claims_of(token)['jti']}",
     }
     assert verify.status.status_code == StatusCode.UNSET
 

@@ -153,7 +153,7 @@ def test_every_pod_runs_as_a_service_account_of_its_namespace(overlay: Manifests
 
 def test_every_binding_subject_is_a_rendered_service_account(overlay: Manifests) -> None:
     subjects = service_account_subjects(overlay)
-    assert len(subjects) == 2
+    assert len(subjects) == 3  # the service's two ClusterRoleBindings, the collector's grant
     for binding, namespace, name in subjects:
         assert (namespace, name) in service_accounts(overlay), (binding, namespace, name)
 
@@ -178,7 +178,7 @@ def addresses(overlay: Manifests) -> list[tuple[Object, str, int]]:
     endpoint = urlsplit(overlay.env_from_configmaps(only_container(service))[
         "OTEL_EXPORTER_OTLP_ENDPOINT"])
     found.append((service, endpoint.hostname or "", endpoint.port or 0))
-    for client in ("collector", "wrong-audience"):
+    for client in ("collector", "wrong-audience", "no-grant"):
         workload = overlay.get("Deployment", client)
         args = only_container(workload)["args"]
         url = urlsplit(args[args.index("--url") + 1])
@@ -192,7 +192,7 @@ def test_every_address_reaches_a_service_of_the_overlay(overlay: Manifests) -> N
         workload, _ = overlay.resolve(host, port, caller["metadata"]["namespace"])
         assert workload["metadata"]["namespace"] == MOVED
         targets.append(workload["metadata"]["name"])
-    assert targets == ["otel-collector", "compass-auth", "compass-auth"]
+    assert targets == ["otel-collector", "compass-auth", "compass-auth", "compass-auth"]
 
 
 # --- why base/rbac.yaml writes the account's namespace ---------------------------------------
@@ -215,4 +215,4 @@ def test_without_the_accounts_own_namespace_the_subjects_stay_behind(tmp_path: P
     (overlay / "kustomization.yaml").write_text(
         f"namespace: {MOVED}\nresources:\n  - ../k8s\n", encoding="utf-8")
     subjects = service_account_subjects(Manifests(kustomize(overlay)))
-    assert {namespace for _, namespace, _ in subjects} == {ORIGINAL}
+    assert {namespace for _, namespace, name in subjects if name == "compass-auth"} == {ORIGINAL}

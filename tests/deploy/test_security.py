@@ -35,8 +35,8 @@ def test_the_namespace_enforces_restricted(manifests: Manifests) -> None:
 
 
 def test_every_workload_is_checked(manifests: Manifests) -> None:
-    assert sorted(names(manifests)) == ["collector", "compass-auth", "jaeger", "otel-collector",
-                                        "wrong-audience"]
+    assert sorted(names(manifests)) == ["collector", "compass-auth", "jaeger", "no-grant",
+                                        "otel-collector", "wrong-audience"]
 
 
 @pytest.mark.parametrize("index", range(5))

@@ -102,7 +102,7 @@ def test_nothing_else_is_granted(
     }
 
 
-@pytest.mark.parametrize("client", ["collector", "wrong-audience"])
+@pytest.mark.parametrize("client", ["collector", "wrong-audience", "no-grant"])
 def test_clients_have_no_api_permissions(loaded: DevCluster, client: str) -> None:
     user = f"system:serviceaccount:compass:{client}"
     assert not _status(loaded, can(user, "create", "tokenreviews", "authentication.k8s.io"))[

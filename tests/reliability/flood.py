@@ -52,8 +52,9 @@ def interleaved(junk: Callable[[int], str], valid: Callable[[int], str],
 
 
 async def flood(base_url: str, count: int, plan: Plan,
-                concurrency: int = CONCURRENCY) -> FloodResult:
-    """Send ``count`` requests as ``plan`` says, ``concurrency`` at a time."""
+                concurrency: int = CONCURRENCY,
+                path: Callable[[int], str] = lambda index: "/whoami") -> FloodResult:
+    """Send ``count`` requests as ``plan`` says (to ``path(i)``), ``concurrency`` at a time."""
     result = FloodResult()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(count):
@@ -63,9 +64,10 @@ async def flood(base_url: str, count: int, plan: Plan,
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
-            kind, token = plan(queue.get_nowait())
+            index = queue.get_nowait()
+            kind, token = plan(index)
             started = time.monotonic()
-            async with session.get(base_url + "/whoami",
+            async with session.get(base_url + path(index),
                                    headers={"Authorization": f"Bearer {token}"}) as response:
                 body = await response.read()
             result.latencies.setdefault(kind, []).append(time.monotonic() - started)

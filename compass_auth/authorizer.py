@@ -1,0 +1,151 @@
+"""May this authenticated caller call this handler? Kubernetes RBAC decides.
+
+A handler lists the checks it requires (``access.ResourceCheck`` / ``access.NonResourceCheck``,
+all must pass). The static subject lists were already applied during authentication, locally:
+only a caller they let in reaches the ``Authorizer``, so only such a caller costs a
+SubjectAccessReview. Each check is decided from the decision cache or by a review
+(``subjectaccess.AccessReviewer``), and recorded at one place: an ``auth.authorize`` span, the
+``auth.authorizations`` counter and, unless allowed, a log line naming the check and the API
+server's reason with the caller's credential id (never the token).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .access import (
+    SERVICE_NAMESPACE,
+    AccessSyntaxError,
+    Check,
+    UnresolvedTemplate,
+    principal,
+    review_body,
+)
+from .errors import AccessDenied, AuthError
+from .identity import Identity
+from .subjectaccess import AccessReviewer, Decision
+from .telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+#: Log messages operators grep for; keep them stable.
+MSG_DENIED = "access denied"
+MSG_UNAVAILABLE = "authorization failed"
+#: Checks remembered resolved (they come from handler classes and settings: a few).
+MAX_RESOLVED = 256
+
+
+class Authorizer:
+    """Decides a handler's checks for an ``Identity``; built by ``factory.build``."""
+
+    def __init__(self, reviewer: AccessReviewer, telemetry: Telemetry, *,
+                 service_namespace: str | None) -> None:
+        self.reviewer = reviewer
+        self._telemetry = telemetry
+        #: Fills the ``{service_namespace}`` template; ``None`` when unknown (outside a cluster
+        #: with a kubeconfig context without namespace).
+        self.service_namespace = service_namespace or None
+        #: Checks whose only template is ``{service_namespace}``, resolved once: the common case
+        #: then costs a dict lookup instead of building and validating a check per request.
+        self._resolved: dict[Check, Check] = {}
+
+    def authorize_cached(self, identity: Identity, checks: Sequence[Check],
+                         arguments: Mapping[str, str]) -> bool:
+        """The common case, without I/O or ``await``: ``True`` when the cache allowed every
+        check (each recorded); raise ``AccessDenied`` when it holds a denial for one. ``False``:
+        some check needs ``authorize``, which records them all."""
+        caller = principal(identity)
+        decisions: list[tuple[Check, Decision]] = []
+        for check in checks:
+            if check.templated:
+                try:
+                    check = self._resolve(check, arguments)
+                except (AccessSyntaxError, UnresolvedTemplate):
+                    return False  # authorize() reports it
+            decision = self.reviewer.cached((caller, check))
+            if decision is None:
+                return False
+            decisions.append((check, decision))
+        for check, decision in decisions:
+            if not decision.allowed:
+                error = self._denied(check, decision)
+                self._telemetry.cached_authorization(check, identity, error.outcome,
+                                                     error.reason)
+                self._log(error, identity, str(check))
+                raise error
+            self._telemetry.cached_authorization(check, identity)
+        return True
+
+    async def authorize(self, identity: Identity, checks: Sequence[Check],
+                        arguments: Mapping[str, str]) -> None:
+        """Decide every check in order, asking the API server for those the cache cannot
+        answer; raise ``AccessDenied`` (403) at the first that fails, or
+        ``AuthorizationUnavailable`` (503) when the API server cannot decide.
+
+        A template that the request cannot fill is a bug of the handler (its route lacks the
+        argument): ``UnresolvedTemplate`` propagates, and the request gets a 500."""
+        caller = principal(identity)
+        for check in checks:
+            invalid: AccessSyntaxError | None = None
+            try:
+                resolved = self._resolve(check, arguments)
+            except AccessSyntaxError as error:
+                resolved, invalid = check, error
+            try:
+                with self._telemetry.authorization(resolved, identity) as record:
+                    if invalid is not None:
+                        # A value from the URL that is no namespace or name: no rule can grant
+                        # it, so the caller is denied without a review.
+                        raise AccessDenied(f"the request fills {check} with an invalid value: "
+                                           f"{invalid}", check=str(check))
+                    key = (caller, resolved)
+                    decision = self.reviewer.cached(key)
+                    record.cache_hit = decision is not None
+                    if decision is None:
+                        decision = await self.reviewer.review(key,
+                                                              review_body(identity, resolved))
+                    if not decision.allowed:
+                        raise self._denied(resolved, decision)
+            except AuthError as error:
+                self._log(error, identity, str(resolved))
+                raise
+
+    def _resolve(self, check: Check, arguments: Mapping[str, str]) -> Check:
+        if not check.templated:
+            return check
+        resolved = self._resolved.get(check)
+        if resolved is not None:
+            return resolved
+        if self.service_namespace is None:
+            return check.resolve(arguments)
+        resolved = check.resolve({**arguments, SERVICE_NAMESPACE: self.service_namespace})
+        if check.resolve_static() and len(self._resolved) < MAX_RESOLVED:
+            self._resolved[check] = resolved
+        return resolved
+
+    @staticmethod
+    def _denied(check: Check, decision: Decision) -> AccessDenied:
+        reason = decision.reason or "no reason given (no RBAC rule allows it)"
+        if decision.evaluation_error:
+            reason += f"; evaluation error: {decision.evaluation_error}"
+        return AccessDenied(f"SubjectAccessReview denied {check}: {reason}", check=str(check))
+
+    @staticmethod
+    def _log(error: AuthError, identity: Identity, check: str) -> None:
+        fields: dict[str, Any] = {
+            "reason": error.reason, "status": error.status, "check": check,
+            "subject": identity.subject, "credential_id": identity.credential_id or "none",
+            "error": error.detail,
+        }
+        # The check, the caller and the credential id are in the text too, for applications
+        # with plain logging.basicConfig(); the credential id joins this line with the API
+        # server's audit log of the token's issuance. Never the token.
+        if error.outcome == "unavailable":
+            logger.error("%s: %s for %s (credential_id=%s): %s", MSG_UNAVAILABLE, check,
+                         identity.subject, fields["credential_id"], error.detail, extra=fields)
+        else:
+            logger.warning("%s: %s for %s (credential_id=%s): %s", MSG_DENIED, check,
+                           identity.subject, fields["credential_id"], error.detail,
+                           extra=fields)

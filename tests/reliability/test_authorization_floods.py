@@ -1,0 +1,161 @@
+"""Floods of distinct callers and of distinct checks against handlers with required access
+(issue 15): each (caller, check) costs at most one SubjectAccessReview, the decision cache stays
+within AUTH_AUTHZ_CACHE_SIZE, at most AUTH_AUTHZ_MAX_IN_FLIGHT reviews are outstanding, memory
+stays flat, and callers decided before keep being served from the cache.
+``COMPASS_FLOOD_REQUESTS`` sets the size (default 10,000)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from compass_auth import AuthenticatedHandler, ResourceCheck
+
+from ..conftest import RunningService, StartService
+from ..test_authorization import RBAC, WHOAMI_CHECK
+from .flood import flood
+
+REQUESTS = int(os.environ.get("COMPASS_FLOOD_REQUESTS", "10000"))
+CACHE_SIZE = 500
+#: Half of the flood's callers are in the namespace flood-allowed, whose group this binds; the
+#: others, in flood-denied, are refused (and the reports route below has no binding at all).
+GROUP_BINDING = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: flood-calls-whoami, namespace: compass-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: whoami-caller}
+subjects:
+  - {kind: Group, name: "system:serviceaccounts:flood-allowed",
+     apiGroup: rbac.authorization.k8s.io}
+"""
+
+
+def rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    assert match is not None
+    return int(match.group(1)) / 1024
+
+
+class ReportsHandler(AuthenticatedHandler):
+    required_access = (ResourceCheck("get", "reports", group="compass.example",
+                                     namespace="{namespace}"),)
+
+    def get(self, namespace: str) -> None:
+        self.write({"namespace": namespace})
+
+
+async def watch_in_flight(running: RunningService, stop: asyncio.Event) -> int:
+    reviewer = running.authenticator.authorizer.reviewer
+    most = 0
+    while not stop.is_set():
+        most = max(most, reviewer.in_flight())
+        await asyncio.sleep(0)
+    return most
+
+
+async def start(start_service: StartService, caplog: pytest.LogCaptureFixture) -> RunningService:
+    # Each refusal is logged; pytest's capture would keep every record (some 10 MB) and hide
+    # what the service itself retains.
+    caplog.set_level(logging.CRITICAL)
+    running: RunningService = await start_service(
+        AUTH_REQUIRED_ACCESS=WHOAMI_CHECK, AUTH_AUTHZ_CACHE_SIZE=str(CACHE_SIZE),
+        # The verified-token cache bounded alike, so that memory shows what the flood retains.
+        AUTH_CACHE_SIZE=str(CACHE_SIZE),
+        # Longer than any CI run of the flood: nothing expires halfway.
+        AUTH_AUTHZ_DENIED_TTL="600",
+        service_options={"extra_rules": [(r"/reports/(?P<namespace>[^/]+)", ReportsHandler)]})
+    running.cluster.load_rbac(RBAC)
+    running.cluster.load_rbac(GROUP_BINDING)
+    return running
+
+
+async def test_a_flood_of_distinct_callers(
+    start_service: StartService, caplog: pytest.LogCaptureFixture,
+) -> None:
+    running = await start(start_service, caplog)
+    known = running.token()
+    assert (await running.get(token=known)).code == 200  # decided before the flood
+    # Each caller sends two requests in a row; a distinct token each (another credential id):
+    # REQUESTS / 2 distinct callers, half of them in a namespace whose group is bound.
+    callers = [running.token(namespace="flood-allowed" if index % 2 else "flood-denied",
+                             service_account=f"caller-{index}", pod=None, node=None)
+               for index in range(REQUESTS // 2)]
+
+    def plan(index: int) -> tuple[str, str]:
+        if index % 50 == 0:
+            return "known", known
+        return "flood", callers[(index // 2) % len(callers)]
+
+    rss_before = rss_mib()
+    reviews_before = running.api_calls("subjectaccessreview")
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_in_flight(running, stop))
+    result = await flood(running.base_url, REQUESTS, plan)
+
+    stop.set()
+    most_in_flight = await watcher
+    reviews = running.api_calls("subjectaccessreview") - reviews_before
+    entries = running.authenticator.authorizer.reviewer.cache_size()
+    grown = rss_mib() - rss_before
+    print(f"\ndistinct callers: {REQUESTS} requests from {len(callers)} callers in "
+          f"{result.seconds:.1f}s ({result.rate:.0f}/s), reviews {reviews}, most in flight "
+          f"{most_in_flight}, cache entries {entries}, RSS +{grown:.1f} MiB, "
+          f"answers {dict(result.statuses)}")
+    assert most_in_flight <= running.authenticator.settings.authz_max_in_flight
+    assert entries <= CACHE_SIZE
+    assert result.count("known") == result.count("known", 200)
+    assert result.count("flood") == sum(result.count("flood", code) for code in (200, 403, 503))
+    assert {reason for _, reason in result.reasons} <= {"access_denied",
+                                                        "authorization_unavailable"}
+    # At most one review per caller: a caller's repeat is answered by the cache or joins the
+    # review in flight (or is shed by the cap, which costs none).
+    assert reviews <= len(callers)
+    assert reviews <= result.count("flood", 200) + result.count("flood", 403)
+    # Both kinds of answer came from RBAC: the bound group's callers in, the others out.
+    assert result.count("flood", 200) > 0
+    assert result.count("flood", 403) > 0
+    assert grown < 20
+
+
+async def test_a_flood_of_distinct_checks(
+    start_service: StartService, caplog: pytest.LogCaptureFixture,
+) -> None:
+    running = await start(start_service, caplog)
+    caller = running.token()
+    assert (await running.get(token=caller)).code == 200
+    namespaces = [f"team-{index}" for index in range(REQUESTS // 2)]
+    rss_before = rss_mib()
+    reviews_before = running.api_calls("subjectaccessreview")
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_in_flight(running, stop))
+
+    def path(index: int) -> str:
+        if index % 50 == 0:
+            return "/whoami"
+        return f"/reports/{namespaces[(index // 2) % len(namespaces)]}"
+
+    result = await flood(running.base_url, REQUESTS, lambda index: (
+        "known" if index % 50 == 0 else "flood", caller), path=path)
+    stop.set()
+    most_in_flight = await watcher
+    reviews = running.api_calls("subjectaccessreview") - reviews_before
+    entries = running.authenticator.authorizer.reviewer.cache_size()
+    grown = rss_mib() - rss_before
+    print(f"\ndistinct checks: {REQUESTS} requests over {len(namespaces)} namespaces in "
+          f"{result.seconds:.1f}s ({result.rate:.0f}/s), reviews {reviews}, most in flight "
+          f"{most_in_flight}, cache entries {entries}, RSS +{grown:.1f} MiB, "
+          f"answers {dict(result.statuses)}")
+    assert most_in_flight <= running.authenticator.settings.authz_max_in_flight
+    assert entries <= CACHE_SIZE
+    assert result.count("known") == result.count("known", 200)
+    # No binding grants reports anywhere: denied, or shed by the cap.
+    assert result.count("flood") == result.count("flood", 403) + result.count("flood", 503)
+    assert reviews <= len(namespaces)
+    assert reviews <= result.count("flood", 403)
+    assert grown < 20
