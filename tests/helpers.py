@@ -150,3 +150,25 @@ def mint(cluster: DevCluster, **kwargs: Any) -> str:
     }
     arguments.update(kwargs)
     return cluster.mint(**arguments)
+
+
+# --- authorization: the check /whoami requires, and RBAC that grants it to the collector ---
+
+SERVICE_NAMESPACE = "compass-system"  # the emulator's default account for the service
+WHOAMI_CHECK = "verb=get,group=compass.example,resource=whoami,namespace={service_namespace}"
+RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: whoami-caller, namespace: compass-system}
+rules:
+  - apiGroups: [compass.example]
+    resources: [whoami]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: collector-calls-whoami, namespace: compass-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: whoami-caller}
+subjects:
+  - {kind: ServiceAccount, name: collector, namespace: default}
+"""

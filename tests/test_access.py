@@ -18,7 +18,7 @@ from compass_auth.access import (
 from compass_auth.handler import AuthenticatedHandler
 from compass_auth.identity import Identity
 
-from .test_app import service_process
+from .helpers import service_process
 
 WHOAMI = ResourceCheck("get", "whoami", group="compass.example", namespace="{service_namespace}")
 

@@ -17,31 +17,9 @@ from compass_auth.kube import KubeConfigError
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text
+from .helpers import RBAC, SERVICE_NAMESPACE, WHOAMI_CHECK, body
 
-SERVICE_NAMESPACE = "compass-system"  # the emulator's default account for the service
-WHOAMI_CHECK = "verb=get,group=compass.example,resource=whoami,namespace={service_namespace}"
-RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: whoami-caller, namespace: compass-system}
-rules:
-  - apiGroups: [compass.example]
-    resources: [whoami]
-    verbs: [get]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: collector-calls-whoami, namespace: compass-system}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: whoami-caller}
-subjects:
-  - {kind: ServiceAccount, name: collector, namespace: default}
-"""
 MODES = ["local", "review", "fallback"]
-
-
-def body(response: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(response.body)
-    return result
 
 
 async def start(devcluster: DevCluster, start_service: StartService, mode: str = "local",

@@ -17,7 +17,7 @@ import pytest
 from compass_auth import AuthenticatedHandler, ResourceCheck
 
 from ..conftest import RunningService, StartService
-from ..test_authorization import RBAC, WHOAMI_CHECK
+from ..helpers import RBAC, WHOAMI_CHECK
 from .flood import flood
 
 REQUESTS = int(os.environ.get("COMPASS_FLOOD_REQUESTS", "10000"))
