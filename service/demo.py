@@ -236,6 +236,52 @@ async def run_fallback(
     return rows
 
 
+#: The check k8s/ sets for /whoami (docs/authorization.md), and RBAC like the demo component's:
+#: a Role in the service's namespace (the emulator's account for it is compass-system/compass-auth)
+#: bound to the collector only.
+WHOAMI_ACCESS = "verb=get,group=compass.example,resource=whoami,namespace={service_namespace}"
+WHOAMI_RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: "compass-auth:caller", namespace: compass-system}
+rules:
+  - {apiGroups: [compass.example], resources: [whoami], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: collector-calls-whoami, namespace: compass-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: "compass-auth:caller"}
+subjects:
+  - {kind: ServiceAccount, name: collector, namespace: default}
+"""
+
+
+def _no_grant(cluster: DevCluster) -> str:
+    return cluster.mint(namespace="default", service_account="no-grant",
+                        audiences=(AUDIENCE,), pod="no-grant-5b8d7c-qwert")
+
+
+async def run_authorization(
+    cluster: DevCluster, workdir: str, telemetry: Telemetry | None = None
+) -> list[Row]:
+    """/whoami requires an RBAC check, decided by SubjectAccessReview against the RBAC objects."""
+    cluster.load_rbac(WHOAMI_RBAC)
+    service, base_url = await _start_service(cluster, workdir, telemetry,
+                                             AUTH_ALLOWED_SUBJECTS="",
+                                             AUTH_REQUIRED_ACCESS=WHOAMI_ACCESS)
+    await service.authenticator.wait_started()
+    client = AsyncHTTPClient()
+    rows = []
+    for case in (Case("RoleBinding grants it", _valid, 200, None),
+                 Case("valid token, no grant", _no_grant, 403, "access_denied")):
+        response = await client.fetch(
+            base_url + "/whoami", raise_error=False,
+            headers={"Authorization": f"Bearer {case.make_token(cluster)}"})
+        rows.append(_row(case, response, "jwks"))
+    await service.drain()
+    return rows
+
+
 def _span_line(span: ReadableSpan) -> str:
     """One line per span: enough to see the tree, the outcome and why."""
     attributes = dict(span.attributes or {})
@@ -278,6 +324,10 @@ async def run_demo(telemetry: str = "none") -> bool:
         fallback = await run_fallback(cluster, workdir, library_telemetry)
         print(format_table(fallback))
         rows += fallback
+        print(f"\nauthorization: /whoami requires {WHOAMI_ACCESS} (SubjectAccessReview)")
+        authorization = await run_authorization(cluster, workdir, library_telemetry)
+        print(format_table(authorization))
+        rows += authorization
     print("\nlog lines (tokens appear only as token_fp fingerprints):")
     for line in collected.lines:
         print("  " + line)

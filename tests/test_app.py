@@ -137,8 +137,11 @@ def test_demo_prints_the_spans_with_telemetry_console() -> None:
     verify = [line for line in spans if "'auth.verify'" in line]
     outcomes = {outcome: sum(f'"auth.outcome": "{outcome}"' in line for line in verify)
                 for outcome in ("allowed", "denied", "unavailable")}
-    # /whoami: 1 allowed, 4 denied; /ws/whoami: 1 allowed, 2 denied; fallback: 2 allowed, 1 denied.
-    assert outcomes == {"allowed": 4, "denied": 7, "unavailable": 0}, "\n".join(spans)
+    # /whoami: 1 allowed, 4 denied; /ws/whoami: 1 allowed, 2 denied; fallback: 2 allowed, 1 denied;
+    # authorization: both tokens verified (one is then denied by RBAC: an auth.authorize span).
+    assert outcomes == {"allowed": 6, "denied": 7, "unavailable": 0}, "\n".join(spans)
+    authorize = [line for line in spans if "'auth.authorize'" in line]
+    assert sum('"auth.outcome": "denied"' in line for line in authorize) == 1, "\n".join(spans)
     # The WebSocket handshakes' server spans end with their status, refusals included.
     handshakes = [re.findall(r'"http.status_code": (\d+)', line)
                   for line in spans if "'GET /ws/whoami'" in line]
@@ -174,6 +177,11 @@ def test_demo_shows_every_case_as_expected() -> None:
     assert re.search(r"^discovery down: valid token\s+200\s.*\stokenreview\s.*yes", table,
                      flags=re.MULTILINE), table
     assert re.search(r"^discovery back \([0-9.]+ s later\)\s+200\s.*\sjwks\s.*yes", table,
+                     flags=re.MULTILINE), table
+    # Authorization: the RoleBinding lets the collector in, a valid token without a grant not.
+    assert re.search(r"^RoleBinding grants it\s+200\s+system:serviceaccount:default:collector\s"
+                     r".*yes", table, flags=re.MULTILINE), table
+    assert re.search(r"^valid token, no grant\s+403\s.*\saccess_denied\s+yes", table,
                      flags=re.MULTILINE), table
     # The demo shows the library's log lines of the refusals, each with a fingerprint only.
     _, _, logs = table.partition("log lines (tokens appear only as token_fp fingerprints):")
