@@ -14,7 +14,7 @@ from service import otel
 
 
 def configure(environ: dict[str, str], **kwargs: Any) -> otel.TelemetrySetup:
-    return otel.configure(environ, instrument_tornado=False, **kwargs)
+    return otel.configure(environ, **kwargs)
 
 
 def test_no_exporter_means_no_recording_spans() -> None:
@@ -32,8 +32,8 @@ def test_otlp_is_the_default_when_an_endpoint_is_set() -> None:
     try:
         assert isinstance(setup.tracer_provider, TracerProvider)
         environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
-        assert otel._exporters(environ, "OTEL_METRICS_EXPORTER") == ["otlp"]
-        assert otel._exporters({}, "OTEL_METRICS_EXPORTER") == []
+        assert otel._exporters(environ, "OTEL_METRICS_EXPORTER", ("otlp", "none")) == ["otlp"]
+        assert otel._exporters({}, "OTEL_METRICS_EXPORTER", ("otlp", "none")) == []
     finally:
         setup.shutdown()
 
