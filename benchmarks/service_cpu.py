@@ -55,6 +55,7 @@ class Instance:
     process: subprocess.Popen[bytes]
     url: str
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
+    scraped: bool = False
 
 
 def cpu_seconds(pid: int) -> float:
@@ -62,7 +63,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start(name: str, environ: dict[str, str], loop: str) -> Instance:
+def start(name: str, environ: dict[str, str], loop: str, tree: Path = ROOT) -> Instance:
     port = free_port()
     command = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
                "--port", str(port)]
@@ -70,7 +71,7 @@ def start(name: str, environ: dict[str, str], loop: str) -> Instance:
         command += ["--loop", loop]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **environ},
+    process = subprocess.Popen(command, cwd=tree, env={**os.environ, **environ},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--fresh-tokens", type=int, default=2000)
     parser.add_argument("--no-fresh", action="store_true")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw output folder")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another checkout: each variant also runs from there (base-...)")
     args = parser.parse_args()
     # SIGTERM runs the clean-up below (the service processes are stopped), like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -141,18 +144,22 @@ def main() -> None:
         instances: list[tuple[Instance, Instance | None]] = []
         stop = threading.Event()
         try:
+            trees = [("", ROOT)] + ([("base-", args.compare)] if args.compare else [])
             for name in names:
                 environ = {**base, **VARIANTS[name]}
                 if name in EXPORTING:
                     environ |= {"OTEL_EXPORTER_OTLP_ENDPOINT": sink,
                                 "OTEL_METRIC_EXPORT_INTERVAL": "15000"}
-                main_instance = start(name, environ, args.loop)
-                fresh_instance = (None if args.no_fresh else
-                                  start(name + "-fresh", {**environ, "AUTH_CACHE_SIZE": "0"},
-                                        args.loop))
-                instances.append((main_instance, fresh_instance))
-            scraped = [i.url for pair in instances for i in pair
-                       if i is not None and i.name.split("-")[0] in EXPORTING]
+                for prefix, tree in trees:
+                    main_instance = start(prefix + name, environ, args.loop, tree)
+                    fresh_instance = (None if args.no_fresh else start(
+                        prefix + name + "-fresh", {**environ, "AUTH_CACHE_SIZE": "0"},
+                        args.loop, tree))
+                    for instance in (main_instance, fresh_instance):
+                        if instance is not None:
+                            instance.scraped = name in EXPORTING
+                    instances.append((main_instance, fresh_instance))
+            scraped = [i.url for pair in instances for i in pair if i is not None and i.scraped]
             threading.Thread(target=scrape_forever, args=(scraped, stop), daemon=True).start()
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
