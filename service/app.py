@@ -409,7 +409,7 @@ class Service:
         self.authenticator.start()
         logger.info("listening", extra={
             "host": host, "port": self.port, "max_connections": self.server.max_connections,
-            "idle_timeout": self.server.conn_params.header_timeout})
+            "idle_timeout": self.server.conn_params.header_timeout, "loop": running_loop()})
         return self.port
 
     async def drain(self) -> None:
@@ -485,35 +485,58 @@ async def serve(
     return 0
 
 
+#: ``--loop`` values; ``auto`` is uvloop when it is installed, else asyncio.
+LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def running_loop() -> str:
+    """``uvloop`` or ``asyncio``: which event loop runs the service (for the listening line)."""
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
+
+
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory for ``--loop`` (``None``: asyncio's default).
+
+    Tornado runs on any asyncio loop, and uvloop's C event loop takes a share off every
+    request's cost (docs/performance.md); the ``service`` extra installs it.
+    """
+    if loop not in LOOPS:
+        raise SettingsError(f"--loop {loop!r} must be one of {', '.join(LOOPS)}")
+    if loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if loop == "uvloop":
+            raise SettingsError("--loop uvloop: uvloop is not installed (pip install "
+                                "'compass-auth[service]', or --loop asyncio)") from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main(
     host: str,
     port: int,
     drain_seconds: float,
-    loop: str = "asyncio",
+    loop: str = "auto",
     extra_rules: Callable[[Authenticator], Sequence[tuple[Any, ...]]] | None = None,
     *,
     max_connections: int = MAX_CONNECTIONS,
     idle_timeout: float = IDLE_TIMEOUT,
 ) -> int:
-    """``python -m service serve``: settings from the environment, logs to stderr.
-
-    ``loop="uvloop"`` runs on uvloop (the ``speed`` extra): Tornado runs on any asyncio loop,
-    and uvloop's C event loop takes a share off every request's cost.
-    """
+    """``python -m service serve``: settings from the environment, logs to stderr, on the event
+    loop ``loop`` names (``loop_factory``)."""
     environ = dict(os.environ)
     configure_logging()  # defaults first, so a settings error is logged in the usual format
     try:
         settings = AuthSettings.from_env(environ)
+        factory = loop_factory(loop)
     except SettingsError as error:
         logger.error("invalid settings", extra={"error": str(error)})
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    loop_factory = None
-    if loop == "uvloop":
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(serve(settings, host, port, environ=environ,
                                 drain_seconds=drain_seconds, extra_rules=extra_rules,
                                 max_connections=max_connections, idle_timeout=idle_timeout))
