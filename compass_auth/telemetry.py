@@ -218,7 +218,7 @@ class Telemetry:
             else:  # recorded in place, one at a time: no burst of records at the next collection
                 self._duration.record(elapsed, {AUTH_METHOD: record.method,
                                                 AUTH_OUTCOME: outcome})
-        if span.is_recording():
+        if self._tracing and span.is_recording():
             attributes: dict[str, Any] = {
                 AUTH_METHOD: record.method,
                 AUTH_OUTCOME: outcome,
