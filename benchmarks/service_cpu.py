@@ -71,6 +71,8 @@ def start(name: str, environ: dict[str, str], loop: str, tree: Path = ROOT) -> I
         command += ["--loop", loop]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
+    if (tree / ".deps").is_dir():  # packages only that checkout needs (pip install --target)
+        environ = {**environ, "PYTHONPATH": str(tree / ".deps")}
     process = subprocess.Popen(command, cwd=tree, env={**os.environ, **environ},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -98,9 +100,10 @@ def measure(instance: Instance, scenario: str, path: str, tokens: list[str], dur
     spy = None
     if profile is not None:
         out = profile / f"{instance.name}-{scenario}.txt"
-        command = ["py-spy", "record", "-r", "200", "-d", str(int(duration)),
-                   "-p", str(instance.process.pid), "-o", str(out), "--format", "raw",
-                   "--full-filenames"]
+        command = ["py-spy", "record", "-r", os.environ.get("PYSPY_RATE", "200"),
+                   "-d", str(int(duration)), "-p", str(instance.process.pid), "-o", str(out),
+                   "--format", "raw", "--full-filenames"]
+        # PYSPY_NATIVE=1 adds C frames; PYSPY_RATE sets the samples per second.
         if os.environ.get("PYSPY_NATIVE"):
             command.append("--native")
         spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
