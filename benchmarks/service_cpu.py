@@ -10,7 +10,8 @@ CPU 1; scenarios run interleaved, round after round.
 
 Variants (``VARIANTS``): ``off`` (no exporter configured), ``disabled`` (``OTEL_SDK_DISABLED``),
 ``sampled`` (the recommended production telemetry: 10 % parent-based sampling, OTLP to a local
-sink, ``/metrics`` scraped every 15 s), ``all`` (every trace recorded and exported). Each runs
+sink, ``/metrics`` scraped every 15 s), ``all`` (every trace recorded and exported),
+``unsampled`` (as ``sampled``, but no trace is ever recorded). Each runs
 ``/whoami`` with one known token, ``/healthz`` with the same request bytes, and ``/whoami`` with
 a token the service has not seen (its own process with the verified-token cache off).
 """
@@ -44,9 +45,11 @@ VARIANTS: dict[str, dict[str, str]] = {
     "sampled": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                 "OTEL_TRACES_SAMPLER_ARG": "0.1"},
     "all": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+    # The span machinery of the sampled variant without a span ever recorded.
+    "unsampled": {"OTEL_TRACES_SAMPLER": "parentbased_always_off"},
 }
 #: Variants that export to the OTLP sink (and get /metrics scraped).
-EXPORTING = {"sampled", "all"}
+EXPORTING = {"sampled", "all", "unsampled"}
 
 
 @dataclass
