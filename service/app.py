@@ -22,7 +22,6 @@ from typing import Any
 
 import tornado.web
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context, attach, detach
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tornado.httpserver import HTTPServer
 from tornado.httputil import (
@@ -34,7 +33,7 @@ from tornado.httputil import (
 )
 from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
-from tornado.routing import PathMatches, Rule
+from tornado.routing import Rule
 
 from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
 from compass_auth.handler import request_summary, write_json_error
@@ -55,7 +54,7 @@ from .limits import (
 from .logs import configure_logging
 from .otel import TelemetrySetup
 from .readiness import path_readiness
-from .server_spans import ServerSpans
+from .server_spans import ServerSpans, handler_routes
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +230,7 @@ class ServiceApplication(tornado.web.Application):
         delegate = super().get_handler_delegate(request, target_class, *args, **kwargs)
         if self._server_spans is None:
             return delegate  # nothing traced: not even a wrapper
-        return _Traced(delegate, self._server_spans, request, self._routes.get(target_class))
+        return self._server_spans.delegate(delegate, request, self._routes.get(target_class))
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         self._service.request_finished(handler.request)
@@ -241,17 +240,6 @@ class ServiceApplication(tornado.web.Application):
         # already has its own log line. Server errors are still logged.
         if handler.get_status() >= 500:
             super().log_request(handler)
-
-
-def handler_routes(rules: Sequence[Rule]) -> dict[type, str | None]:
-    """``http.route`` of each handler class: the path pattern of its rule (``None`` when the
-    class serves several patterns), looked up per request instead of matched again."""
-    routes: dict[type, str | None] = {}
-    for rule in rules:
-        if isinstance(rule.matcher, PathMatches) and isinstance(rule.target, type):
-            route = rule.matcher.regex.pattern.removesuffix("$")
-            routes[rule.target] = route if routes.get(rule.target, route) == route else None
-    return routes
 
 
 class _Abandonable(HTTPMessageDelegate):
@@ -278,59 +266,6 @@ class _Abandonable(HTTPMessageDelegate):
     def on_connection_close(self) -> None:
         self._inner.on_connection_close()
         self._on_abandoned()
-
-
-class _Traced(HTTPMessageDelegate):
-    """A request's delegate with its server span current while Tornado runs the handler.
-
-    Tornado creates the task that runs the handler in ``finish`` (``headers_received`` for a
-    handler that streams the body), and a task keeps a copy of the context current when it is
-    created: attaching the span around these calls is all it takes. The span ends in
-    ``ServiceApplication.log_request``, or here when the client goes away before the request
-    was read in full."""
-
-    def __init__(self, inner: HTTPMessageDelegate, spans: ServerSpans,
-                 request: HTTPServerRequest, route: str | None) -> None:
-        self._inner = inner
-        self._spans = spans
-        self._request = request
-        self._route = route
-        self._context: Context | None = None
-
-    def headers_received(
-        self, start_line: RequestStartLine | ResponseStartLine, headers: HTTPHeaders
-    ) -> Awaitable[None] | None:
-        self._context = self._spans.start(self._request, self._route)
-        if self._context is None:
-            return self._inner.headers_received(start_line, headers)
-        token = attach(self._context)
-        try:
-            return self._inner.headers_received(start_line, headers)
-        finally:
-            detach(token)
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        if self._context is None:
-            return self._inner.data_received(chunk)
-        token = attach(self._context)
-        try:
-            return self._inner.data_received(chunk)
-        finally:
-            detach(token)
-
-    def finish(self) -> None:
-        if self._context is None:
-            self._inner.finish()
-            return
-        token = attach(self._context)
-        try:
-            self._inner.finish()
-        finally:
-            detach(token)
-
-    def on_connection_close(self) -> None:
-        self._inner.on_connection_close()
-        self._spans.finish(self._request, None)
 
 
 class Service:

@@ -29,7 +29,7 @@ span around that moment is enough, and no handler needs to call ``super()``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -46,7 +46,15 @@ from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, S
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
 from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from tornado.httputil import HTTPServerRequest, split_host_and_port
+from tornado.httputil import (
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPServerRequest,
+    RequestStartLine,
+    ResponseStartLine,
+    split_host_and_port,
+)
+from tornado.routing import PathMatches, Rule
 
 from compass_auth.handler import loggable_target
 
@@ -62,7 +70,7 @@ EXCLUDED_URLS_VARIABLES = ("OTEL_PYTHON_TORNADO_EXCLUDED_URLS", "OTEL_PYTHON_EXC
 KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-#: Where the request keeps its span between the start and ``finish`` (see ``span_of``).
+#: Where the request keeps its span between ``start`` and ``finish``.
 _SPAN_ATTRIBUTE = "_compass_server_span"
 
 
@@ -92,7 +100,7 @@ class ServerSpans:
         if self._excluded is not None and self._excluded.search(request.path):
             return None
         parent = propagate.extract(request.headers)
-        method = request.method or "GET"
+        method = request.method or ""
         name = method if method in KNOWN_METHODS else "HTTP"
         if route is not None:
             name = f"{name} {route}"
@@ -101,6 +109,12 @@ class ServerSpans:
             span.set_attributes(request_attributes(request, route))
         setattr(request, _SPAN_ATTRIBUTE, span)
         return trace.set_span_in_context(span, parent)
+
+    def delegate(self, inner: HTTPMessageDelegate, request: HTTPServerRequest,
+                 route: str | None) -> TracedDelegate:
+        """Tornado's delegate for ``request``, with the request's span around it (for an
+        application's ``get_handler_delegate``)."""
+        return TracedDelegate(inner, self, request, route)
 
     @staticmethod
     def finish(request: HTTPServerRequest, status: int | None) -> None:
@@ -123,10 +137,68 @@ class ServerSpans:
         span.end()
 
 
-def span_of(request: HTTPServerRequest) -> Span | None:
-    """The request's server span until it ends (for tests and hooks)."""
-    span: Span | None = getattr(request, _SPAN_ATTRIBUTE, None)
-    return span
+class TracedDelegate(HTTPMessageDelegate):
+    """A request's delegate with its server span current while Tornado runs the handler.
+
+    Tornado creates the task that runs the handler in ``finish`` (``headers_received`` for a
+    handler that streams the body), and a task keeps a copy of the context current when it is
+    created: attaching the span around these calls is all it takes. The span ends in
+    ``ServerSpans.finish``, which the application's ``log_request`` calls, or here when the
+    client goes away before the request was read in full."""
+
+    def __init__(self, inner: HTTPMessageDelegate, spans: ServerSpans,
+                 request: HTTPServerRequest, route: str | None) -> None:
+        self._inner = inner
+        self._spans = spans
+        self._request = request
+        self._route = route
+        self._context: context.Context | None = None
+
+    def headers_received(
+        self, start_line: RequestStartLine | ResponseStartLine, headers: HTTPHeaders
+    ) -> Awaitable[None] | None:
+        self._context = self._spans.start(self._request, self._route)
+        if self._context is None:
+            return self._inner.headers_received(start_line, headers)
+        token = context.attach(self._context)
+        try:
+            return self._inner.headers_received(start_line, headers)
+        finally:
+            context.detach(token)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        if self._context is None:
+            return self._inner.data_received(chunk)
+        token = context.attach(self._context)
+        try:
+            return self._inner.data_received(chunk)
+        finally:
+            context.detach(token)
+
+    def finish(self) -> None:
+        if self._context is None:
+            self._inner.finish()
+            return
+        token = context.attach(self._context)
+        try:
+            self._inner.finish()
+        finally:
+            context.detach(token)
+
+    def on_connection_close(self) -> None:
+        self._inner.on_connection_close()
+        self._spans.finish(self._request, None)
+
+
+def handler_routes(rules: Sequence[Rule]) -> dict[type, str | None]:
+    """``http.route`` of each handler class: the path pattern of its rule (``None`` when the
+    class serves several patterns), looked up per request instead of matched again."""
+    routes: dict[type, str | None] = {}
+    for rule in rules:
+        if isinstance(rule.matcher, PathMatches) and isinstance(rule.target, type):
+            route = rule.matcher.regex.pattern.removesuffix("$")
+            routes[rule.target] = route if routes.get(rule.target, route) == route else None
+    return routes
 
 
 def request_attributes(request: HTTPServerRequest, route: str | None) -> dict[str, Any]:
@@ -145,7 +217,7 @@ def request_attributes(request: HTTPServerRequest, route: str | None) -> dict[st
         SERVER_ADDRESS: host,
     }
     if method not in KNOWN_METHODS:
-        attributes[HTTP_REQUEST_METHOD_ORIGINAL] = method[:32]
+        attributes[HTTP_REQUEST_METHOD_ORIGINAL] = method
     if port is not None:
         attributes[SERVER_PORT] = port
     if request.query:
@@ -158,7 +230,7 @@ def request_attributes(request: HTTPServerRequest, route: str | None) -> dict[st
         attributes[CLIENT_ADDRESS] = request.remote_ip
     user_agent = request.headers.get("User-Agent")
     if user_agent:
-        attributes[USER_AGENT_ORIGINAL] = user_agent[:256]
+        attributes[USER_AGENT_ORIGINAL] = user_agent
     return attributes
 
 
