@@ -39,6 +39,8 @@ from .loadgen import run_load
 from .run import AUDIENCE, ROOT, free_port, otlp_sink
 
 SCRAPE_INTERVAL = 15.0
+#: The service on CPU 0, the load (and this process) on CPU 1, when there are two.
+PINNED = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
 VARIANTS: dict[str, dict[str, str]] = {
     "off": {},
     "disabled": {"OTEL_SDK_DISABLED": "true"},
@@ -72,7 +74,7 @@ def start(name: str, environ: dict[str, str], loop: str, tree: Path = ROOT) -> I
                "--port", str(port)]
     if loop:
         command += ["--loop", loop]
-    if shutil.which("taskset"):
+    if PINNED:
         command = ["taskset", "-c", "0", *command]
     if (tree / ".deps").is_dir():  # packages only that checkout needs (pip install --target)
         environ = {**environ, "PYTHONPATH": str(tree / ".deps")}
@@ -112,7 +114,7 @@ def measure(instance: Instance, scenario: str, path: str, tokens: list[str], dur
         spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     before = cpu_seconds(instance.process.pid)
     result = run_load(instance.url, path, tokens, duration=duration, connections=connections,
-                      cpu=1, engine="wrk")
+                      cpu=1 if PINNED else None, engine="auto")  # wrk, else asyncio
     spent = cpu_seconds(instance.process.pid) - before
     if spy is not None:
         spy.wait()
@@ -137,7 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     # SIGTERM runs the clean-up below (the service processes are stopped), like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    if shutil.which("taskset"):
+    if PINNED:
         os.sched_setaffinity(0, {1})
     names = args.variants.split(",")
     with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir, \
