@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -408,6 +409,10 @@ async def serve(
         idle_timeout=idle_timeout,
     )
     service.listen(host, port)
+    # What start-up built (modules, the generated Kubernetes client classes, the SDK) lives as
+    # long as the process: out of the collector's sight, a full collection walks only what
+    # requests allocate (~35 ms a pause before, several times a minute under load).
+    gc.freeze()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
