@@ -28,8 +28,12 @@ class Bearer:
     token: str
     #: The key of this token's entries in the verdict caches (``cache.TokenHasher``).
     key: bytes
-    #: The token split at its dots (a JWS has three parts).
-    parts: tuple[str, ...]
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The token split at its dots (a JWS has three parts): split when a verification
+        needs it, not for a cache hit."""
+        return tuple(self.token.split("."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ def read_bearer(header_values: list[str], hasher: Callable[[str], bytes]) -> Cre
     token = credentials.strip(" ")
     if not token:
         return HeaderProblem(MalformedHeader, "Bearer scheme without a token")
-    return Bearer(token, hasher(token), tuple(token.split(".")))
+    return Bearer(token, hasher(token))
 
 
 def check_token(token: str, max_token_bytes: int) -> None:

@@ -176,7 +176,7 @@ class DiscoveryClient:
         headers: dict[str, str],
     ) -> Any:
         what = _WHAT[path]
-        attributes = http_attributes("GET", self._api.host + path, self._api.host)
+        attributes = http_attributes("GET", self._api.host + path)
         with self._telemetry.client_span(f"GET {path}", attributes) as span:
             try:
                 response: aiohttp.ClientResponse = await call(

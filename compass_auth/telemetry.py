@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -60,6 +61,7 @@ HTTP_METHOD = "http.request.method"
 HTTP_STATUS = "http.response.status_code"
 URL_FULL = "url.full"
 SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
 
 # Instrument names.
@@ -84,6 +86,8 @@ PATHS = ("jwks", "tokenreview", "none")
 #: and no scrape, or many first sights between two collections) each new one is recorded in
 #: place. Bounds memory (~200 kB) and the work a collection does at once (~15 ms).
 PENDING_DURATIONS_LIMIT = 2_000
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 #: Verification methods.
 METHOD_JWKS = "jwks"
@@ -117,8 +121,10 @@ class Telemetry:
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         self.tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
-        # Told explicitly that nothing is traced: skip even looking up the current span.
+        # Told explicitly that nothing is traced (or measured): no span, no current-span
+        # lookup, no count on the request path. Telemetry that is off costs nothing.
         self._tracing = not isinstance(tracer_provider, trace.NoOpTracerProvider)
+        self._metering = not isinstance(meter_provider, metrics.NoOpMeterProvider)
         self._children_follow_parent = _children_follow_parent(tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider)
         # Counted in a dict and reported by callback: a dict increment costs ~0.1 µs on the
@@ -174,16 +180,20 @@ class Telemetry:
         carry its ids; this is the one boundary where telemetry meets the verification (a first
         sight, never a cache hit: attaching a context costs a few µs).
         """
-        span = self._unsampled_parent()
-        own_span = span is None
-        if span is None:
-            span = self.tracer.start_span(SPAN_VERIFY, kind=SpanKind.INTERNAL)
+        if not self._tracing:
+            span: Span = trace.INVALID_SPAN  # nothing traced: no span, no context to attach
+            own_span = False
+        else:
+            parent = self._unsampled_parent()
+            own_span = parent is None
+            span = (self.tracer.start_span(SPAN_VERIFY, kind=SpanKind.INTERNAL)
+                    if parent is None else parent)
         record = Verification(span)
-        started = time.perf_counter()
+        started = time.perf_counter() if self._metering else 0.0
         # Exceptions are outcomes here, recorded by _finish: use_span must not mark them.
         current = (trace.use_span(span, end_on_exit=False, record_exception=False,
                                   set_status_on_exception=False)
-                   if own_span and self._tracing else nullcontext(span))
+                   if own_span else nullcontext(span))
         try:
             with current:
                 yield record
@@ -221,14 +231,16 @@ class Telemetry:
         started: float,
         identity: Identity | None,
     ) -> None:
-        elapsed = time.perf_counter() - started
-        key = (record.method, outcome, reason)
-        self._verification_counts[key] = self._verification_counts.get(key, 0) + 1
-        if len(self._pending_durations) < PENDING_DURATIONS_LIMIT:
-            self._pending_durations.append((elapsed, record.method, outcome))
-        else:  # recorded in place, one at a time: no burst of records at the next collection
-            self._duration.record(elapsed, {AUTH_METHOD: record.method, AUTH_OUTCOME: outcome})
-        if span.is_recording():
+        if self._metering:
+            elapsed = time.perf_counter() - started
+            key = (record.method, outcome, reason)
+            self._verification_counts[key] = self._verification_counts.get(key, 0) + 1
+            if len(self._pending_durations) < PENDING_DURATIONS_LIMIT:
+                self._pending_durations.append((elapsed, record.method, outcome))
+            else:  # recorded in place, one at a time: no burst of records at the next collection
+                self._duration.record(elapsed, {AUTH_METHOD: record.method,
+                                                AUTH_OUTCOME: outcome})
+        if self._tracing and span.is_recording():
             attributes: dict[str, Any] = {
                 AUTH_METHOD: record.method,
                 AUTH_OUTCOME: outcome,
@@ -249,8 +261,9 @@ class Telemetry:
         """An allowed answer from the verified-token cache: counted, and its attributes put on
         the current (server) span. No ``auth.verify`` span and no duration sample: the answer
         took a few microseconds, and recording either would cost more than the answer."""
-        key = (method, "allowed", "ok")
-        self._verification_counts[key] = self._verification_counts.get(key, 0) + 1
+        if self._metering:
+            key = (method, "allowed", "ok")
+            self._verification_counts[key] = self._verification_counts.get(key, 0) + 1
         if not self._tracing:
             return
         span = trace.get_current_span()
@@ -272,7 +285,8 @@ class Telemetry:
             span.set_attributes(attributes)
 
     def stale_token(self, identity: Identity) -> None:
-        self._stale.add(1, {AUTH_NAMESPACE: identity.namespace})
+        if self._metering:
+            self._stale.add(1, {AUTH_NAMESPACE: identity.namespace})
 
     def websocket_closed(self, reason: str) -> None:
         """An authenticated WebSocket ended: ``token_expired``, ``client``, ``server``..."""
@@ -429,6 +443,18 @@ def current_trace_ids() -> tuple[str, str] | None:
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
-def http_attributes(method: str, url: str, server: str) -> dict[str, Any]:
-    """Client-span attributes for an API-server call (the URL has no credentials in it)."""
-    return {HTTP_METHOD: method, URL_FULL: url, SERVER_ADDRESS: server}
+def http_attributes(method: str, url: str) -> dict[str, Any]:
+    """Client-span attributes for a call to ``url``, by the stable HTTP semantic conventions:
+    ``server.address`` is the host alone (an IPv6 address without brackets) and ``server.port``
+    the port, the scheme's default when the URL has none. Credentials in the URL are replaced
+    with ``REDACTED``, as the conventions ask for ``url.full``."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        url = urlunsplit(parts._replace(
+            netloc="REDACTED:REDACTED@" + parts.netloc.rpartition("@")[2]))
+    attributes: dict[str, Any] = {HTTP_METHOD: method, URL_FULL: url,
+                                  SERVER_ADDRESS: parts.hostname or ""}
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    if port is not None:
+        attributes[SERVER_PORT] = port
+    return attributes

@@ -211,7 +211,7 @@ class TokenReviewer:
         return verdict
 
     async def _call(self, token: str) -> Mapping[str, Any]:
-        attributes = http_attributes("POST", self._api.host + REVIEW_PATH, self._api.host)
+        attributes = http_attributes("POST", self._api.host + REVIEW_PATH)
         with self._telemetry.client_span(SPAN_TOKENREVIEW, attributes) as span:
             status = await self._send(token, span)
             span.set_attribute(AUTH_RESULT, "authenticated" if status.get("authenticated") is True

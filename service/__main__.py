@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--drain-seconds", type=float, default=10.0,
                        help="on SIGTERM, how long requests in flight may take (default 10)")
-    serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                       help="event loop (uvloop comes with pip install 'compass-auth[service]')")
+    serve.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                       help="event loop: auto (the default) is uvloop when installed (pip "
+                       "install 'compass-auth[service]' installs it), else asyncio")
     serve.add_argument("--max-connections", type=_positive(int), default=MAX_CONNECTIONS,
                        help="open connections held at most; more are closed at once "
                        f"(default {MAX_CONNECTIONS}; keep it under the file descriptor limit)")

@@ -25,10 +25,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from compass_auth.bearer import fingerprint
 from compass_auth.settings import SettingsError
+from compass_auth.telemetry import ERROR_TYPE, HTTP_STATUS, http_attributes
 
 from . import __version__, otel
 from .client import FileTokenSource, TokenFileError
@@ -91,9 +94,14 @@ def _body_fields(response: HTTPResponse) -> dict[str, str]:
 
 
 async def call_once(
-    http: AsyncHTTPClient, url: str, tokens: FileTokenSource, *, request_timeout: float = 5.0
+    http: AsyncHTTPClient, url: str, tokens: FileTokenSource, *, request_timeout: float = 5.0,
+    tracer_provider: trace.TracerProvider | None = None,
 ) -> CallResult:
-    """One ``GET url`` with the current token; never raises for network or token trouble."""
+    """One ``GET url`` with the current token; never raises for network or token trouble.
+
+    The call is a CLIENT span ``GET`` (stable HTTP attributes, as the library's API-server
+    calls) of ``tracer_provider`` (default: the global one), and carries its context to the
+    service in ``traceparent`` (the global propagator)."""
     started = time.monotonic()
 
     def elapsed() -> float:
@@ -106,22 +114,33 @@ async def call_once(
         return CallResult(status=0, outcome="error", duration_ms=elapsed(), error=str(error))
     token_fp = fingerprint(token)
     token_read = tokens.reads != reads_before
-    request = HTTPRequest(
-        url,
-        headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
-        connect_timeout=request_timeout,
-        request_timeout=request_timeout,
-        # A redirect would carry the Authorization header to wherever it points.
-        follow_redirects=False,
-    )
-    try:
-        # raise_error=False covers HTTP statuses only; timeouts (Tornado's 599), refused or
-        # reset connections and oversized bodies still raise.
-        response = await http.fetch(request, raise_error=False)
-    except (HTTPClientError, OSError, TimeoutError) as error:
-        return CallResult(status=0, outcome="error", duration_ms=elapsed(),
-                          error=f"{type(error).__name__}: {error}", token_fp=token_fp,
-                          token_read=token_read)
+    tracer = trace.get_tracer(__name__, __version__, tracer_provider)
+    with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT,
+                                      attributes=http_attributes("GET", url)) as span:
+        headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
+        propagate.inject(headers)
+        request = HTTPRequest(
+            url,
+            headers=headers,
+            connect_timeout=request_timeout,
+            request_timeout=request_timeout,
+            # A redirect would carry the Authorization header to wherever it points.
+            follow_redirects=False,
+        )
+        try:
+            # raise_error=False covers HTTP statuses only; timeouts (Tornado's 599), refused or
+            # reset connections and oversized bodies still raise.
+            response = await http.fetch(request, raise_error=False)
+        except (HTTPClientError, OSError, TimeoutError) as error:
+            span.set_attribute(ERROR_TYPE, type(error).__name__)
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+            return CallResult(status=0, outcome="error", duration_ms=elapsed(),
+                              error=f"{type(error).__name__}: {error}", token_fp=token_fp,
+                              token_read=token_read)
+        span.set_attribute(HTTP_STATUS, response.code)
+        if response.code >= 400:  # for a client, a 4xx is an error too
+            span.set_attribute(ERROR_TYPE, str(response.code))
+            span.set_status(Status(StatusCode.ERROR))
     return CallResult(
         status=response.code,
         outcome=classify(response.code),
@@ -145,6 +164,7 @@ async def run(
     count: int | None = None,
     request_timeout: float = 5.0,
     stop: asyncio.Event | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
 ) -> list[CallResult]:
     """Call ``url`` every ``interval`` seconds, ``count`` times or until ``stop`` is set."""
     stop = stop or asyncio.Event()
@@ -153,7 +173,8 @@ async def run(
     try:
         while count is None or len(results) < count:
             started = time.monotonic()
-            result = await call_once(http, url, tokens, request_timeout=request_timeout)
+            result = await call_once(http, url, tokens, request_timeout=request_timeout,
+                                     tracer_provider=tracer_provider)
             log_result(url, result)
             results.append(result)
             if count is not None and len(results) >= count:
@@ -171,7 +192,7 @@ async def run(
 
 
 async def _main(url: str, token_file: str, interval: float, count: int | None,
-                request_timeout: float) -> int:
+                request_timeout: float, tracer_provider: trace.TracerProvider) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # As PID 1 of its container, the process gets no default SIGTERM action: without a handler
@@ -179,7 +200,8 @@ async def _main(url: str, token_file: str, interval: float, count: int | None,
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     results = await run(url, FileTokenSource(token_file), interval=interval, count=count,
-                        request_timeout=request_timeout, stop=stop)
+                        request_timeout=request_timeout, stop=stop,
+                        tracer_provider=tracer_provider)
     if count is None:
         return 0
     return 0 if all(result.outcome == "allowed" for result in results) else 1
@@ -190,8 +212,7 @@ def main(url: str, token_file: str, interval: float = 5.0, count: int | None = N
     """Run the caller; with ``count``, exit 0 only if every call was allowed."""
     configure_logging()
     try:
-        # Tornado's instrumentation makes each AsyncHTTPClient.fetch a CLIENT span and injects
-        # traceparent; without an exporter configured it records nothing (see service.otel).
+        # Without a span exporter the provider is a no-op: no span, no traceparent.
         setup = None if otel.sdk_disabled(os.environ) else otel.configure(os.environ)
     except SettingsError as error:
         logger.error("invalid settings", extra={"error": str(error)})
@@ -199,7 +220,8 @@ def main(url: str, token_file: str, interval: float = 5.0, count: int | None = N
     logger.info("calling", extra={"url": url, "token_file": token_file, "interval": interval,
                                   "count": count if count is not None else "unlimited"})
     try:
-        return asyncio.run(_main(url, token_file, interval, count, timeout))
+        return asyncio.run(_main(url, token_file, interval, count, timeout,
+                                 setup.tracer_provider if setup else trace.NoOpTracerProvider()))
     finally:
         if setup is not None:
             setup.shutdown()

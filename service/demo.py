@@ -285,10 +285,8 @@ async def run_authorization(
 def _span_line(span: ReadableSpan) -> str:
     """One line per span: enough to see the tree, the outcome and why."""
     attributes = dict(span.attributes or {})
-    if str(attributes.get("tornado.handler", "")).startswith("compass_auth.testing"):
-        return ""  # the emulator's own server spans (Tornado is instrumented process-wide)
     shown = {k: v for k, v in attributes.items()
-             if k.startswith("auth.") or k in ("http.response.status_code", "http.status_code")}
+             if k.startswith("auth.") or k == "http.response.status_code"}
     parent = format(span.parent.span_id, "016x")[:8] if span.parent else "-"
     status = span.status.status_code.name
     return (f"  span trace={format(span.context.trace_id, '032x')[:8]} "

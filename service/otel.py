@@ -3,26 +3,27 @@
 The library (``compass_auth``) only uses the API; this module decides where spans and metrics go:
 
 * ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``: comma-separated ``otlp``, ``console``,
-  ``none``. Default: ``otlp`` when an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set, else ``none`` (the
-  specification's default is ``otlp``, which on a laptop without a collector only produces
-  export errors).
-* ``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` (default); ``grpc`` needs the
+  ``none`` (and ``prometheus`` for metrics). Default: ``otlp`` when an
+  ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set, else ``none`` (the specification's default is
+  ``otlp``, which on a laptop without a collector only produces export errors).
+* ``/metrics`` (Prometheus text) is served unless ``OTEL_METRICS_EXPORTER`` is exactly ``none``.
+* Telemetry that is off costs nothing: without a span exporter the tracer provider is the API's
+  no-op and no server span is started (``server_spans`` is ``None``); with no metric reader at
+  all the meter provider is the API's no-op too.
+* ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, falling back
+  to ``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` (default) or ``grpc``, which needs the
   ``opentelemetry-exporter-otlp-proto-grpc`` package (the ``grpc`` extra).
 * ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER(_ARG)``,
-  ``OTEL_BSP_*``, ``OTEL_METRIC_EXPORT_INTERVAL`` and the exporters' own variables are read by the
-  SDK itself.
-* ``OTEL_SDK_DISABLED=true`` turns all of it off (the library's API calls become no-ops and
-  ``/metrics`` is not served).
+  ``OTEL_PROPAGATORS``, ``OTEL_BSP_*``, ``OTEL_METRIC_EXPORT_INTERVAL`` and the exporters' own
+  variables are read by the SDK itself.
+* ``OTEL_SDK_DISABLED=true`` turns all of it off (the caller does not call ``configure``).
 * Kubernetes resource attributes from the downward API: ``K8S_POD_NAME``, ``K8S_POD_UID``,
   ``K8S_NAMESPACE_NAME``, ``K8S_NODE_NAME`` become ``k8s.pod.name``, ...
-
-Metrics are always readable as Prometheus text (``/metrics``), whatever the exporters.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,14 +52,12 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry
-from tornado.web import RequestHandler
 
-from compass_auth.handler import MAX_LOGGED_PATH, loggable_target
 from compass_auth.settings import SettingsError
 
 from . import __version__
+from .server_spans import ServerSpans, excluded_urls
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +68,23 @@ KUBERNETES_RESOURCE_ENV = {
     "K8S_NAMESPACE_NAME": "k8s.namespace.name",
     "K8S_NODE_NAME": "k8s.node.name",
 }
-#: Probe and scrape endpoints stay out of traces (read by the Tornado instrumentation at import).
-EXCLUDED_URLS = "healthz,readyz,metrics"
-_EXPORTERS = ("otlp", "console", "none")
+_SPAN_EXPORTERS = ("otlp", "console", "none")
+_METRIC_EXPORTERS = ("otlp", "console", "prometheus", "none")
+_PROTOCOLS = ("http/protobuf", "grpc")
 
 
 @dataclass
 class TelemetrySetup:
-    """The SDK providers of the process and the registry behind ``/metrics``."""
+    """The providers of the process, the registry behind ``/metrics`` and the server spans."""
 
     #: The SDK's, or the API's no-op provider when no span exporter is configured.
     tracer_provider: trace.TracerProvider
-    meter_provider: MeterProvider
-    registry: CollectorRegistry
-    instrumented: bool = False
+    #: The SDK's, or the API's no-op provider when no metric reader is configured.
+    meter_provider: metrics.MeterProvider
+    #: What ``/metrics`` serves; ``None`` when it is off (``OTEL_METRICS_EXPORTER=none``).
+    registry: CollectorRegistry | None
+    #: ``None`` when nothing is traced: no request then pays for a server span.
+    server_spans: ServerSpans | None = None
     stopped: bool = False
 
     def shutdown(self) -> None:
@@ -90,27 +92,24 @@ class TelemetrySetup:
         if self.stopped:
             return
         self.stopped = True
-        if self.instrumented:
-            from opentelemetry.instrumentation.tornado import TornadoInstrumentor
-
-            TornadoInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
         if isinstance(self.tracer_provider, TracerProvider):
             self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        if isinstance(self.meter_provider, MeterProvider):
+            self.meter_provider.shutdown()
 
 
 def configure(
     environ: Mapping[str, str],
     *,
-    instrument_tornado: bool = True,
     console: IO[str] | None = None,
     extra_span_exporters: tuple[SpanExporter, ...] = (),
     extra_metric_readers: tuple[MetricReader, ...] = (),
 ) -> TelemetrySetup:
     """Build providers from ``environ``; raise ``SettingsError`` naming a bad variable."""
     resource = Resource.create(resource_attributes(environ))
-    span_exporters = _exporters(environ, "OTEL_TRACES_EXPORTER")
+    span_exporters = _exporters(environ, "OTEL_TRACES_EXPORTER", _SPAN_EXPORTERS)
     tracer_provider: trace.TracerProvider = trace.NoOpTracerProvider()
+    server_spans = None
     if span_exporters or extra_span_exporters:
         # Only then: recording spans that no exporter takes cost ~20 µs each for nothing.
         sdk_tracer_provider = TracerProvider(resource=resource)
@@ -125,72 +124,36 @@ def configure(
         for span_exporter in extra_span_exporters:
             sdk_tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
         tracer_provider = sdk_tracer_provider
+        server_spans = ServerSpans(tracer_provider, excluded_urls(environ))
 
-    registry = CollectorRegistry()
-    readers: list[MetricReader] = [PrometheusMetricReader(registry=registry)]
-    for name in _exporters(environ, "OTEL_METRICS_EXPORTER"):
+    metric_exporters = _exporters(environ, "OTEL_METRICS_EXPORTER", _METRIC_EXPORTERS)
+    # /metrics is served whatever the push exporters, unless metrics are off altogether:
+    # dashboards scrape it, and it costs nothing until scraped.
+    serve_metrics = environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() != "none"
+    registry = CollectorRegistry() if serve_metrics else None
+    readers: list[MetricReader] = []
+    if registry is not None:
+        readers.append(PrometheusMetricReader(registry=registry))
+    for name in metric_exporters:
         if name == "otlp":
             readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter(environ)))
         elif name == "console":
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(
                 out=console or sys.stdout)))
     readers.extend(extra_metric_readers)
-    # Exemplars (sample trace ids attached to histogram buckets) cost ~1.5 µs per measurement
-    # and few back ends show them: off unless OTEL_METRICS_EXEMPLAR_FILTER asks for them.
-    exemplars = _exemplar_filter(environ)
-    meter_provider = MeterProvider(
-        resource=resource, metric_readers=readers, exemplar_filter=exemplars)
-
-    setup = TelemetrySetup(tracer_provider, meter_provider, registry)
-    if instrument_tornado:
-        os.environ.setdefault("OTEL_PYTHON_TORNADO_EXCLUDED_URLS", EXCLUDED_URLS)
-        from opentelemetry.instrumentation.tornado import TornadoInstrumentor
-
-        # Server spans only. Its HTTP server metrics (duration, request and response size,
-        # active requests: three histograms and a counter per request) took a quarter of the
-        # service's per-request time in a profile under load; the auth metrics say what
-        # operators of this service look at.
-        TornadoInstrumentor().instrument(  # type: ignore[no-untyped-call]
-            tracer_provider=tracer_provider, meter_provider=metrics.NoOpMeterProvider(),
-            server_request_hook=redact_server_span,
-        )
-        setup.instrumented = True
-    return setup
+    meter_provider: metrics.MeterProvider = metrics.NoOpMeterProvider()
+    if readers:
+        # Exemplars (sample trace ids attached to histogram buckets) cost ~1.5 µs per
+        # measurement and few back ends show them: off unless OTEL_METRICS_EXEMPLAR_FILTER
+        # asks for them.
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers,
+                                       exemplar_filter=_exemplar_filter(environ))
+    return TelemetrySetup(tracer_provider, meter_provider, registry, server_spans)
 
 
 def sdk_disabled(environ: Mapping[str, str]) -> bool:
     """``OTEL_SDK_DISABLED=true``: no SDK at all (API no-ops, no /metrics), per the spec."""
     return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-
-
-#: URL attributes the Tornado instrumentation copies from the raw request URI.
-_URL_ATTRIBUTES = ("http.target", "http.url", "url.full", "url.path", "url.query")
-
-
-def redact_server_span(span: Span, handler: RequestHandler) -> None:
-    """Overwrite the server span's URL attributes with ``loggable_target`` values.
-
-    The instrumentation redacts only a few cloud-signature parameters (``redact_url``), not
-    ``access_token``: a token a misconfigured client puts in the query string (refused with 401)
-    would otherwise be exported with the span.
-    """
-    request = handler.request
-    if not request.query and len(request.path) <= MAX_LOGGED_PATH:
-        return  # nothing to hide: the common case costs one comparison
-    attributes = getattr(span, "attributes", None)
-    if not span.is_recording() or not attributes:
-        return
-    target = loggable_target(request.path, request.query)
-    values = {
-        "http.target": target,
-        "http.url": f"{request.protocol}://{request.host}{target}",
-        "url.full": f"{request.protocol}://{request.host}{target}",
-        "url.path": loggable_target(request.path, ""),
-        "url.query": "REDACTED",
-    }
-    for key in _URL_ATTRIBUTES:
-        if key in attributes:
-            span.set_attribute(key, values[key])
 
 
 def resource_attributes(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -204,7 +167,7 @@ def resource_attributes(environ: Mapping[str, str]) -> dict[str, Any]:
     return attributes
 
 
-def _exporters(environ: Mapping[str, str], variable: str) -> list[str]:
+def _exporters(environ: Mapping[str, str], variable: str, allowed: tuple[str, ...]) -> list[str]:
     has_endpoint = any(
         environ.get(name)
         for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -213,9 +176,9 @@ def _exporters(environ: Mapping[str, str], variable: str) -> list[str]:
     default = "otlp" if has_endpoint else "none"
     names = [n.strip() for n in environ.get(variable, default).lower().split(",") if n.strip()]
     for name in names:
-        if name not in _EXPORTERS:
-            raise SettingsError(f"{variable}={name!r} must be one of {', '.join(_EXPORTERS)}")
-    return [name for name in names if name != "none"]
+        if name not in allowed:
+            raise SettingsError(f"{variable}={name!r} must be one of {', '.join(allowed)}")
+    return [name for name in names if name not in ("none", "prometheus")]
 
 
 def _exemplar_filter(environ: Mapping[str, str]) -> ExemplarFilter:
@@ -231,22 +194,29 @@ def _exemplar_filter(environ: Mapping[str, str]) -> ExemplarFilter:
     return filters[name]()
 
 
-def _protocol(environ: Mapping[str, str]) -> str:
-    protocol = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf").strip().lower()
-    if protocol not in ("http/protobuf", "grpc"):
-        raise SettingsError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} must be http/protobuf or grpc")
-    return protocol
+def otlp_protocol(environ: Mapping[str, str], signal: str) -> tuple[str, str]:
+    """``(variable, protocol)`` for ``signal`` (``TRACES`` or ``METRICS``): the signal's own
+    ``OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, else
+    ``http/protobuf``, as the specification orders them."""
+    for variable in (f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = environ.get(variable, "").strip().lower()
+        if value:
+            if value not in _PROTOCOLS:
+                raise SettingsError(
+                    f"{variable}={value!r} must be one of {', '.join(_PROTOCOLS)}")
+            return variable, value
+    return "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
 
 
 def _otlp_span_exporter(environ: Mapping[str, str]) -> SpanExporter:
-    if _protocol(environ) == "grpc":
+    variable, protocol = otlp_protocol(environ, "TRACES")
+    if protocol == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
                 OTLPSpanExporter as GrpcSpanExporter,
             )
         except ImportError:
-            raise SettingsError(_GRPC_MISSING) from None
+            raise SettingsError(_grpc_missing(variable)) from None
         return cast(SpanExporter, GrpcSpanExporter())
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -254,20 +224,20 @@ def _otlp_span_exporter(environ: Mapping[str, str]) -> SpanExporter:
 
 
 def _otlp_metric_exporter(environ: Mapping[str, str]) -> MetricExporter:
-    if _protocol(environ) == "grpc":
+    variable, protocol = otlp_protocol(environ, "METRICS")
+    if protocol == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
                 OTLPMetricExporter as GrpcMetricExporter,
             )
         except ImportError:
-            raise SettingsError(_GRPC_MISSING) from None
+            raise SettingsError(_grpc_missing(variable)) from None
         return cast(MetricExporter, GrpcMetricExporter())
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
     return OTLPMetricExporter()
 
 
-_GRPC_MISSING = (
-    "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: "
-    "pip install 'compass-auth[grpc]' (or use http/protobuf)"
-)
+def _grpc_missing(variable: str) -> str:
+    return (f"{variable}=grpc needs the gRPC exporter: pip install 'compass-auth[grpc]' "
+            "(or use http/protobuf)")

@@ -100,6 +100,49 @@ async def test_connection_limits_from_the_command_line(
                 process.communicate()
 
 
+@pytest.mark.parametrize(("flags", "loop"), [((), "uvloop"), (("--loop", "asyncio"), "asyncio")])
+def test_uvloop_by_default_and_the_listening_line_says_which_loop(
+    devcluster: DevCluster, tmp_path: Path, flags: tuple[str, ...], loop: str
+) -> None:
+    kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
+    process = service_process({"KUBECONFIG": str(kubeconfig)}, *flags)
+    lines: list[str] = []
+    try:
+        wait_for_port(process, lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    assert f" loop={loop}" in lines[-1]
+
+
+def hide_uvloop(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``import uvloop`` fails, as where it is not installed."""
+    shadow = tmp_path / "shadow" / "uvloop"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named uvloop')\n")
+    return {"PYTHONPATH": str(shadow.parent)}
+
+
+def test_without_uvloop_auto_runs_on_asyncio(devcluster: DevCluster, tmp_path: Path) -> None:
+    kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
+    process = service_process({"KUBECONFIG": str(kubeconfig), **hide_uvloop(tmp_path)})
+    lines: list[str] = []
+    try:
+        wait_for_port(process, lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    assert " loop=asyncio" in lines[-1]
+
+
+def test_loop_uvloop_without_uvloop_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    process = service_process({"KUBECONFIG": "/nonexistent", **hide_uvloop(tmp_path)},
+                              "--loop", "uvloop")
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 2
+    assert "--loop uvloop: uvloop is not installed" in stderr
+
+
 def test_missing_cluster_configuration_stops_the_service(tmp_path: Path) -> None:
     process = service_process({"KUBECONFIG": str(tmp_path / "absent")})
     _, stderr = process.communicate(timeout=20)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
+
+import pytest
 
 from compass_auth.cache import TokenHasher, VerdictCache
 
@@ -26,6 +30,16 @@ def test_hasher_is_keyed_per_process_and_never_contains_the_token() -> None:
     assert len(one(token)) == 32
     assert token.encode() not in one(token)
     assert one("\udcff") != one("x")  # undecodable input never raises
+
+
+@pytest.mark.parametrize("token", ["", "x", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+                                   "a" * 1130, "a" * 64, "\udcff\u00e9"])
+def test_hasher_is_hmac_sha256(token: str) -> None:
+    """Its precomputed key states give exactly RFC 2104 HMAC-SHA256 (the stdlib's)."""
+    hasher = TokenHasher()
+    expected = hmac.digest(hasher._key, token.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    assert hasher(token) == expected
+    assert hasher(token) == expected  # the precomputed states are not consumed
 
 
 def test_lru_bound_and_expiry() -> None:

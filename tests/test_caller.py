@@ -224,7 +224,8 @@ async def test_calls_carry_traceparent_when_tracing_is_configured(tmp_path: Path
     try:
         token_file = write_token_volume(tmp_path / "tokens", "a.b.c")
         url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/whoami"
-        results = await run(url, FileTokenSource(str(token_file)), count=1, interval=0.01)
+        results = await run(url, FileTokenSource(str(token_file)), count=1, interval=0.01,
+                            tracer_provider=setup.tracer_provider)
     finally:
         server.stop()
         setup.shutdown()
@@ -235,3 +236,11 @@ async def test_calls_carry_traceparent_when_tracing_is_configured(tmp_path: Path
     (header,) = seen
     assert header.startswith(f"00-{trace_id}-{span_id}-")
     assert int(header.rsplit("-", 1)[1], 16) & 1  # sampled
+    # The stable HTTP client attributes, as on the library's API-server calls.
+    assert dict(client.attributes or {}) == {
+        "http.request.method": "GET",
+        "url.full": url,
+        "server.address": "127.0.0.1",
+        "server.port": int(url.split(":")[2].split("/")[0]),
+        "http.response.status_code": 200,
+    }

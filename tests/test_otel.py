@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from compass_auth.settings import SettingsError
@@ -14,13 +16,14 @@ from service import otel
 
 
 def configure(environ: dict[str, str], **kwargs: Any) -> otel.TelemetrySetup:
-    return otel.configure(environ, instrument_tornado=False, **kwargs)
+    return otel.configure(environ, **kwargs)
 
 
 def test_no_exporter_means_no_recording_spans() -> None:
     setup = configure({})
     try:
         assert isinstance(setup.tracer_provider, trace.NoOpTracerProvider)
+        assert setup.server_spans is None  # no server span machinery on any request
         span = setup.tracer_provider.get_tracer("t").start_span("x")
         assert not span.is_recording()
     finally:
@@ -31,9 +34,10 @@ def test_otlp_is_the_default_when_an_endpoint_is_set() -> None:
     setup = configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
     try:
         assert isinstance(setup.tracer_provider, TracerProvider)
+        assert setup.server_spans is not None
         environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
-        assert otel._exporters(environ, "OTEL_METRICS_EXPORTER") == ["otlp"]
-        assert otel._exporters({}, "OTEL_METRICS_EXPORTER") == []
+        assert otel._exporters(environ, "OTEL_METRICS_EXPORTER", ("otlp", "none")) == ["otlp"]
+        assert otel._exporters({}, "OTEL_METRICS_EXPORTER", ("otlp", "none")) == []
     finally:
         setup.shutdown()
 
@@ -61,15 +65,52 @@ def test_bad_values_name_the_variable(environ: dict[str, str], variable: str) ->
         configure(environ)
 
 
-def test_grpc_without_its_package_says_what_to_install() -> None:
+@pytest.mark.parametrize(("environ", "variable"), [
+    ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
+      "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
+      "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+    ({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "otlp",
+      "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+      "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"),
+])
+def test_grpc_without_its_package_says_what_to_install(
+    environ: dict[str, str], variable: str
+) -> None:
     try:
         import opentelemetry.exporter.otlp.proto.grpc  # noqa: F401
     except ImportError:
-        with pytest.raises(SettingsError, match=r"compass-auth\[grpc\]"):
-            configure({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+        with pytest.raises(SettingsError, match=rf"^{variable}=grpc .*compass-auth\[grpc\]"):
+            configure(environ)
     else:  # installed: it must build
-        configure({"OTEL_TRACES_EXPORTER": "otlp",
-                   "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}).shutdown()
+        configure(environ).shutdown()
+
+
+@pytest.mark.parametrize(("environ", "traces", "metrics"), [
+    ({}, "http/protobuf", "http/protobuf"),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "grpc", "grpc"),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+      "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "http/protobuf", "grpc"),
+    ({"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "GRPC"}, "http/protobuf", "grpc"),
+])
+def test_each_signal_has_its_own_protocol_variable(
+    environ: dict[str, str], traces: str, metrics: str
+) -> None:
+    assert otel.otlp_protocol(environ, "TRACES")[1] == traces
+    assert otel.otlp_protocol(environ, "METRICS")[1] == metrics
+
+
+def test_metrics_off_means_no_reader_and_no_sdk() -> None:
+    setup = configure({"OTEL_METRICS_EXPORTER": "none"})
+    assert setup.registry is None  # no /metrics
+    assert isinstance(setup.meter_provider, NoOpMeterProvider)
+    setup.shutdown()
+    for value in ("otlp", "prometheus", "console"):  # /metrics with any other value
+        environ = {"OTEL_METRICS_EXPORTER": value, "OTEL_METRIC_EXPORT_INTERVAL": "600000"}
+        setup = configure(environ, console=io.StringIO())
+        assert setup.registry is not None
+        assert isinstance(setup.meter_provider, MeterProvider)
+        setup.shutdown()
 
 
 def test_resource_attributes(monkeypatch: pytest.MonkeyPatch) -> None:

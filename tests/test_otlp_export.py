@@ -24,7 +24,10 @@ async def test_spans_and_metrics_arrive_over_otlp_http(
     process = service_process({
         "KUBECONFIG": str(devcluster.write_kubeconfig(tmp_path / "kubeconfig")),
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        # Each signal's own variable wins over the general one (grpc is not even installed).
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
         "OTEL_SERVICE_NAME": "compass-auth-under-test",
         "OTEL_METRIC_EXPORT_INTERVAL": "300",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
@@ -76,6 +79,10 @@ async def test_spans_and_metrics_arrive_over_otlp_http(
     (server,) = [s for _, s in spans if s.span_id == allowed_span.parent_span_id]
     assert server.kind == server.SPAN_KIND_SERVER
     assert server.parent_span_id.hex() == PARENT_ID  # continues the caller's trace
+    assert server.name == "GET /whoami"
+    server_attributes = attributes(server.attributes)
+    assert server_attributes["http.route"] == "/whoami"
+    assert server_attributes["http.response.status_code"] == 200
     assert attributes(allowed_span.attributes) == {
         "auth.method": "jwks", "auth.outcome": "allowed", "auth.reason": "ok",
         "auth.cache_hit": False, "auth.subject": "system:serviceaccount:default:collector",

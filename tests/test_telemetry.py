@@ -440,3 +440,20 @@ def test_under_an_unsampled_parent_no_span_is_even_started() -> None:
     sampler = CountingParentBased()
     verify_spans_under_unsampled_parent(sampler)
     assert sampler.calls == 0  # the sampler was not even asked: no ids, no span objects
+
+
+@pytest.mark.parametrize(("url", "address", "port", "shown"), [
+    ("https://127.0.0.1:34165/openid/v1/jwks", "127.0.0.1", 34165, None),
+    ("https://kubernetes.default.svc/apis", "kubernetes.default.svc", 443, None),
+    ("http://[fd00::1]:8080/x", "fd00::1", 8080, None),
+    ("https://user:secret@api.example:6443/x", "api.example", 6443,
+     "https://REDACTED:REDACTED@api.example:6443/x"),
+])
+def test_client_span_attributes_name_the_host_and_port_apart(
+    url: str, address: str, port: int, shown: str | None
+) -> None:
+    """Issue 14: ``server.address`` was the API server URL (``https://127.0.0.1:34165``)."""
+    assert telemetry_module.http_attributes("GET", url) == {
+        "http.request.method": "GET", "url.full": shown or url,
+        "server.address": address, "server.port": port,
+    }
