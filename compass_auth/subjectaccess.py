@@ -158,7 +158,7 @@ class AccessReviewer:
         return decision
 
     async def _call(self, body: Mapping[str, Any]) -> Decision:
-        attributes = http_attributes("POST", self._api.host + REVIEW_PATH, self._api.host)
+        attributes = http_attributes("POST", self._api.host + REVIEW_PATH)
         with self._telemetry.client_span(SPAN_SUBJECTACCESSREVIEW, attributes) as span:
             decision = await self._send(body, span)
             span.set_attribute(AUTH_RESULT, "allowed" if decision.allowed else "denied")
