@@ -332,8 +332,12 @@ class Service:
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         max_websockets: int = MAX_WEBSOCKETS,
+        owns_telemetry: bool = True,
     ) -> None:
+        """``owns_telemetry``: whether ``drain`` shuts ``telemetry`` down (flushing it); the demo
+        shares one setup among several services and shuts it down itself."""
         self.authenticator = authenticator
+        self._owns_telemetry = owns_telemetry
         self.max_websockets = max_websockets
         self._websockets: set[WhoAmISocket] = set()
         self._no_websockets = asyncio.Event()
@@ -444,7 +448,7 @@ class Service:
                                                      "websockets": self.websockets})
         await self.server.close_all_connections()
         await self.authenticator.close()
-        if self.telemetry is not None:
+        if self.telemetry is not None and self._owns_telemetry:
             self.telemetry.shutdown()  # flush spans and metrics before exit
         logger.info("stopped")
 

@@ -189,7 +189,7 @@ class _Collect(logging.Handler):
 
 
 async def _start_service(
-    cluster: DevCluster, workdir: str, telemetry: Telemetry | None = None, **extra: str
+    cluster: DevCluster, workdir: str, setup: otel.TelemetrySetup | None = None, **extra: str
 ) -> tuple[Service, str]:
     kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
     environ = {
@@ -199,18 +199,20 @@ async def _start_service(
         **extra,
     }
     settings = AuthSettings.from_env(environ)
+    telemetry = Telemetry(setup.tracer_provider, setup.meter_provider) if setup else None
     authenticator = await Authenticator.connect(settings, environ, telemetry=telemetry)
-    service = Service(authenticator, drain_seconds=1.0)
+    # With the setup, the service's server spans too (the auth.* spans are their children).
+    service = Service(authenticator, drain_seconds=1.0, telemetry=setup, owns_telemetry=False)
     port = service.listen("127.0.0.1", 0)
     return service, f"http://127.0.0.1:{port}"
 
 
 async def run_fallback(
-    cluster: DevCluster, workdir: str, telemetry: Telemetry | None = None
+    cluster: DevCluster, workdir: str, setup: otel.TelemetrySetup | None = None
 ) -> list[Row]:
     """Discovery down at start-up: TokenReview serves; discovery back: local again."""
     cluster.set_fault("discovery", Fault(status=503))
-    service, base_url = await _start_service(cluster, workdir, telemetry,
+    service, base_url = await _start_service(cluster, workdir, setup,
                                              AUTH_REDISCOVERY_INTERVAL="1")
     client = AsyncHTTPClient()
     rows = []
@@ -262,11 +264,11 @@ def _no_grant(cluster: DevCluster) -> str:
 
 
 async def run_authorization(
-    cluster: DevCluster, workdir: str, telemetry: Telemetry | None = None
+    cluster: DevCluster, workdir: str, setup: otel.TelemetrySetup | None = None
 ) -> list[Row]:
     """/whoami requires an RBAC check, decided by SubjectAccessReview against the RBAC objects."""
     cluster.load_rbac(WHOAMI_RBAC)
-    service, base_url = await _start_service(cluster, workdir, telemetry,
+    service, base_url = await _start_service(cluster, workdir, setup,
                                              AUTH_ALLOWED_SUBJECTS="",
                                              AUTH_REQUIRED_ACCESS=WHOAMI_ACCESS)
     await service.authenticator.wait_started()
@@ -299,14 +301,12 @@ async def run_demo(telemetry: str = "none") -> bool:
     logging.getLogger().addHandler(collected)
     logging.getLogger().setLevel(logging.INFO)
     setup = None
-    library_telemetry = None
     if telemetry == "console":
         # Spans print as they end, one line each, between the table rows' requests.
         exporter = ConsoleSpanExporter(formatter=_span_line)
         setup = otel.configure({}, extra_span_exporters=(exporter,))
-        library_telemetry = Telemetry(setup.tracer_provider, setup.meter_provider)
     with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir:
-        service, base_url = await _start_service(cluster, workdir, library_telemetry)
+        service, base_url = await _start_service(cluster, workdir, setup)
         await service.authenticator.wait_started()
         print(f"cluster emulator: {cluster.url} (issuer {cluster.issuer})")
         print(f"example service:  {base_url}  (audience {AUDIENCE}, "
@@ -319,11 +319,11 @@ async def run_demo(telemetry: str = "none") -> bool:
         rows += websocket
         await service.drain()
         print("\nfallback and recovery: a second service starts while discovery answers 503")
-        fallback = await run_fallback(cluster, workdir, library_telemetry)
+        fallback = await run_fallback(cluster, workdir, setup)
         print(format_table(fallback))
         rows += fallback
         print(f"\nauthorization: /whoami requires {WHOAMI_ACCESS} (SubjectAccessReview)")
-        authorization = await run_authorization(cluster, workdir, library_telemetry)
+        authorization = await run_authorization(cluster, workdir, setup)
         print(format_table(authorization))
         rows += authorization
     print("\nlog lines (tokens appear only as token_fp fingerprints):")

@@ -186,7 +186,7 @@ def test_demo_prints_the_spans_with_telemetry_console() -> None:
     authorize = [line for line in spans if "'auth.authorize'" in line]
     assert sum('"auth.outcome": "denied"' in line for line in authorize) == 1, "\n".join(spans)
     # The WebSocket handshakes' server spans end with their status, refusals included.
-    handshakes = [re.findall(r'"http.status_code": (\d+)', line)
+    handshakes = [re.findall(r'"http.response.status_code": (\d+)', line)
                   for line in spans if "'GET /ws/whoami'" in line]
     assert handshakes == [["401"], ["403"], ["101"]], "\n".join(spans)
     assert any("'auth.tokenreview'" in line for line in spans)
