@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -198,10 +199,10 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
         environments = {
             "main": {**base, **telemetry},
             "fresh": {**base, **telemetry, "AUTH_CACHE_SIZE": "0"},
-            "fresh_bare": {**base, "OTEL_SDK_DISABLED": "true", "AUTH_CACHE_SIZE": "0"},
+            "fresh_bare": {**base, **EXPORTERS_OFF, "AUTH_CACHE_SIZE": "0"},
             "sampled": {**base, **telemetry, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                         "OTEL_TRACES_SAMPLER_ARG": "0.1"},
-            "bare": {**base, "OTEL_SDK_DISABLED": "true"},
+            "bare": {**base, **EXPORTERS_OFF},
         }
         processes: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         startup: list[float] = []
@@ -224,6 +225,12 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
                     serviceaccount_dir=cluster.write_serviceaccount_dir(Path(workdir) / "sa"))
                 process, url, _ = start_process(command, go_peer.ENVIRONMENT, server_cpu, port)
                 processes["go"] = (process, url)
+            # Production telemetry includes a Prometheus scrape every SCRAPE_SECONDS.
+            scraping = threading.Event()
+            scraper = threading.Thread(
+                target=scrape_metrics, daemon=True,
+                args=([processes[name][1] for name in ("main", "fresh", "sampled")], scraping))
+            scraper.start()
             rows = {s.name: Row(s.name, [], [], [], 0) for s in scenarios}
             load_averages: list[float] = []
             results["load_average_at_round_start"] = load_averages
@@ -235,6 +242,8 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
                                       pools[scenario.tokens], duration=args.duration,
                                       connections=args.connections, cpu=load_cpu, engine=engine)
                     _add(rows[scenario.name], result)
+            scraping.set()
+            scraper.join(5)
             results["scenarios"] = [asdict(row) for row in rows.values()]
             results["startup_seconds"] = startup
             results["memory"] = memory_growth(cluster, base, args, server_cpu, load_cpu, engine)
@@ -248,6 +257,21 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
         results["micro"] = [asdict(figure) for figure in figures]
         results["micro_ratios"] = ratios
     return results
+
+
+#: "Telemetry off" as the issue measured it: the service as shipped, every exporter off.
+EXPORTERS_OFF = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                 "OTEL_LOGS_EXPORTER": "none"}
+#: How often Prometheus scrapes /metrics in production (its common interval).
+SCRAPE_SECONDS = 15.0
+
+
+def scrape_metrics(urls: list[str], stop: threading.Event) -> None:
+    """GET /metrics of every telemetry-on service every ``SCRAPE_SECONDS`` until ``stop``."""
+    while not stop.wait(SCRAPE_SECONDS):
+        for url in urls:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(url + "/metrics", timeout=5).read()
 
 
 def memory_growth(cluster: DevCluster, base: dict[str, str], args: argparse.Namespace,
