@@ -356,11 +356,39 @@ def report(results: dict[str, object]) -> str:
                  f"{statistics.median(startup):.2f} s (goal < 1)")
     naive = per_round("known token", "naive peer: PyJWT per request")
     lines.append(f"   known token / naive peer: {naive[0]:.2f}x")
+    lines += _issue_14_lines(results, per_round)
     lines += ["", "in-process (µs per call, median over rounds):"]
     for figure in results["micro"]:  # type: ignore[attr-defined]
         lines.append(f"   {figure['name']:<42} {figure['median_us']:>8.1f} "
                      f"({figure['min_us']:.1f}-{figure['max_us']:.1f})")
     return "\n".join(lines)
+
+
+def _issue_14_lines(results: dict[str, object],
+                    per_round: Callable[[str, str], tuple[float, float, float]]) -> list[str]:
+    """The goals of issue 14 (docs/performance.md), each with its range over the rounds."""
+    peer = results["go_peer"]
+    assert isinstance(peer, dict)
+    goals = [("exporters off: known token / no auth", "known token, telemetry off",
+              "no auth, telemetry off", 0.95)]
+    if peer["measured"]:
+        goals += [
+            ("exporters off: known token / Go", "known token, telemetry off",
+             "Go peer: known token", 0.85),
+            ("exporters off: fresh token / Go", "fresh token per request, telemetry off",
+             "Go peer: known token", 0.35),
+            ("10% sampled, OTLP, /metrics scraped: known token / Go",
+             "known token, 10% of traces sampled", "Go peer: known token", 0.70),
+        ]
+    lines = ["", "issue 14 goals (median of per-round ratios, range):"]
+    for label, a, b, goal in goals:
+        value, low, high = per_round(a, b)
+        verdict = "met" if value >= goal else "not met"
+        lines.append(f"   {label}: {value:.3f} ({low:.3f}-{high:.3f}), goal >= {goal:.2f}: "
+                     f"{verdict}")
+    if not peer["measured"]:
+        lines.append(f"   ratios against Go: not measured, so none: {peer['reason']}")
+    return lines
 
 
 def _go_peer_lines(results: dict[str, object],
