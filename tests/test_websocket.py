@@ -164,7 +164,8 @@ async def test_a_refused_handshake_ends_its_server_span_with_its_status(
     await wait_until(lambda: len([s for s in spans.get_finished_spans()
                                   if s.name == "GET /ws/whoami"]) == 3)
     server = [s for s in spans.get_finished_spans() if s.name == "GET /ws/whoami"]
-    assert [dict(s.attributes or {}).get("http.response.status_code") for s in server] == [401, 401, 101]
+    statuses = [dict(s.attributes or {}).get("http.response.status_code") for s in server]
+    assert statuses == [401, 401, 101]
     verify = [s for s in spans.get_finished_spans() if s.name == "auth.verify"]
     assert [s.parent.span_id for s in verify if s.parent] == [s.context.span_id for s in server]
     assert "Failed to detach context" not in caplog.text
