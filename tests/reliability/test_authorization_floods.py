@@ -10,6 +10,8 @@ import asyncio
 import logging
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from compass_auth import AuthenticatedHandler, ResourceCheck
 
 from ..conftest import RunningService, StartService
 from ..helpers import RBAC, WHOAMI_CHECK
-from .flood import flood
+from .flood import FloodResult, Plan, flood
 
 REQUESTS = int(os.environ.get("COMPASS_FLOOD_REQUESTS", "10000"))
 CACHE_SIZE = 500
@@ -75,6 +77,36 @@ async def start(start_service: StartService, caplog: pytest.LogCaptureFixture) -
     return running
 
 
+@dataclass
+class Measured:
+    """A flood's answers, and what it cost: reviews sent, the most in flight at once, the
+    decision cache's entries afterwards and the RSS growth."""
+
+    result: FloodResult
+    reviews: int
+    most_in_flight: int
+    entries: int
+    grown: float
+
+    def summary(self) -> str:
+        return (f"{self.result.seconds:.1f}s ({self.result.rate:.0f}/s), reviews {self.reviews}, "
+                f"most in flight {self.most_in_flight}, cache entries {self.entries}, RSS "
+                f"+{self.grown:.1f} MiB, answers {dict(self.result.statuses)}")
+
+
+async def measured_flood(running: RunningService, plan: Plan,
+                         path: Callable[[int], str] = lambda index: "/whoami") -> Measured:
+    rss_before = rss_mib()
+    reviews_before = running.api_calls("subjectaccessreview")
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_in_flight(running, stop))
+    result = await flood(running.base_url, REQUESTS, plan, path=path)
+    stop.set()
+    return Measured(result, running.api_calls("subjectaccessreview") - reviews_before,
+                    await watcher, running.authenticator.authorizer.reviewer.cache_size(),
+                    rss_mib() - rss_before)
+
+
 async def test_a_flood_of_distinct_callers(
     start_service: StartService, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -92,21 +124,12 @@ async def test_a_flood_of_distinct_callers(
             return "known", known
         return "flood", callers[(index // 2) % len(callers)]
 
-    rss_before = rss_mib()
-    reviews_before = running.api_calls("subjectaccessreview")
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_in_flight(running, stop))
-    result = await flood(running.base_url, REQUESTS, plan)
-
-    stop.set()
-    most_in_flight = await watcher
-    reviews = running.api_calls("subjectaccessreview") - reviews_before
-    entries = running.authenticator.authorizer.reviewer.cache_size()
-    grown = rss_mib() - rss_before
+    measured = await measured_flood(running, plan)
+    result, reviews, most_in_flight, entries, grown = (
+        measured.result, measured.reviews, measured.most_in_flight, measured.entries,
+        measured.grown)
     print(f"\ndistinct callers: {REQUESTS} requests from {len(callers)} callers in "
-          f"{result.seconds:.1f}s ({result.rate:.0f}/s), reviews {reviews}, most in flight "
-          f"{most_in_flight}, cache entries {entries}, RSS +{grown:.1f} MiB, "
-          f"answers {dict(result.statuses)}")
+          f"{measured.summary()}")
     assert most_in_flight <= running.authenticator.settings.authz_max_in_flight
     assert entries <= CACHE_SIZE
     assert result.count("known") == result.count("known", 200)
@@ -130,27 +153,18 @@ async def test_a_flood_of_distinct_checks(
     caller = running.token()
     assert (await running.get(token=caller)).code == 200
     namespaces = [f"team-{index}" for index in range(REQUESTS // 2)]
-    rss_before = rss_mib()
-    reviews_before = running.api_calls("subjectaccessreview")
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_in_flight(running, stop))
-
     def path(index: int) -> str:
         if index % 50 == 0:
             return "/whoami"
         return f"/reports/{namespaces[(index // 2) % len(namespaces)]}"
 
-    result = await flood(running.base_url, REQUESTS, lambda index: (
+    measured = await measured_flood(running, lambda index: (
         "known" if index % 50 == 0 else "flood", caller), path=path)
-    stop.set()
-    most_in_flight = await watcher
-    reviews = running.api_calls("subjectaccessreview") - reviews_before
-    entries = running.authenticator.authorizer.reviewer.cache_size()
-    grown = rss_mib() - rss_before
+    result, reviews, most_in_flight, entries, grown = (
+        measured.result, measured.reviews, measured.most_in_flight, measured.entries,
+        measured.grown)
     print(f"\ndistinct checks: {REQUESTS} requests over {len(namespaces)} namespaces in "
-          f"{result.seconds:.1f}s ({result.rate:.0f}/s), reviews {reviews}, most in flight "
-          f"{most_in_flight}, cache entries {entries}, RSS +{grown:.1f} MiB, "
-          f"answers {dict(result.statuses)}")
+          f"{measured.summary()}")
     assert most_in_flight <= running.authenticator.settings.authz_max_in_flight
     assert entries <= CACHE_SIZE
     assert result.count("known") == result.count("known", 200)
