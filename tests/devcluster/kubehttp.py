@@ -7,6 +7,7 @@ import http.client
 import json
 import ssl
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -146,3 +147,15 @@ def payload_of(token: str) -> dict[str, Any]:
     """The decoded claims of a compact JWS (not verified)."""
     claims: dict[str, Any] = json.loads(segments(token)[1])
     return claims
+
+
+def read_standalone_banner(stdout: Iterable[str]) -> dict[str, str]:
+    """What ``python -m compass_auth.testing`` prints before it waits: ``key: value`` lines
+    (``url``, ``ca``, ``kubeconfig``, ``admin kubeconfig``, ...) up to "files are removed"."""
+    printed: dict[str, str] = {}
+    for line in stdout:
+        if line.startswith("files are removed"):
+            break
+        key, _, value = line.partition(":")
+        printed[key.strip()] = value.strip()
+    return printed

@@ -26,7 +26,7 @@ import yaml
 
 from compass_auth.testing import DevCluster, files
 
-from .kubehttp import call, segments
+from .kubehttp import call, read_standalone_banner, segments
 
 SYSTEM_KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
 WHEEL_KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -293,12 +293,7 @@ def test_standalone_emulator_answers_kubectl(kubectl: Kubectl, tmp_path: Path) -
     )
     try:
         assert process.stdout is not None
-        printed: dict[str, str] = {}
-        for line in process.stdout:
-            if line.startswith("files are removed"):
-                break
-            key, _, value = line.partition(":")
-            printed[key.strip()] = value.strip()
+        printed = read_standalone_banner(process.stdout)
         admin = Path(printed["admin kubeconfig"])
         created = _run(kubectl, admin, "create", "token", "collector", "--audience", "X",
                        "--duration", "10m", home=tmp_path)

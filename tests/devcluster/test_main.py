@@ -20,6 +20,7 @@ from compass_auth import __version__
 from compass_auth.testing import DevCluster
 
 from ..helpers import ROOT
+from .kubehttp import read_standalone_banner
 
 
 def test_standalone_run_prints_and_cleans_up() -> None:
@@ -34,12 +35,7 @@ def test_standalone_run_prints_and_cleans_up() -> None:
     )
     try:
         assert process.stdout is not None
-        lines: dict[str, str] = {}
-        for line in process.stdout:
-            if line.startswith("files are removed"):
-                break
-            key, _, value = line.partition(":")
-            lines[key.strip()] = value.strip()
+        lines = read_standalone_banner(process.stdout)
         assert lines["url"].startswith("https://127.0.0.1:")
         ca = Path(lines["ca"])
         assert ca.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")

@@ -23,7 +23,7 @@ import yaml  # type: ignore[import-untyped]
 from compass_auth.testing import DevCluster
 
 from ..deploy.tools import ROOT, run, tool
-from .kubehttp import SARS, call, can, can_get, sar
+from .kubehttp import SARS, call, can, can_get, read_standalone_banner, sar
 
 DISCOVERY_URLS = ("/.well-known/openid-configuration", "/openid/v1/jwks")
 
@@ -142,12 +142,7 @@ def test_standalone_run_loads_rbac_files(rendered: str, tmp_path: Path) -> None:
     )
     try:
         assert process.stdout is not None
-        lines: dict[str, str] = {}
-        for line in process.stdout:
-            if line.startswith("files are removed"):
-                break
-            key, _, value = line.partition(":")
-            lines[key.strip()] = value.strip()
+        lines = read_standalone_banner(process.stdout)
         assert lines["rbac"].endswith(f"objects from {manifests}")
         port = int(lines["url"].rsplit(":", 1)[1])
         spec = can("system:serviceaccount:compass:compass-auth", "create",
