@@ -1,4 +1,5 @@
-"""The example service's server spans (service/server_spans.py), and telemetry that is off.
+"""Server spans (compass_auth/server_spans.py) in the example service and in a plain Tornado
+application, and telemetry that is off.
 
 Spans are read from an in-memory exporter; requests go over real HTTP, from a client nothing
 traces (``raw_get``), so only the headers a test gives are sent.
@@ -29,7 +30,8 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.util.types import Attributes
 
-from service import otel, server_spans
+from compass_auth import server_spans
+from service import otel
 from service.otel import TelemetrySetup
 
 from .conftest import RunningService, StartService, raw_get
