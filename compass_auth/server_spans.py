@@ -153,11 +153,14 @@ class ServerSpans:
             self.finish(handler.request, handler.get_status())
             log_request(handler)
 
-        # Instance attributes shadow the class's methods; Tornado looks both up on the
-        # instance (web.py: Application.find_handler, _ApplicationRouter.get_target_delegate,
-        # RequestHandler.on_connection_close -> finish -> application.log_request).
-        setattr(application, "get_handler_delegate", traced_handler_delegate)
-        setattr(application, "log_request", traced_log_request)
+        # Instance attributes shadow the class's methods, and Tornado looks both up on the
+        # instance (tornado/web.py: Application.find_handler and _ApplicationRouter's
+        # get_target_delegate call self.get_handler_delegate; RequestHandler._log, on finish,
+        # calls self.application.log_request). Tornado annotates the delegate as its private
+        # _HandlerDelegate; its routers use it only as an HTTPMessageDelegate.
+        application.get_handler_delegate = (  # type: ignore[method-assign]
+            traced_handler_delegate)  # type: ignore[assignment]
+        application.log_request = traced_log_request  # type: ignore[method-assign]
 
     def start(self, request: HTTPServerRequest, route: str | None) -> context.Context | None:
         """Start the request's span; returns the context to attach while its handler runs,
