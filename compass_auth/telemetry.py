@@ -56,12 +56,22 @@ AUTH_ATTEMPT = "auth.attempt"
 AUTH_FORCE = "auth.force"
 AUTH_CREDENTIAL_ID = "auth.credential_id"
 AUTH_CHECK = "auth.check"
-# OpenTelemetry HTTP client semantic conventions (stable).
+# OpenTelemetry HTTP semantic conventions (stable), for client spans and the server spans of
+# ``server_spans.py``. Written out rather than imported: ``opentelemetry-semantic-conventions``
+# is not a dependency of the library (tests/test_server_spans.py checks these against it).
 HTTP_METHOD = "http.request.method"
+HTTP_METHOD_ORIGINAL = "http.request.method_original"
 HTTP_STATUS = "http.response.status_code"
+HTTP_ROUTE = "http.route"
 URL_FULL = "url.full"
+URL_SCHEME = "url.scheme"
+URL_PATH = "url.path"
+URL_QUERY = "url.query"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
+CLIENT_ADDRESS = "client.address"
+NETWORK_PROTOCOL_VERSION = "network.protocol.version"
+USER_AGENT = "user_agent.original"
 ERROR_TYPE = "error.type"
 
 # Instrument names.
@@ -258,9 +268,15 @@ class Telemetry:
             span.set_attributes(attributes)
 
     def cache_hit(self, identity: Identity, method: str = METHOD_JWKS) -> None:
-        """An allowed answer from the verified-token cache: counted, and its attributes put on
-        the current (server) span. No ``auth.verify`` span and no duration sample: the answer
-        took a few microseconds, and recording either would cost more than the answer."""
+        """An allowed answer from the verified-token cache: counted, and recorded on the
+        current (server) span, with the ``auth.*`` attributes its first verification had. No
+        ``auth.verify`` span and no duration sample: the answer took a few microseconds, and
+        recording either would cost more than the answer.
+
+        Without any current span (an application without ``add_server_spans`` or another
+        server instrumentation), the answer gets a short ``auth.verify`` span of its own: else
+        most decisions (a client reuses its token for up to an hour) would leave no trace. An
+        unsampled server span gets nothing: the sampler dropped its trace."""
         if self._metering:
             key = (method, "allowed", "ok")
             self._verification_counts[key] = self._verification_counts.get(key, 0) + 1
@@ -268,21 +284,11 @@ class Telemetry:
             return
         span = trace.get_current_span()
         if span.is_recording():
-            # The same auth.* attributes as ``_finish`` puts on a first sight's span.
-            attributes: dict[str, Any] = {
-                AUTH_METHOD: method,
-                AUTH_OUTCOME: "allowed",
-                AUTH_REASON: "ok",
-                AUTH_CACHE_HIT: True,
-                AUTH_SUBJECT: identity.subject,
-                AUTH_NAMESPACE: identity.namespace,
-                AUTH_SERVICE_ACCOUNT: identity.service_account,
-            }
-            if identity.pod_name:
-                attributes[AUTH_POD] = identity.pod_name
-            if identity.credential_id:
-                attributes[AUTH_CREDENTIAL_ID] = identity.credential_id
-            span.set_attributes(attributes)
+            span.set_attributes(_cache_hit_attributes(identity, method))
+        elif not span.get_span_context().is_valid:
+            # Attributes given at the start: one copy (see cached_authorization).
+            self.tracer.start_span(SPAN_VERIFY, kind=SpanKind.INTERNAL,
+                                   attributes=_cache_hit_attributes(identity, method)).end()
 
     def stale_token(self, identity: Identity) -> None:
         if self._metering:
@@ -399,6 +405,24 @@ class Telemetry:
     def _observe_path(self, options: CallbackOptions) -> Iterable[Observation]:
         active = self._active_path()
         return [Observation(1 if path == active else 0, {AUTH_PATH: path}) for path in PATHS]
+
+
+def _cache_hit_attributes(identity: Identity, method: str) -> dict[str, Any]:
+    """The same ``auth.*`` attributes as ``Telemetry._finish`` gives a first sight's span."""
+    attributes: dict[str, Any] = {
+        AUTH_METHOD: method,
+        AUTH_OUTCOME: "allowed",
+        AUTH_REASON: "ok",
+        AUTH_CACHE_HIT: True,
+        AUTH_SUBJECT: identity.subject,
+        AUTH_NAMESPACE: identity.namespace,
+        AUTH_SERVICE_ACCOUNT: identity.service_account,
+    }
+    if identity.pod_name:
+        attributes[AUTH_POD] = identity.pod_name
+    if identity.credential_id:
+        attributes[AUTH_CREDENTIAL_ID] = identity.credential_id
+    return attributes
 
 
 def _authorization_attributes(check: object, identity: Identity, outcome: Outcome, reason: str,

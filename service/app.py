@@ -41,6 +41,7 @@ from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
 from compass_auth.access import Check
 from compass_auth.handler import request_summary, write_json_error
 from compass_auth.kube import KubeConfigError
+from compass_auth.server_spans import ServerSpans
 from compass_auth.settings import SettingsError
 from compass_auth.telemetry import Telemetry
 from compass_auth.websocket import AuthenticatedWebSocketHandler
@@ -61,7 +62,6 @@ from .limits import (
 from .logs import configure_logging
 from .otel import TelemetrySetup
 from .readiness import path_readiness
-from .server_spans import ServerSpans, handler_routes
 
 logger = logging.getLogger(__name__)
 
@@ -259,14 +259,14 @@ class BoundedHTTPServer(HTTPServer):
 
 class ServiceApplication(tornado.web.Application):
     """Counts requests in flight, so a drain can wait for them, and gives each request its
-    server span when tracing is on (``service/server_spans.py``)."""
+    server span when tracing is on (``compass_auth.server_spans``, installed here)."""
 
     def __init__(self, service: Service, *args: Any,
                  server_spans: ServerSpans | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._service = service
-        self._server_spans = server_spans
-        self._routes = handler_routes(self.wildcard_router.rules)
+        if server_spans is not None:  # nothing traced: not even a wrapper
+            server_spans.install(self)
 
     def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> Any:
         if self._service.draining:
@@ -275,18 +275,8 @@ class ServiceApplication(tornado.web.Application):
         return _Abandonable(super().find_handler(request, **kwargs),
                             lambda: self._service.request_finished(request))
 
-    def get_handler_delegate(self, request: HTTPServerRequest,
-                             target_class: type[tornado.web.RequestHandler],
-                             *args: Any, **kwargs: Any) -> Any:
-        delegate = super().get_handler_delegate(request, target_class, *args, **kwargs)
-        if self._server_spans is None:
-            return delegate  # nothing traced: not even a wrapper
-        return self._server_spans.delegate(delegate, request, self._routes.get(target_class))
-
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         self._service.request_finished(handler.request)
-        if self._server_spans is not None:
-            self._server_spans.finish(handler.request, handler.get_status())
         # No access log line per request: spans and metrics say the same, and every rejection
         # already has its own log line. Server errors are still logged.
         if handler.get_status() >= 500:

@@ -54,10 +54,10 @@ from opentelemetry.sdk.trace.export import (
 )
 from prometheus_client import CollectorRegistry
 
+from compass_auth.server_spans import ServerSpans, excluded_urls
 from compass_auth.settings import SettingsError
 
 from . import __version__
-from .server_spans import ServerSpans, excluded_urls
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ class TelemetrySetup:
     meter_provider: metrics.MeterProvider
     #: What ``/metrics`` serves; ``None`` when it is off (``OTEL_METRICS_EXPORTER=none``).
     registry: CollectorRegistry | None
-    #: ``None`` when nothing is traced: no request then pays for a server span.
+    #: ``None`` when nothing is traced: no request then pays for a server span. Installed on the
+    #: application by ``ServiceApplication`` (``compass_auth.server_spans``).
     server_spans: ServerSpans | None = None
     stopped: bool = False
 

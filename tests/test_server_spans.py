@@ -1,4 +1,5 @@
-"""The example service's server spans (service/server_spans.py), and telemetry that is off.
+"""Server spans (compass_auth/server_spans.py) in the example service and in a plain Tornado
+application, and telemetry that is off.
 
 Spans are read from an in-memory exporter; requests go over real HTTP, from a client nothing
 traces (``raw_get``), so only the headers a test gives are sent.
@@ -6,15 +7,21 @@ traces (``raw_get``), so only the headers a test gives are sent.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
+import os
+import socket
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import pytest
 import tornado.web
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -26,14 +33,31 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     SamplingResult,
 )
+from opentelemetry.semconv.attributes import (
+    client_attributes,
+    error_attributes,
+    http_attributes,
+    network_attributes,
+    server_attributes,
+    url_attributes,
+    user_agent_attributes,
+)
 from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.util.types import Attributes
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
-from service import otel, server_spans
+from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, server_spans
+from compass_auth import telemetry as names
+from compass_auth.server_spans import add_server_spans
+from compass_auth.telemetry import Telemetry
+from compass_auth.testing import DevCluster
+from service import otel
 from service.otel import TelemetrySetup
 
-from .conftest import RunningService, StartService, raw_get
+from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, raw_get
 
+ROOT = Path(__file__).resolve().parent.parent
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 SAMPLED = f"00-{TRACE_ID}-{PARENT_ID}-01"
@@ -311,3 +335,212 @@ async def test_the_spy_sees_opentelemetry_when_tracing_is_on(
         await requests_of_every_kind(running)
     assert any(name.endswith(":start_span") for name in spy.calls)
     assert any("propagat" in name for name in spy.calls)
+
+
+# --- a plain Tornado application (the library alone) -----------------------------------------
+
+
+class Hello(AuthenticatedHandler):
+    async def get(self) -> None:
+        self.write({"hello": self.identity.subject})
+
+
+class Later(Hello):
+    """Mounted after ``add_server_spans``."""
+
+
+class CountingApplication(tornado.web.Application):
+    """An application with its own ``log_request``, which must still run under server spans."""
+
+    logged = 0
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        self.logged += 1
+
+
+def mint(cluster: DevCluster) -> str:
+    return cluster.mint(namespace="default", service_account="collector", audiences=(AUDIENCE,),
+                        pod="collector-6c9d8b7f5-x2k9q")
+
+
+@contextlib.asynccontextmanager
+async def serving(app: tornado.web.Application) -> AsyncIterator[int]:
+    """``app`` on a loopback port until the block ends."""
+    sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server = HTTPServer(app)
+    server.add_sockets(sockets)
+    try:
+        yield sockets[0].getsockname()[1]
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
+@contextlib.asynccontextmanager
+async def library_app(
+    cluster: DevCluster, tmp_path: Path, telemetry: Telemetry,
+    spans_provider: trace.TracerProvider | None = None,
+) -> AsyncIterator[tuple[CountingApplication, int]]:
+    """The README's quick start with its keys loaded, plus ``add_server_spans`` when given a
+    provider: (application, port)."""
+    environ = {"KUBECONFIG": str(cluster.write_kubeconfig(tmp_path / "kubeconfig")),
+               "AUTH_AUDIENCE": AUDIENCE}
+    authenticator = await Authenticator.connect(AuthSettings.from_env(environ), environ,
+                                                telemetry=telemetry)
+    authenticator.start()
+    await authenticator.wait_started()  # keys loaded: first sights are verified locally
+    app = CountingApplication([(r"/hello", Hello)], authenticator=authenticator)
+    if spans_provider is not None:
+        add_server_spans(app, spans_provider)
+    try:
+        async with serving(app) as port:
+            yield app, port
+    finally:
+        await authenticator.close()
+
+
+def in_memory_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def test_the_attribute_names_are_those_of_the_semantic_conventions_package() -> None:
+    """The library writes the names out (it does not depend on the package): they must not
+    drift from it."""
+    pairs = [
+        (names.HTTP_METHOD, http_attributes.HTTP_REQUEST_METHOD),
+        (names.HTTP_METHOD_ORIGINAL, http_attributes.HTTP_REQUEST_METHOD_ORIGINAL),
+        (names.HTTP_STATUS, http_attributes.HTTP_RESPONSE_STATUS_CODE),
+        (names.HTTP_ROUTE, http_attributes.HTTP_ROUTE),
+        (names.URL_FULL, url_attributes.URL_FULL),
+        (names.URL_SCHEME, url_attributes.URL_SCHEME),
+        (names.URL_PATH, url_attributes.URL_PATH),
+        (names.URL_QUERY, url_attributes.URL_QUERY),
+        (names.SERVER_ADDRESS, server_attributes.SERVER_ADDRESS),
+        (names.SERVER_PORT, server_attributes.SERVER_PORT),
+        (names.CLIENT_ADDRESS, client_attributes.CLIENT_ADDRESS),
+        (names.NETWORK_PROTOCOL_VERSION, network_attributes.NETWORK_PROTOCOL_VERSION),
+        (names.USER_AGENT, user_agent_attributes.USER_AGENT_ORIGINAL),
+        (names.ERROR_TYPE, error_attributes.ERROR_TYPE),
+    ]
+    assert [(ours, theirs) for ours, theirs in pairs if ours != theirs] == []
+
+
+def telemetry_snippet() -> str:
+    """The first Python block of docs/telemetry.md's set-up section."""
+    text = (ROOT / "docs" / "telemetry.md").read_text()
+    section = text.split("\n## Set up tracing in your application\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_documented_set_up_makes_the_server_span_the_parent_of_auth_verify(
+    devcluster: DevCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/telemetry.md's snippet, run as written, with an in-memory exporter for OTLP."""
+    snippet = telemetry_snippet()
+    assert snippet.count("OTLPSpanExporter()") == 1
+    exporter = InMemorySpanExporter()
+    kubeconfig = str(devcluster.write_kubeconfig(tmp_path / "kubeconfig"))
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)  # the snippet connects with os.environ
+    namespace: dict[str, Any] = {
+        "os": os, "tornado": tornado, "Authenticator": Authenticator, "exporter": exporter,
+        "settings": AuthSettings.from_env({"AUTH_AUDIENCE": AUDIENCE, "KUBECONFIG": kubeconfig}),
+        "routes": [(r"/hello", Hello)],
+    }
+    code = compile(snippet.replace("OTLPSpanExporter()", "exporter"), "docs/telemetry.md",
+                   "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    # The repository's own page, run as written; a coroutine, as it awaits at top level.
+    pending = eval(code, namespace)  # noqa: S307
+    if pending is not None:
+        await pending
+    provider, authenticator = namespace["provider"], namespace["authenticator"]
+    authenticator.start()
+    await authenticator.wait_started()
+    token = mint(devcluster)
+    try:
+        async with serving(namespace["app"]) as port:
+            for traceparent in (SAMPLED, SAMPLED, UNSAMPLED):  # first sight, then cache hits
+                assert await raw_get(port, {"Authorization": f"Bearer {token}",
+                                            "traceparent": traceparent}, path="/hello") == 200
+    finally:
+        await authenticator.close()
+        provider.shutdown()  # flushes the batch processor
+    spans = exporter.get_finished_spans()
+    first, hit = [s for s in spans if s.kind == SpanKind.SERVER]  # none for the unsampled one
+    assert first.name == hit.name == "GET /hello"
+    assert format(first.context.trace_id, "032x") == TRACE_ID  # traceparent continued
+    assert first.parent is not None
+    assert format(first.parent.span_id, "016x") == PARENT_ID
+    (verify,) = [s for s in spans if s.name == "auth.verify"]
+    assert verify.parent is not None
+    assert verify.parent.span_id == first.context.span_id
+    assert dict(verify.attributes or {})["auth.cache_hit"] is False
+    attributes = dict(hit.attributes or {})
+    assert (attributes["auth.cache_hit"], attributes["auth.subject"]) == (True, COLLECTOR)
+    assert attributes["http.route"] == "/hello"
+
+
+async def test_a_cached_answer_without_a_server_span_gets_a_span_of_its_own(
+    devcluster: DevCluster, tmp_path: Path,
+) -> None:
+    """Issue 19: in an application without server spans a cached answer left no trace at all;
+    it now gets a short ``auth.verify`` span with its first verification's attributes."""
+    provider, exporter = in_memory_provider()
+    async with library_app(devcluster, tmp_path, Telemetry(provider, NoOpMeterProvider())
+                           ) as (_, port):
+        token = mint(devcluster)
+        for _ in range(2):
+            assert await raw_get(port, {"Authorization": f"Bearer {token}"}, path="/hello") == 200
+    spans = exporter.get_finished_spans()
+    assert not [s for s in spans if s.kind == SpanKind.SERVER]
+    first, hit = [s for s in spans if s.name == "auth.verify"]
+    assert hit.parent is None
+    seen, cached = dict(first.attributes or {}), dict(hit.attributes or {})
+    assert (seen.pop("auth.cache_hit"), cached.pop("auth.cache_hit")) == (False, True)
+    assert cached == seen
+    assert cached["auth.subject"] == COLLECTOR
+
+
+async def test_server_spans_name_routes_added_later_and_keep_the_application_s_hooks(
+    devcluster: DevCluster, tmp_path: Path,
+) -> None:
+    provider, exporter = in_memory_provider()
+    async with library_app(devcluster, tmp_path, Telemetry(provider, NoOpMeterProvider()),
+                           provider) as (app, port):
+        app.add_handlers(r".*", [(r"/later", Later)])
+        token = mint(devcluster)
+        for path in ("/hello", "/later", "/nowhere"):
+            await raw_get(port, {"Authorization": f"Bearer {token}"}, path=path)
+        with pytest.raises(ValueError, match="already has server spans"):
+            add_server_spans(app, provider)  # two nested spans per request otherwise
+        assert app.logged == 3  # the subclass's own log_request still ran
+    assert [s.name for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER] == [
+        "GET /hello", "GET /later", "GET"]
+
+
+@pytest.mark.parametrize("traced", [False, True])
+async def test_a_plain_application_runs_no_opentelemetry_code_when_telemetry_is_off(
+    devcluster: DevCluster, tmp_path: Path, traced: bool,
+) -> None:
+    """With the API's no-op providers, ``add_server_spans`` installs nothing and a request
+    calls into no ``opentelemetry`` module; with an SDK provider the same requests do (so the
+    spy can see them)."""
+    provider = TracerProvider() if traced else trace.NoOpTracerProvider()
+    telemetry = Telemetry(provider, NoOpMeterProvider())
+    async with library_app(devcluster, tmp_path, telemetry, provider) as (app, port):
+        assert ("get_handler_delegate" in vars(app)) is traced
+        token = mint(devcluster)
+        with OpenTelemetryCalls() as spy:
+            for headers, path, status in [
+                ({"Authorization": f"Bearer {token}"}, "/hello", 200),  # first sight
+                ({"Authorization": f"Bearer {token}", "traceparent": SAMPLED}, "/hello", 200),
+                ({"Authorization": f"Bearer {mint(devcluster)}x"}, "/hello", 401),
+                ({}, "/nowhere", 404),
+            ]:
+                assert await raw_get(port, headers, path=path) == status
+    if traced:
+        assert any(name.endswith(":start_span") for name in spy.calls)
+    else:
+        assert spy.calls == {}

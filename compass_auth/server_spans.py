@@ -1,14 +1,18 @@
-"""One SERVER span per request of the example service, cheap when the request is not sampled.
+"""One SERVER span per request of a Tornado application, cheap when the request is not sampled.
 
-Why our own rather than ``opentelemetry-instrumentation-tornado``: under load, that package's
-wrappers took a quarter of the event loop's samples on ``/whoami`` with no span exporter at all
+``add_server_spans(application, tracer_provider)`` is the one call (docs/telemetry.md, "Server
+spans"). With it, ``auth.verify`` is a child of the request's span instead of a root span, and a
+cached answer, which has no span of its own, is recorded on it (``Telemetry.cache_hit``).
+
+Why not ``opentelemetry-instrumentation-tornado``: under load, that package's wrappers took a
+quarter of the event loop's samples on the example's ``/whoami`` with no span exporter at all
 (its tracer a no-op), a third at 10 % sampling. Before the sampler is asked, it collects about
 fifteen attributes (the URL parsed and redacted twice, the user agent, ...); it builds the
 attributes of its HTTP server metrics and matches the request against the routing table three
 times, even when its meter is a no-op; it reads ``os.environ`` for header capture and wraps
-every handler's ``__init__``, ``prepare`` and ``on_finish`` (docs/telemetry.md, "Server spans").
+every handler's ``__init__``, ``prepare`` and ``on_finish`` (docs/telemetry.md).
 
-Here, per request outside the excluded paths, and only when a span exporter is configured:
+Here, per request outside the excluded paths:
 
 1. the caller's context comes from the request headers through the global propagator
    (``traceparent``, W3C Trace Context, unless ``OTEL_PROPAGATORS`` says otherwise);
@@ -21,30 +25,20 @@ Here, per request outside the excluded paths, and only when a span exporter is c
    response is done (ERROR and ``error.type`` for 5xx only, as the specification says for
    server spans).
 
-Hooked into the application's routing (``ServiceApplication``), not into handler classes: the
-task that runs a handler copies the context current when Tornado creates it, so attaching the
-span around that moment is enough, and no handler needs to call ``super()``.
+Hooked into the application's routing, not into handler classes: the task that runs a handler
+copies the context current when Tornado creates it, so attaching the span around that moment is
+enough, and no handler needs to call ``super()``. This module and ``telemetry.py`` are the
+library's only doors to OpenTelemetry (the API alone).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
+import tornado.web
 from opentelemetry import context, propagate, trace
-from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.semconv.attributes.http_attributes import (
-    HTTP_REQUEST_METHOD,
-    HTTP_REQUEST_METHOD_ORIGINAL,
-    HTTP_RESPONSE_STATUS_CODE,
-    HTTP_ROUTE,
-)
-from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
-from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
-from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
-from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from tornado.httputil import (
     HTTPHeaders,
@@ -54,17 +48,31 @@ from tornado.httputil import (
     ResponseStartLine,
     split_host_and_port,
 )
-from tornado.routing import PathMatches, Rule
+from tornado.routing import PathMatches, Rule, RuleRouter
 
-from compass_auth.handler import loggable_target
+from .handler import loggable_target
+from .telemetry import (
+    CLIENT_ADDRESS,
+    ERROR_TYPE,
+    HTTP_METHOD,
+    HTTP_METHOD_ORIGINAL,
+    HTTP_ROUTE,
+    HTTP_STATUS,
+    NETWORK_PROTOCOL_VERSION,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    URL_PATH,
+    URL_QUERY,
+    URL_SCHEME,
+    USER_AGENT,
+)
+from .version import __version__
 
-from . import __version__
-
-SCOPE = "service.server_spans"
-#: Probe and scrape endpoints stay out of traces unless the variables below say otherwise.
+SCOPE = "compass_auth.server_spans"
+#: Probe and scrape endpoints stay out of traces unless told otherwise.
 DEFAULT_EXCLUDED_URLS = "healthz,readyz,metrics"
-#: The variables of ``opentelemetry-instrumentation-tornado``, kept so existing settings work:
-#: comma-separated regular expressions searched in the request path.
+#: The variables of ``opentelemetry-instrumentation-tornado``, read by ``excluded_urls`` so
+#: existing settings keep working: comma-separated regular expressions searched in the path.
 EXCLUDED_URLS_VARIABLES = ("OTEL_PYTHON_TORNADO_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
 #: Methods the semantic conventions name; any other is reported as ``_OTHER``.
 KNOWN_METHODS = frozenset(
@@ -72,27 +80,87 @@ KNOWN_METHODS = frozenset(
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Where the request keeps its span between ``start`` and ``finish``.
 _SPAN_ATTRIBUTE = "_compass_server_span"
+#: Set on an application once it has server spans: a second call would nest two spans.
+_INSTALLED_ATTRIBUTE = "_compass_server_spans"
 
 
-def excluded_urls(environ: Mapping[str, str]) -> re.Pattern[str] | None:
-    """The exclusion pattern from the environment (``None``: trace every path)."""
+def add_server_spans(
+    application: tornado.web.Application,
+    tracer_provider: trace.TracerProvider | None = None,
+    *,
+    excluded_urls: str = DEFAULT_EXCLUDED_URLS,
+) -> None:
+    """Give each request of ``application`` a SERVER span from ``tracer_provider`` (the global
+    one when ``None``).
+
+    ``excluded_urls``: comma-separated regular expressions searched in the request path; those
+    requests get no span (``""``: trace every path). ``excluded_urls(os.environ)`` reads the
+    variables of ``opentelemetry-instrumentation-tornado``.
+
+    Given the API's ``NoOpTracerProvider``, this does nothing at all: the requests then run no
+    OpenTelemetry code. Otherwise it wraps two methods of this one application object (not of
+    its class): ``get_handler_delegate``, through which Tornado routes every request, and
+    ``log_request``, which Tornado calls when a response is done. A subclass's own overrides of
+    them still run. Call it once per application, before it serves.
+    """
+    if isinstance(tracer_provider, trace.NoOpTracerProvider):
+        return  # nothing traced: not even a wrapper
+    ServerSpans(tracer_provider or trace.get_tracer_provider(), excluded_urls).install(application)
+
+
+def excluded_urls(environ: Mapping[str, str]) -> str:
+    """``excluded_urls`` for ``add_server_spans`` from ``OTEL_PYTHON_TORNADO_EXCLUDED_URLS``,
+    else ``OTEL_PYTHON_EXCLUDED_URLS``, else ``DEFAULT_EXCLUDED_URLS``."""
     for variable in EXCLUDED_URLS_VARIABLES:
         if variable in environ:
-            text = environ[variable]
-            break
-    else:
-        text = DEFAULT_EXCLUDED_URLS
+            return environ[variable]
+    return DEFAULT_EXCLUDED_URLS
+
+
+def _compile_excluded(text: str) -> re.Pattern[str] | None:
     parts = [part.strip() for part in text.split(",") if part.strip()]
     return re.compile("|".join(f"(?:{part})" for part in parts)) if parts else None
 
 
 class ServerSpans:
-    """Starts, attaches and ends the server span of each request (see the module docstring)."""
+    """Starts, attaches and ends the server span of each request (see the module docstring).
+
+    What ``add_server_spans`` builds; one can be installed on several applications (the example
+    service's demo runs several on one tracer provider)."""
 
     def __init__(self, tracer_provider: trace.TracerProvider,
-                 excluded: re.Pattern[str] | None) -> None:
+                 excluded_urls: str = DEFAULT_EXCLUDED_URLS) -> None:
         self._tracer = tracer_provider.get_tracer(SCOPE, __version__)
-        self._excluded = excluded
+        self._excluded = _compile_excluded(excluded_urls)
+
+    def install(self, application: tornado.web.Application) -> None:
+        """Wrap ``application``'s ``get_handler_delegate`` and ``log_request`` (this object's
+        methods, not its class's); raises ``ValueError`` if it already has server spans."""
+        if getattr(application, _INSTALLED_ATTRIBUTE, False):
+            raise ValueError("add_server_spans: this application already has server spans")
+        setattr(application, _INSTALLED_ATTRIBUTE, True)
+        routes = _Routes(application)
+        get_handler_delegate = application.get_handler_delegate
+        log_request = application.log_request
+
+        def traced_handler_delegate(request: HTTPServerRequest,
+                                    target_class: type[tornado.web.RequestHandler],
+                                    *args: Any, **kwargs: Any) -> HTTPMessageDelegate:
+            delegate = get_handler_delegate(request, target_class, *args, **kwargs)
+            return TracedDelegate(delegate, self, request, routes.of(target_class))
+
+        def traced_log_request(handler: tornado.web.RequestHandler) -> None:
+            self.finish(handler.request, handler.get_status())
+            log_request(handler)
+
+        # Instance attributes shadow the class's methods, and Tornado looks both up on the
+        # instance (tornado/web.py: Application.find_handler and _ApplicationRouter's
+        # get_target_delegate call self.get_handler_delegate; RequestHandler._log, on finish,
+        # calls self.application.log_request). Tornado annotates the delegate as its private
+        # _HandlerDelegate; its routers use it only as an HTTPMessageDelegate.
+        application.get_handler_delegate = (  # type: ignore[method-assign]
+            traced_handler_delegate)  # type: ignore[assignment]
+        application.log_request = traced_log_request  # type: ignore[method-assign]
 
     def start(self, request: HTTPServerRequest, route: str | None) -> context.Context | None:
         """Start the request's span; returns the context to attach while its handler runs,
@@ -110,12 +178,6 @@ class ServerSpans:
         setattr(request, _SPAN_ATTRIBUTE, span)
         return trace.set_span_in_context(span, parent)
 
-    def delegate(self, inner: HTTPMessageDelegate, request: HTTPServerRequest,
-                 route: str | None) -> TracedDelegate:
-        """Tornado's delegate for ``request``, with the request's span around it (for an
-        application's ``get_handler_delegate``)."""
-        return TracedDelegate(inner, self, request, route)
-
     @staticmethod
     def finish(request: HTTPServerRequest, status: int | None) -> None:
         """End the request's span (if it has one) with the response status; ``None`` when the
@@ -130,7 +192,7 @@ class ServerSpans:
             span.set_attribute(ERROR_TYPE, "connection_closed")
             span.set_status(Status(StatusCode.ERROR, "client closed the connection"))
         else:
-            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+            span.set_attribute(HTTP_STATUS, status)
             if status >= 500:  # a 4xx is the client's error, not the server's
                 span.set_attribute(ERROR_TYPE, str(status))
                 span.set_status(Status(StatusCode.ERROR))
@@ -190,14 +252,38 @@ class TracedDelegate(HTTPMessageDelegate):
         self._spans.finish(self._request, None)
 
 
-def handler_routes(rules: Sequence[Rule]) -> dict[type, str | None]:
-    """``http.route`` of each handler class: the path pattern of its rule (``None`` when the
-    class serves several patterns), looked up per request instead of matched again."""
+class _Routes:
+    """``http.route`` of each handler class of one application, looked up per request instead
+    of matched again. Read from the routing rules again when a class is missing, so handlers
+    added after ``add_server_spans`` (``Application.add_handlers``) get their route too."""
+
+    def __init__(self, application: tornado.web.Application) -> None:
+        self._application = application
+        self._routes: dict[type, str | None] = {}
+
+    def of(self, target_class: type) -> str | None:
+        try:
+            return self._routes[target_class]
+        except KeyError:
+            self._routes.update(handler_routes(self._application.default_router.rules))
+            # Handler classes are code, so this stays as small as the application.
+            return self._routes.setdefault(target_class, None)
+
+
+def handler_routes(rules: Iterable[Rule]) -> dict[type, str | None]:
+    """``http.route`` of each handler class under ``rules`` (nested routers included): the
+    path pattern of its rule, ``None`` when the class serves several patterns."""
     routes: dict[type, str | None] = {}
-    for rule in rules:
-        if isinstance(rule.matcher, PathMatches) and isinstance(rule.target, type):
-            route = rule.matcher.regex.pattern.removesuffix("$")
-            routes[rule.target] = route if routes.get(rule.target, route) == route else None
+
+    def walk(rules: Iterable[Rule]) -> None:
+        for rule in rules:
+            if isinstance(rule.target, RuleRouter):
+                walk(rule.target.rules)
+            elif isinstance(rule.matcher, PathMatches) and isinstance(rule.target, type):
+                route = rule.matcher.regex.pattern.removesuffix("$")
+                routes[rule.target] = route if routes.get(rule.target, route) == route else None
+
+    walk(rules)
     return routes
 
 
@@ -211,13 +297,13 @@ def request_attributes(request: HTTPServerRequest, route: str | None) -> dict[st
     scheme = request.protocol
     host, port = server_host_port(request.host, scheme)
     attributes: dict[str, Any] = {
-        HTTP_REQUEST_METHOD: method if method in KNOWN_METHODS else "_OTHER",
+        HTTP_METHOD: method if method in KNOWN_METHODS else "_OTHER",
         URL_SCHEME: scheme,
         URL_PATH: loggable_target(request.path, ""),
         SERVER_ADDRESS: host,
     }
     if method not in KNOWN_METHODS:
-        attributes[HTTP_REQUEST_METHOD_ORIGINAL] = method
+        attributes[HTTP_METHOD_ORIGINAL] = method
     if port is not None:
         attributes[SERVER_PORT] = port
     if request.query:
@@ -230,7 +316,7 @@ def request_attributes(request: HTTPServerRequest, route: str | None) -> dict[st
         attributes[CLIENT_ADDRESS] = request.remote_ip
     user_agent = request.headers.get("User-Agent")
     if user_agent:
-        attributes[USER_AGENT_ORIGINAL] = user_agent
+        attributes[USER_AGENT] = user_agent
     return attributes
 
 
