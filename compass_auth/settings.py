@@ -131,9 +131,26 @@ def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+#: The audience kube-apiserver gives the tokens for itself, every pod's automounted token among
+#: them: ``--api-audiences``, which defaults to the issuer (docs/kubernetes-api.md#claims), and
+#: the issuer is one of these on most clusters. (An issuer of AUTH_ISSUER is refused too.)
+API_SERVER_AUDIENCE = re.compile(r"https://kubernetes\.default\.svc(\.[a-z0-9.-]+)?/?")
+
+
 def _audience_check(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(f"{name} must not be empty: tokens need an audience")
+    if API_SERVER_AUDIENCE.fullmatch(value.lower()):
+        raise SettingsError(_api_audience_error(f"{name}={value!r} is", "the API server's"))
+
+
+def _api_audience_error(what: str, whose: str) -> str:
+    return (
+        f"{what} {whose} own audience: every pod's automounted token carries it, so any "
+        "workload could call this service, and the service would receive tokens it could "
+        "replay to the API server. Use the service's own audience (e.g. its name), which "
+        "callers request in a projected token"
+    )
 
 
 def _subjects_check(name: str, value: Any) -> None:
@@ -382,6 +399,10 @@ class AuthSettings:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        if self.audience in self.issuers:
+            raise SettingsError(_api_audience_error(
+                f"AUTH_AUDIENCE={self.audience!r} is an issuer of AUTH_ISSUER, by default the "
+                "API server's", "(--api-audiences)"))
         if self.service_ip is not None:
             _check_service_ip(self.service_ip)
         if self.insecure_skip_issuer_check:

@@ -62,6 +62,16 @@ def test_serve_without_an_audience_refuses_to_start_naming_it(
     assert "no default" in output
 
 
+def test_serve_refuses_the_api_servers_audience(devcluster: DevCluster, tmp_path: Path) -> None:
+    kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
+    process = service_process({"KUBECONFIG": str(kubeconfig),
+                               "AUTH_AUDIENCE": devcluster.api_audiences[0]})
+    output = "".join(_lines_until_exit_or_listening(process))
+    assert "msg=listening" not in output
+    assert process.returncode == 2
+    assert "own audience: every pod's automounted token carries it" in output
+
+
 def test_serve_logs_in_the_format_and_level_the_example_settings_name(
         devcluster: DevCluster, tmp_path: Path) -> None:
     """AUTH_LOG_FORMAT and AUTH_LOG_LEVEL moved to the example service and still apply; the

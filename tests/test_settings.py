@@ -28,6 +28,23 @@ def test_the_audience_has_no_default() -> None:
     assert audience.default is None
 
 
+@pytest.mark.parametrize("environ", [
+    {"AUTH_AUDIENCE": "https://kubernetes.default.svc"},
+    {"AUTH_AUDIENCE": "https://kubernetes.default.svc.cluster.local"},
+    {"AUTH_AUDIENCE": "HTTPS://Kubernetes.Default.Svc/"},
+    {"AUTH_AUDIENCE": "https://oidc.example/cluster", "AUTH_ISSUER": "https://oidc.example/cluster"},
+])
+def test_the_api_servers_own_audience_is_refused(environ: dict[str, str]) -> None:
+    """Every pod's automounted token carries the API server's audience: a service that accepted
+    it would let any workload in, and could replay its callers' tokens to the API server."""
+    with pytest.raises(SettingsError, match=r"^AUTH_AUDIENCE=.* own audience: every pod's"):
+        AuthSettings.from_env(environ)
+    with pytest.raises(SettingsError, match="AUTH_AUDIENCE"):
+        AuthSettings(audience=environ["AUTH_AUDIENCE"],
+                     issuers=tuple(filter(None, [environ.get("AUTH_ISSUER")])))
+    assert AuthSettings.from_env({**environ, "AUTH_AUDIENCE": "reports"}).audience == "reports"
+
+
 def test_defaults() -> None:
     settings = AuthSettings.from_env({"AUTH_AUDIENCE": "reports"})
     assert settings.audience == "reports"
