@@ -1,7 +1,8 @@
 # compass-auth example service.
 #
 #   docker build -t compass-auth:dev .
-#   docker run --rm -p 8080:8080 compass-auth:dev          # python -m service serve
+#   docker run --rm -p 8080:8080 -e AUTH_AUDIENCE=compass-internal compass-auth:dev
+#   (python -m service serve; AUTH_AUDIENCE has no default, docs/settings.md)
 #
 # Two stages: the build stage installs the library with the `service` extra (pyproject.toml, the
 # one place dependencies are declared) into a virtualenv; the runtime stage copies only that

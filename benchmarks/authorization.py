@@ -47,7 +47,7 @@ subjects: [{kind: Group, name: system:serviceaccounts, apiGroup: rbac.authorizat
 
 
 async def connect(kubeconfig: Path, telemetry: Telemetry) -> Authenticator:
-    environ = {"KUBECONFIG": str(kubeconfig)}
+    environ = {"KUBECONFIG": str(kubeconfig), "AUTH_AUDIENCE": AUDIENCE}
     authenticator = await Authenticator.connect(AuthSettings.from_env(environ), environ,
                                                 telemetry=telemetry)
     authenticator.start()

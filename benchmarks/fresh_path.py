@@ -61,8 +61,7 @@ async def measure(call: Callable[[], Awaitable[object]], iterations: int) -> flo
 
 
 async def run(cluster: DevCluster, kubeconfig: Path, iterations: int, rounds: int) -> None:
-    environ = {"KUBECONFIG": str(kubeconfig), "AUTH_AUDIENCE": AUDIENCE,
-               "AUTH_LOG_LEVEL": "ERROR"}
+    environ = {"KUBECONFIG": str(kubeconfig), "AUTH_AUDIENCE": AUDIENCE}
     fresh_settings = AuthSettings.from_env({**environ, "AUTH_CACHE_SIZE": "0"})
     settings = AuthSettings.from_env(environ)
     tokens = [cluster.mint(audiences=(AUDIENCE,)) for _ in range(500)]

@@ -115,7 +115,7 @@ async def measure_async(call: Callable[[], object], iterations: int) -> float:
 
 async def cached_figures(cluster: DevCluster, kubeconfig: Path, iterations: int,
                          rounds: int) -> tuple[list[Figure], dict[str, float]]:
-    environ = {"KUBECONFIG": str(kubeconfig)}
+    environ = {"KUBECONFIG": str(kubeconfig), "AUTH_AUDIENCE": AUDIENCE}
     settings = AuthSettings.from_env(environ)
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(DiscardExporter()))
@@ -165,7 +165,7 @@ async def cached_figures(cluster: DevCluster, kubeconfig: Path, iterations: int,
 
 async def run(cluster: DevCluster, kubeconfig: Path, iterations: int,
               rounds: int) -> tuple[list[Figure], dict[str, float]]:
-    environ = {"KUBECONFIG": str(kubeconfig)}
+    environ = {"KUBECONFIG": str(kubeconfig), "AUTH_AUDIENCE": AUDIENCE}
     authenticator = await Authenticator.connect(AuthSettings.from_env(environ), environ)
     authenticator.start()
     await authenticator.wait_started()

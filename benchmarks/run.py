@@ -192,7 +192,7 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
     with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir, \
             otlp_sink() as sink:
         kubeconfig = str(cluster.write_kubeconfig(Path(workdir) / "kubeconfig"))
-        base = {"KUBECONFIG": kubeconfig, "AUTH_LOG_LEVEL": "ERROR"}
+        base = {"KUBECONFIG": kubeconfig, "AUTH_AUDIENCE": AUDIENCE, "AUTH_LOG_LEVEL": "ERROR"}
         telemetry = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "bench"}
         print(f"minting tokens ({args.fresh_tokens} fresh)...", flush=True)
         pools = token_pools(cluster, args.fresh_tokens)

@@ -76,7 +76,7 @@ async def measure(authenticator: Authenticator, header: list[str], iterations: i
 async def run(iterations: int, rounds: int) -> None:
     with DevCluster() as cluster, tempfile.TemporaryDirectory() as workdir:
         environ = {"KUBECONFIG": str(cluster.write_kubeconfig(Path(workdir) / "kubeconfig")),
-                   "AUTH_CACHE_SIZE": "0"}
+                   "AUTH_AUDIENCE": "compass-internal", "AUTH_CACHE_SIZE": "0"}
         settings = AuthSettings.from_env(environ)
         providers = []
         readers: dict[str, InMemoryMetricReader] = {}

@@ -25,33 +25,12 @@ def decode_segment(segment: str, name: str) -> dict[str, Any]:
 def decode_segment_bytes(segment: str, name: str) -> tuple[bytes, dict[str, Any]]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        text = raw.decode("utf-8")
-        value = _DECODER.decode(text)
-        if not isinstance(value, dict):
-            raise MalformedToken(f"token {name} is not a JSON object")
-        # Parsers differ on duplicate keys (first or last wins): refuse them. Checking with an
-        # object_pairs_hook costs ~6 µs per payload, so it runs only when a cheap count says a
-        # duplicate is possible: every key is followed by '":' unless whitespace intervenes,
-        # so as many '":' as parsed keys means no key was seen twice.
-        if text.count('":') != _count_keys(value):
-            _STRICT_DECODER.decode(text)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except (binascii.Error, ValueError, RecursionError) as error:
         raise MalformedToken(f"token {name} is not base64url JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise MalformedToken(f"token {name} is not a JSON object")
     return raw, value
-
-
-def _count_keys(value: dict[str, Any]) -> int:
-    """Keys of an object and of the objects in it, three levels deep (a token payload's
-    ``kubernetes.io.pod`` is the deepest). Deeper keys are not counted, so an object nested
-    deeper makes the count differ and sends the text through the exact (slower) check."""
-    count = len(value)
-    for child in value.values():
-        if type(child) is dict:
-            count += len(child)
-            for grandchild in child.values():
-                if type(grandchild) is dict:
-                    count += len(grandchild)
-    return count
 
 
 #: Value of each base64url character (RFC 4648 §5).
@@ -79,13 +58,19 @@ def canonical_base64url(segment: str) -> bool:
     return value is not None and value & ((1 << unused_bits) - 1) == 0
 
 
-
-
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Every JSON object of a segment, at any depth: the parser hands over each key as it read
+    it (after whitespace and ``\\u`` escapes), so no spelling of a key hides a duplicate.
+
+    Every depth, not only the claims we read: a nested object is signed data too, and a
+    consumer downstream (a policy engine reading ``kubernetes.io``) may resolve it the other
+    way. The cost is one call per object (~0.3 µs; a bound token's payload has four objects).
+    """
     result = dict(pairs)
     if len(result) != len(pairs):
-        # Parsers differ on duplicates (first or last wins); refuse rather than guess.
-        raise ValueError("duplicate key in JSON object")
+        # Parsers differ on duplicates (first or last wins). RFC 7515 §4 and RFC 7519 §4 let
+        # a parser refuse them or keep the last: refuse, so no reader can see another value.
+        raise ValueError("duplicate key in a JSON object")
     return result
 
 
@@ -94,7 +79,4 @@ def _reject_constant(name: str) -> Any:
 
 
 # Built once: json.loads() with keyword arguments builds a new decoder per call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_STRICT_DECODER = json.JSONDecoder(
-    object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-)
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)

@@ -1,14 +1,17 @@
 """Settings: one table, validated once, in code or from the environment.
 
 Each field of ``AuthSettings`` carries its own ``AUTH_*`` variable, default, converter and help
-text (``setting(...)``): that one table generates the parsing (``from_env``), ``config/auth.env``
-(``render_env_file``) and the table in docs/settings.md (``render_docs_table``); ``make config``
-rewrites both files and the tests check them.
+text (``setting(...)``): that one table generates the parsing (``from_env``), the rows of
+``config/auth.env`` and the table in docs/settings.md (``variables``, ``render_docs_table``;
+scripts/render_settings.py writes both, ``make config``, and the tests check them). The table
+holds only what the library applies; the example service keeps its own (service/settings.py)
+with the same machinery.
 
 In code, ``AuthSettings(audience="reports")`` takes the documented default for everything else;
-either way a bad value raises ``SettingsError`` naming the variable. ``from_env(environ)`` takes
-the environment as a parameter (kubernetes-asyncio's in-cluster loader does the same), so tests
-pass a dict instead of patching ``os.environ``.
+either way a bad value raises ``SettingsError`` naming the variable. The audience has no default
+anywhere, in code or in the environment: services that shared one would accept each other's
+tokens. ``from_env(environ)`` takes the environment as a parameter (kubernetes-asyncio's
+in-cluster loader does the same), so tests pass a dict instead of patching ``os.environ``.
 """
 
 from __future__ import annotations
@@ -33,9 +36,6 @@ StalePolicy = Literal["off", "warn", "reject"]
 #: kube-apiserver's TokenRequest minimum (docs/kubernetes-api.md#tokenrequest-spec): a lower
 #: maximum rejects every token.
 MIN_TOKEN_LIFETIME = 600
-#: The example service's audience, the default of ``AUTH_AUDIENCE`` (in code, ``audience`` has
-#: no default: a service names its own).
-EXAMPLE_AUDIENCE = "compass-internal"
 
 
 class SettingsError(ValueError):
@@ -54,8 +54,6 @@ class Setting:
     check: Callable[[str, Any], None]
     #: The field's value -> the variable's text (config/auth.env, docs/settings.md).
     text: Callable[[Any], str]
-    #: The variable's default, when the field has none in code (``audience``).
-    env_default: str | None = None
 
 
 def setting(
@@ -65,11 +63,10 @@ def setting(
     parse: Callable[[str, str], Any],
     check: Callable[[str, Any], None] | None = None,
     text: Callable[[Any], str] = lambda value: str(value),
-    env_default: str | None = None,
 ) -> Any:
-    """A dataclass field that is also a row of the settings table (``default=MISSING``: the
-    field must be given in code, and ``env_default`` is the variable's)."""
-    spec = Setting(env, help, parse, check or _no_check, text, env_default)
+    """A dataclass field that is also a row of a settings table (``default=MISSING``: the
+    field must be given in code and the variable must be set)."""
+    spec = Setting(env, help, parse, check or _no_check, text)
     if default is dataclasses.MISSING:
         return field(metadata={"setting": spec})
     return field(default=default, metadata={"setting": spec})
@@ -134,9 +131,26 @@ def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+#: The audience kube-apiserver gives the tokens for itself, every pod's automounted token among
+#: them: ``--api-audiences``, which defaults to the issuer (docs/kubernetes-api.md#claims), and
+#: the issuer is one of these on most clusters. (An issuer of AUTH_ISSUER is refused too.)
+API_SERVER_AUDIENCE = re.compile(r"https://kubernetes\.default\.svc(\.[a-z0-9.-]+)?/?")
+
+
 def _audience_check(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(f"{name} must not be empty: tokens need an audience")
+    if API_SERVER_AUDIENCE.fullmatch(value.lower()):
+        raise SettingsError(_api_audience_error(f"{name}={value!r} is", "the API server's"))
+
+
+def _api_audience_error(what: str, whose: str) -> str:
+    return (
+        f"{what} {whose} own audience: every pod's automounted token carries it, so any "
+        "workload could call this service, and the service would receive tokens it could "
+        "replay to the API server. Use the service's own audience (e.g. its name), which "
+        "callers request in a projected token"
+    )
 
 
 def _subjects_check(name: str, value: Any) -> None:
@@ -212,16 +226,6 @@ def _realm_check(name: str, value: Any) -> None:
         raise SettingsError(f"{name} must be non-empty printable text without quotes")
 
 
-def _log_level(name: str, text: str) -> str:
-    level = text.upper()
-    return "WARNING" if level == "WARN" else level
-
-
-def _log_level_check(name: str, value: Any) -> None:
-    if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"{name}={value!r} must be DEBUG, INFO, WARNING or ERROR")
-
-
 def _seconds(minimum: float, maximum: float) -> dict[str, Any]:
     parse, check = _number(float, minimum, maximum)
     return {"parse": parse, "check": check, "text": _seconds_text}
@@ -232,7 +236,8 @@ def _integer(minimum: int, maximum: int) -> dict[str, Any]:
     return {"parse": parse, "check": check}
 
 
-def _choices(*choices: str) -> dict[str, Any]:
+def choices(*choices: str) -> dict[str, Any]:
+    """``setting(...)`` arguments for a variable that takes one of ``choices`` (any case)."""
     parse, check = _choice(*choices)
     return {"parse": parse, "check": check}
 
@@ -248,7 +253,7 @@ _OPTIONAL_TEXT: dict[str, Any] = {"parse": lambda name, text: text or None,
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
-    """Every setting of the library and the example service, validated.
+    """Every setting the library applies, validated.
 
     Each field is one row of the settings table: its variable, default and meaning are in the
     field's ``setting(...)`` (docs/settings.md is generated from them).
@@ -256,8 +261,10 @@ class AuthSettings:
 
     audience: str = setting(
         "AUTH_AUDIENCE", dataclasses.MISSING,
-        "Audience that tokens must carry in `aud` (required, non-empty).",
-        _text, _audience_check, env_default=EXAMPLE_AUDIENCE)
+        "Audience that tokens must carry in `aud`, the one callers request (e.g. the "
+        "service's name). Required, no default: services sharing one would accept each "
+        "other's tokens.",
+        _text, _audience_check)
     allowed_subjects: frozenset[str] = setting(
         "AUTH_ALLOWED_SUBJECTS", frozenset(),
         "Comma-separated `system:serviceaccount:NS:NAME` subjects allowed to call; "
@@ -296,7 +303,7 @@ class AuthSettings:
     stale_tokens: StalePolicy = setting(
         "AUTH_STALE_TOKENS", "off",
         "Tokens past `kubernetes.io.warnafter`: `off` (accepted silently), `warn` (accepted, WARN "
-        "once per token) or `reject`.", **_choices("off", "warn", "reject"))
+        "once per token) or `reject`.", **choices("off", "warn", "reject"))
     serviceaccount_dir: Path = setting(
         "AUTH_SERVICEACCOUNT_DIR", Path(DEFAULT_SERVICEACCOUNT_DIR),
         "Folder with the service's own `token`, `ca.crt` and `namespace` (in-cluster).",
@@ -338,17 +345,11 @@ class AuthSettings:
     realm: str = setting(
         "AUTH_REALM", "compass-auth", "`realm` in the `WWW-Authenticate` challenge.",
         _text, _realm_check)
-    log_format: Literal["logfmt", "json"] = setting(
-        "AUTH_LOG_FORMAT", "logfmt", "`logfmt` or `json` (the example service).",
-        **_choices("logfmt", "json"))
-    log_level: str = setting(
-        "AUTH_LOG_LEVEL", "INFO", "Python log level name (the example service).",
-        _log_level, _log_level_check)
     mode: Literal["auto", "review"] = setting(
         "AUTH_MODE", "auto",
         "`auto`: verify locally, TokenReview only when keys are unavailable. `review`: every "
         "first sight of a token also goes through TokenReview (revocation).",
-        **_choices("auto", "review"))
+        **choices("auto", "review"))
     tokenreview_max_in_flight: int = setting(
         "AUTH_TOKENREVIEW_MAX_IN_FLIGHT", 8,
         "Outstanding TokenReviews at most; beyond that callers get 503.", **_integer(1, 256))
@@ -397,8 +398,11 @@ class AuthSettings:
     kubeconfig: Path = field(default_factory=lambda: Path.home() / ".kube/config")
 
     def __post_init__(self) -> None:
-        for item, spec in _settings():
-            spec.check(spec.env, getattr(self, item.name))
+        check_settings(self)
+        if self.audience in self.issuers:
+            raise SettingsError(_api_audience_error(
+                f"AUTH_AUDIENCE={self.audience!r} is an issuer of AUTH_ISSUER, by default the "
+                "API server's", "(--api-audiences)"))
         if self.service_ip is not None:
             _check_service_ip(self.service_ip)
         if self.insecure_skip_issuer_check:
@@ -416,11 +420,7 @@ class AuthSettings:
         for name in sorted(key for key in environ if key.startswith("AUTH_")):
             if name not in _KNOWN:
                 logger.warning("unknown setting ignored (a typo?)", extra={"variable": name})
-        values: dict[str, Any] = {}
-        for item, spec in _settings():
-            text = environ.get(spec.env, spec.env_default)
-            if text is not None:
-                values[item.name] = spec.parse(spec.env, text.strip())
+        values = parse_settings(cls, environ)
         service_ip = environ.get("KUBERNETES_SERVICE_IP", "").strip()
         kubeconfig = environ.get("KUBECONFIG", "").split(":")[0]
         return cls(
@@ -444,54 +444,65 @@ class AuthSettings:
 
 
 class Variable(NamedTuple):
-    """One row of the settings table, as text."""
+    """One row of a settings table, as text."""
 
     name: str
-    default: str
+    #: The default as the variable's text; ``None``: required, no default.
+    default: str | None
     help: str
-    #: The ``AuthSettings`` field it sets.
+    #: The field it sets.
     field: str
 
 
-def _settings() -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
-    for item in fields(AuthSettings):
+def _settings(table: type) -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
+    for item in fields(table):
         spec = item.metadata.get("setting")
         if spec is not None:
             yield item, spec
 
 
-def _variables() -> tuple[Variable, ...]:
+def parse_settings(table: type, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of the dataclass ``table`` that ``environ`` sets, parsed (a variable that is
+    not set leaves its field's default); ``SettingsError`` names a bad or missing variable."""
+    values: dict[str, Any] = {}
+    for item, spec in _settings(table):
+        text = environ.get(spec.env)
+        if text is not None:
+            values[item.name] = spec.parse(spec.env, text.strip())
+        elif item.default is dataclasses.MISSING:
+            raise SettingsError(f"{spec.env} is not set. {spec.help}")
+    return values
+
+
+def check_settings(settings: Any) -> None:
+    """Check every field of a settings dataclass (set in code or parsed) against its row."""
+    for item, spec in _settings(type(settings)):
+        spec.check(spec.env, getattr(settings, item.name))
+
+
+def variables(table: type) -> tuple[Variable, ...]:
+    """The rows of the dataclass ``table`` (fields declared with ``setting``), in order."""
     rows = []
-    for item, spec in _settings():
-        default = spec.env_default if spec.env_default is not None else spec.text(item.default)
+    for item, spec in _settings(table):
+        default = None if item.default is dataclasses.MISSING else spec.text(item.default)
         rows.append(Variable(spec.env, default, spec.help, item.name))
     return tuple(rows)
 
 
-#: Every ``AUTH_*`` variable with its default (as text) and meaning, in table order.
-VARIABLES: tuple[Variable, ...] = _variables()
+#: Every ``AUTH_*`` variable the library reads, with its default (as text) and meaning.
+VARIABLES: tuple[Variable, ...] = variables(AuthSettings)
 _KNOWN = {variable.name for variable in VARIABLES}
 
 
-def render_env_file() -> str:
-    """The text of ``config/auth.env``: every variable, its meaning and its default."""
-    lines = [
-        "# compass-auth settings: every AUTH_* variable with its default.",
-        "# The service reads them from the environment (k8s/ loads this file into a ConfigMap).",
-        "# Edit what you need; an unknown AUTH_* variable is logged as a likely typo.",
-        "# Generated from compass_auth/settings.py: make config",
-        "",
-    ]
-    for variable in VARIABLES:
-        lines += [f"# {variable.help}", f"{variable.name}={variable.default}", ""]
-    return "\n".join(lines)
-
-
-def render_docs_table() -> str:
-    """The table of docs/settings.md (Markdown), one row per variable."""
-    lines = ["| variable | `AuthSettings` field | default | meaning |", "|---|---|---|---|"]
-    for variable in VARIABLES:
-        default = f"`{variable.default}`" if variable.default else "(empty)"
+def render_docs_table(rows: tuple[Variable, ...] = VARIABLES, table: str = "AuthSettings") -> str:
+    """A table of docs/settings.md (Markdown), one row per variable of ``rows``, whose fields
+    belong to the class named ``table``."""
+    lines = [f"| variable | `{table}` field | default | meaning |", "|---|---|---|---|"]
+    for variable in rows:
+        if variable.default is None:
+            default = "(required)"
+        else:
+            default = f"`{variable.default}`" if variable.default else "(empty)"
         lines.append(
             f"| `{variable.name}` | `{variable.field}` | {default} | {variable.help} |")
     return "\n".join(lines) + "\n"

@@ -62,6 +62,7 @@ from .limits import (
 from .logs import configure_logging
 from .otel import TelemetrySetup
 from .readiness import path_readiness
+from .settings import ServiceSettings, library_environ
 
 logger = logging.getLogger(__name__)
 
@@ -545,12 +546,14 @@ def main(
     environ = dict(os.environ)
     configure_logging()  # defaults first, so a settings error is logged in the usual format
     try:
-        settings = AuthSettings.from_env(environ)
+        own = ServiceSettings.from_env(environ)
+        # The library's warnings (a likely typo, an insecure option) in the chosen format.
+        configure_logging(own.log_format, own.log_level)
+        settings = AuthSettings.from_env(library_environ(environ))
         factory = loop_factory(loop)
     except SettingsError as error:
         logger.error("invalid settings", extra={"error": str(error)})
         return 2
-    configure_logging(settings.log_format, settings.log_level)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(serve(settings, host, port, environ=environ,
                                 drain_seconds=drain_seconds, extra_rules=extra_rules,

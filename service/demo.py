@@ -30,8 +30,8 @@ from compass_auth.testing import DevCluster, Fault
 from . import otel
 from .app import Service
 from .logs import LogfmtFormatter
+from .settings import AUDIENCE
 
-AUDIENCE = "compass-internal"
 CALLER = ("default", "collector")
 CALLER_POD = "collector-6c9d8b7f5-x2k9q"
 #: Lifetime of the WebSocket case's token: the demo waits this long (at most) for the close.

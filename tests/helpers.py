@@ -15,12 +15,14 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio.client import AuthenticationV1Api, V1TokenReview, V1TokenReviewSpec
 
+from compass_auth import AuthSettings
 from compass_auth.kube import ApiServer
 from compass_auth.testing import DevCluster
 from compass_auth.verifier import VerificationPolicy
@@ -102,11 +104,20 @@ def assert_431(answer: Answer) -> None:
 # -- The service as a process ----------------------------------------------------------------
 
 def service_process(environ: dict[str, str], *flags: str) -> subprocess.Popen[str]:
+    """``python -m service serve`` on a free port, with the tests' audience unless ``environ``
+    sets another (the service has no default audience)."""
     return subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "0",
          "--drain-seconds", "5", *flags],
-        cwd=ROOT, env={**os.environ, **environ}, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env={**os.environ, "AUTH_AUDIENCE": AUDIENCE, **environ},
+        stderr=subprocess.PIPE, text=True,
     )
+
+
+def settings_from(environ: Mapping[str, str]) -> AuthSettings:
+    """``AuthSettings.from_env`` with the tests' audience unless ``environ`` sets another (the
+    library has no default audience)."""
+    return AuthSettings.from_env({"AUTH_AUDIENCE": AUDIENCE, **environ})
 
 
 def wait_for_port(process: subprocess.Popen[str], lines: list[str]) -> int:

@@ -18,7 +18,7 @@ from compass_auth.access import (
 from compass_auth.handler import AuthenticatedHandler
 from compass_auth.identity import Identity
 
-from .helpers import service_process
+from .helpers import service_process, settings_from
 
 WHOAMI = ResourceCheck("get", "whoami", group="compass.example", namespace="{service_namespace}")
 
@@ -93,8 +93,8 @@ def test_the_syntax_refuses(text: str, message: str) -> None:
 
 def test_a_malformed_setting_names_the_variable() -> None:
     with pytest.raises(SettingsError, match=r"^AUTH_REQUIRED_ACCESS: check 1 .*unknown key"):
-        AuthSettings.from_env({"AUTH_REQUIRED_ACCESS": "verb=get,resources=pods"})
-    settings = AuthSettings.from_env({"AUTH_REQUIRED_ACCESS": format_access((WHOAMI,))})
+        settings_from({"AUTH_REQUIRED_ACCESS": "verb=get,resources=pods"})
+    settings = settings_from({"AUTH_REQUIRED_ACCESS": format_access((WHOAMI,))})
     assert settings.required_access == (WHOAMI,)
     assert settings.describe()["required_access"] == str(WHOAMI)
     with pytest.raises(SettingsError, match="AUTH_REQUIRED_ACCESS must be a tuple"):

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import tornado.web
 
-from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, ResourceCheck
+from compass_auth import AuthenticatedHandler, Authenticator, ResourceCheck
 from compass_auth.access import review_body
 from compass_auth.kube import KubeConfigError
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text
-from .helpers import RBAC, SERVICE_NAMESPACE, WHOAMI_CHECK, body
+from .helpers import RBAC, SERVICE_NAMESPACE, WHOAMI_CHECK, body, settings_from
 
 MODES = ["local", "review", "fallback"]
 
@@ -306,7 +306,7 @@ async def test_an_unknown_service_namespace_stops_the_start(
     kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig", namespace="")
     environ = {"KUBECONFIG": str(kubeconfig), "AUTH_REQUIRED_ACCESS": WHOAMI_CHECK}
     with pytest.raises(KubeConfigError, match=r"AUTH_REQUIRED_ACCESS uses \{service_namespace\}"):
-        await Authenticator.connect(AuthSettings.from_env(environ), environ)
+        await Authenticator.connect(settings_from(environ), environ)
 
 
 async def test_the_service_namespace_comes_from_the_pod(

@@ -18,11 +18,11 @@ import yaml
 from compass_auth.discovery import DiscoveryClient, FetchError
 from compass_auth.kube import connect
 from compass_auth.resolver import Bypass, PinnedResolver, plan_bypass
-from compass_auth.settings import AuthSettings
 from compass_auth.testing import DevCluster
 from compass_auth.testing.core import DEFAULT_SERVER_CERT_NAMES
 
 from .conftest import StartService
+from .helpers import settings_from
 
 NAME = "api.compass-test.invalid"
 #: An issuer that is neither the URL we dial nor the emulator's default issuer.
@@ -108,7 +108,7 @@ async def test_an_address_in_the_url_is_verified_against_the_api_server_name(
     devcluster: DevCluster, devcluster_sa_dir: Path, unresolvable: str
 ) -> None:
     environ = bypass_environ(devcluster, devcluster_sa_dir, AUTH_API_SERVER_NAME=unresolvable)
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     try:
         assert api.host == f"https://{NAME}:{devcluster.port}"
         assert api.bypass == Bypass(NAME, "127.0.0.1", api.host)
@@ -121,7 +121,7 @@ async def test_the_default_name_is_kubernetes_default_svc(
     devcluster: DevCluster, devcluster_sa_dir: Path
 ) -> None:
     environ = bypass_environ(devcluster, devcluster_sa_dir)
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     try:
         assert api.host == f"https://kubernetes.default.svc:{devcluster.port}"
         assert (await DiscoveryClient(api).fetch()).keys
@@ -137,7 +137,7 @@ async def test_kubeconfig_server_by_name_with_the_bypass(
     document["clusters"][0]["cluster"]["server"] = f"https://{NAME}:{devcluster.port}"
     kubeconfig.write_text(yaml.safe_dump(document))
     environ = {"KUBECONFIG": str(kubeconfig), "KUBERNETES_SERVICE_IP": "127.0.0.1"}
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     try:
         assert (await DiscoveryClient(api).fetch()).issuer == devcluster.issuer
     finally:
@@ -153,7 +153,7 @@ async def test_a_certificate_not_valid_for_the_name_is_refused(
 ) -> None:
     devcluster.set_server_certificate(names=names)
     environ = bypass_environ(devcluster, devcluster_sa_dir)
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     try:
         with pytest.raises(FetchError, match=r"kubernetes\.default\.svc") as caught:
             await DiscoveryClient(api).fetch()

@@ -12,17 +12,17 @@ import pytest
 
 from compass_auth.discovery import DiscoveryClient, FetchError
 from compass_auth.kube import ApiServer, connect
-from compass_auth.settings import AuthSettings
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import StartService, log_text
+from .helpers import settings_from
 
 
 @pytest.fixture
 async def api(devcluster: DevCluster, tmp_path: Path) -> AsyncIterator[ApiServer]:
     environ = {"KUBECONFIG": str(devcluster.write_kubeconfig(tmp_path / "kubeconfig")),
                "AUTH_API_TIMEOUT": "2"}
-    server = await connect(AuthSettings.from_env(environ), environ)
+    server = await connect(settings_from(environ), environ)
     yield server
     await server.close()
 

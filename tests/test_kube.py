@@ -9,12 +9,13 @@ import yaml
 
 from compass_auth.discovery import DiscoveryClient
 from compass_auth.kube import KubeConfigError, connect
-from compass_auth.settings import AuthSettings
 from compass_auth.testing import DevCluster
+
+from .helpers import settings_from
 
 
 async def connect_and_fetch(environ: dict[str, str]) -> str:
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     try:
         return (await DiscoveryClient(api).fetch()).issuer
     finally:
@@ -26,7 +27,7 @@ async def test_in_cluster_folder_and_environment(devcluster: DevCluster, tmp_pat
     environ = {**devcluster.incluster_environ(), "AUTH_SERVICEACCOUNT_DIR": str(sa_dir),
                # A kubeconfig that exists must not win inside a pod.
                "KUBECONFIG": str(tmp_path / "ignored")}
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     try:
         assert api.source == "in-cluster"
         assert api.namespace == "compass-system"
@@ -58,13 +59,13 @@ async def test_kubeconfig_context_selection(devcluster: DevCluster, tmp_path: Pa
     kubeconfig = devcluster.write_kubeconfig(tmp_path / "kc")
     environ = {"KUBECONFIG": str(kubeconfig), "AUTH_KUBE_CONTEXT": "no-such-context"}
     with pytest.raises(KubeConfigError, match="could not be loaded"):
-        await connect(AuthSettings.from_env(environ), environ)
+        await connect(settings_from(environ), environ)
 
 
 async def test_missing_kubeconfig_says_what_to_do(tmp_path: Path) -> None:
     environ = {"KUBECONFIG": str(tmp_path / "absent")}
     with pytest.raises(KubeConfigError, match="KUBERNETES_SERVICE_HOST is not set") as caught:
-        await connect(AuthSettings.from_env(environ), environ)
+        await connect(settings_from(environ), environ)
     assert "demo" in str(caught.value)
 
 
@@ -77,7 +78,7 @@ async def test_insecure_kubeconfig_is_refused(devcluster: DevCluster, tmp_path: 
     kubeconfig.write_text(yaml.safe_dump(document))
     environ = {"KUBECONFIG": str(kubeconfig)}
     with pytest.raises(KubeConfigError, match="insecure-skip-tls-verify"):
-        await connect(AuthSettings.from_env(environ), environ)
+        await connect(settings_from(environ), environ)
 
 
 @pytest.mark.parametrize("missing", ["token", "ca.crt"])
@@ -88,7 +89,7 @@ async def test_missing_in_cluster_files_name_the_folder(
     (sa_dir / missing).unlink()
     environ = {**devcluster.incluster_environ(), "AUTH_SERVICEACCOUNT_DIR": str(sa_dir)}
     with pytest.raises(KubeConfigError, match="AUTH_SERVICEACCOUNT_DIR") as caught:
-        await connect(AuthSettings.from_env(environ), environ)
+        await connect(settings_from(environ), environ)
     assert str(sa_dir) in str(caught.value)
 
 

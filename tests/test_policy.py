@@ -17,13 +17,12 @@ from compass_auth import errors
 from compass_auth.bearer import fingerprint
 from compass_auth.identity import Identity
 from compass_auth.keyset import KeySet
-from compass_auth.settings import AuthSettings
 from compass_auth.stale import MSG_STALE, StaleTokenLog
 from compass_auth.testing import DevCluster
 from compass_auth.verifier import VerificationPolicy, verify_local
 
 from .conftest import AUDIENCE
-from .helpers import POLICY, mint
+from .helpers import POLICY, mint, settings_from
 
 YEAR = 365 * 86400
 #: What the kubelet asks for; the API server stretches it to a year and sets warnafter.
@@ -119,7 +118,7 @@ def test_stale_tokens_are_logged_once_each_by_fingerprint(
     cluster: DevCluster, keys: KeySet, caplog: pytest.LogCaptureFixture
 ) -> None:
     policy = VerificationPolicy.from_settings(
-        AuthSettings.from_env({"AUTH_STALE_TOKENS": "warn"}))
+        settings_from({"AUTH_STALE_TOKENS": "warn"}))
     first, second = stale_extended(cluster), stale_extended(cluster)
     log = StaleTokenLog()  # what the authenticator calls for each accepted stale token
     with caplog.at_level(logging.WARNING, logger="compass_auth.stale"):
@@ -138,7 +137,7 @@ def test_stale_tokens_are_logged_once_each_by_fingerprint(
 
 
 def test_policy_from_settings_carries_every_option() -> None:
-    settings = AuthSettings.from_env({
+    settings = settings_from({
         "AUTH_SKIP_ISSUER_CHECK": "true", "AUTH_REQUIRE_POD_BOUND": "true",
         "AUTH_MAX_TOKEN_LIFETIME": "7200", "AUTH_STALE_TOKENS": "reject",
         "AUTH_ISSUER": "https://a.example", "AUTH_AUDIENCE": "reports",
@@ -151,7 +150,7 @@ def test_policy_from_settings_carries_every_option() -> None:
     assert policy.max_token_lifetime == 7200
     assert policy.stale_tokens == "reject"
     assert policy.accepted_issuers("https://discovered") == ()
-    default = VerificationPolicy.from_settings(AuthSettings.from_env({}))
+    default = VerificationPolicy.from_settings(settings_from({}))
     assert default.accepted_issuers("https://discovered") == ("https://discovered",)
 
 

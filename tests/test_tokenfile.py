@@ -17,12 +17,11 @@ import pytest
 from compass_auth.bearer import fingerprint
 from compass_auth.discovery import DiscoveryClient, FetchError
 from compass_auth.kube import ApiServer, connect
-from compass_auth.settings import AuthSettings
 from compass_auth.testing import DevCluster
 from compass_auth.tokenfile import TokenFile
 
 from .conftest import StartService, log_text
-from .helpers import review_once
+from .helpers import review_once, settings_from
 
 
 def frozen_stat() -> Callable[[Path], os.stat_result]:
@@ -42,7 +41,7 @@ def in_cluster_environ(devcluster: DevCluster, sa_dir: Path) -> dict[str, str]:
 @pytest.fixture
 async def api(devcluster: DevCluster, devcluster_sa_dir: Path) -> AsyncIterator[ApiServer]:
     environ = in_cluster_environ(devcluster, devcluster_sa_dir)
-    server = await connect(AuthSettings.from_env(environ), environ)
+    server = await connect(settings_from(environ), environ)
     yield server
     await server.close()
 
@@ -138,7 +137,7 @@ async def test_a_401_rereads_the_token_and_retries_once(
     devcluster: DevCluster, devcluster_sa_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     environ = in_cluster_environ(devcluster, devcluster_sa_dir)
-    api = await connect(AuthSettings.from_env(environ), environ, stat=frozen_stat())
+    api = await connect(settings_from(environ), environ, stat=frozen_stat())
     try:
         old = fingerprint((devcluster_sa_dir / "token").read_text())
         rotated = devcluster.rotate_serviceaccount_token(devcluster_sa_dir, revoke_old=True)
@@ -156,7 +155,7 @@ async def test_a_tokenreview_is_sent_again_after_a_401(
 ) -> None:
     # The same middleware serves the TokenReview client: a POST body is re-sent as well.
     environ = in_cluster_environ(devcluster, devcluster_sa_dir)
-    api = await connect(AuthSettings.from_env(environ), environ, stat=frozen_stat())
+    api = await connect(settings_from(environ), environ, stat=frozen_stat())
     try:
         old = fingerprint((devcluster_sa_dir / "token").read_text())
         new = fingerprint(

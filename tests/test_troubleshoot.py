@@ -17,13 +17,12 @@ from compass_auth import issuer_check, troubleshoot
 from compass_auth.authenticator import Authenticator
 from compass_auth.discovery import DiscoveryClient, FetchError
 from compass_auth.kube import KubeConfigError, connect
-from compass_auth.settings import AuthSettings
 from compass_auth.testing import DevCluster
 from compass_auth.testing.core import DEFAULT_ISSUER
 from compass_auth.troubleshoot import Diagnosis, Troubleshooter
 
 from .conftest import log_text
-from .helpers import ROOT, review_once
+from .helpers import ROOT, review_once, settings_from
 
 UNRESOLVABLE = "api.compass-test.invalid"
 NEW_ISSUER = "https://oidc.compass-test.invalid/clusters/c1"
@@ -47,7 +46,7 @@ def environ_for(devcluster: DevCluster, sa_dir: Path, **env: str) -> dict[str, s
 
 
 async def fetch_once(environ: dict[str, str]) -> None:
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     try:
         await DiscoveryClient(api).fetch()
     finally:
@@ -91,7 +90,7 @@ async def test_ca_file_missing_or_unreadable(
         ca.write_text("this is not a certificate\n")
     environ = environ_for(devcluster, flat_sa_dir)
     with pytest.raises(KubeConfigError, match="AUTH_SERVICEACCOUNT_DIR"):
-        await connect(AuthSettings.from_env(environ), environ)
+        await connect(settings_from(environ), environ)
     record = the_line(caplog, troubleshoot.MSG_CA_FILE)
     assert record.path == str(ca)  # type: ignore[attr-defined]
     assert error in record.error  # type: ignore[attr-defined]
@@ -108,7 +107,7 @@ async def test_kubeconfig_ca_data_that_is_not_pem(
     kubeconfig.write_text(yaml.safe_dump(document))
     environ = {"KUBECONFIG": str(kubeconfig)}
     with pytest.raises(KubeConfigError, match="kubeconfig"):
-        await connect(AuthSettings.from_env(environ), environ)
+        await connect(settings_from(environ), environ)
     record = the_line(caplog, troubleshoot.MSG_CA_FILE)
     assert "certificate-authority" in record.fix  # type: ignore[attr-defined]
 
@@ -119,7 +118,7 @@ async def test_token_file_missing(
     (flat_sa_dir / "token").unlink()
     environ = environ_for(devcluster, flat_sa_dir)
     with pytest.raises(KubeConfigError, match="AUTH_SERVICEACCOUNT_DIR"):
-        await connect(AuthSettings.from_env(environ), environ)
+        await connect(settings_from(environ), environ)
     record = the_line(caplog, troubleshoot.MSG_TOKEN_FILE)
     assert record.path == str(flat_sa_dir / "token")  # type: ignore[attr-defined]
 
@@ -202,7 +201,7 @@ async def test_403_from_tokenreview_gives_the_rbac_command(
 ) -> None:
     devcluster.set_tokenreview_allowed(False)
     environ = environ_for(devcluster, devcluster_sa_dir)
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     try:
         assert await review_once(api, devcluster.mint()) == 403
     finally:
@@ -218,7 +217,7 @@ async def test_a_repeated_failure_is_logged_once_until_it_recovers(
     devcluster: DevCluster, devcluster_sa_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     environ = environ_for(devcluster, devcluster_sa_dir)
-    api = await connect(AuthSettings.from_env(environ), environ)
+    api = await connect(settings_from(environ), environ)
     client = DiscoveryClient(api)
     try:
         devcluster.set_discovery_allowed(False)
@@ -252,7 +251,7 @@ def test_identical_diagnoses_repeat_after_five_minutes(caplog: pytest.LogCapture
 
 
 async def start_authenticator(environ: dict[str, str]) -> Authenticator:
-    authenticator = await Authenticator.connect(AuthSettings.from_env(environ), environ)
+    authenticator = await Authenticator.connect(settings_from(environ), environ)
     authenticator.start()
     await authenticator.wait_started()
     return authenticator

@@ -146,6 +146,7 @@ def test_serves_in_cluster_and_drains_on_sigterm(
     # Not the standard /var/run/secrets/...: buildah's chroot isolation mounts its own tmpfs on
     # /run (= /var/run), which would hide the folder.
     environment.append(f"--env=AUTH_SERVICEACCOUNT_DIR={SA_MOUNT}")
+    environment.append("--env=AUTH_AUDIENCE=compass-internal")  # no default: k8s/ sets it
     port = free_port()
     process = subprocess.Popen(
         buildah.command(

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
+from compass_auth.settings import AuthSettings
+
 from .manifests import CLUSTER_SCOPED, Manifests, Object, only_container, pod_spec
 from .rbac import DISCOVERY_URLS, allows, cluster_rules, service_account_subjects
 from .tools import ROOT, kustomize
@@ -70,8 +72,15 @@ def cluster_scoped(manifests: Manifests) -> set[tuple[str, str]]:
 
 
 def namespaced(manifests: Manifests) -> set[tuple[str, str]]:
-    return {(o["kind"], o["metadata"]["name"]) for o in manifests.objects
-            if o["kind"] not in CLUSTER_SCOPED}
+    """Kinds and names; a generated ConfigMap's without the hash of its content (the overlay
+    changes the settings: its own audience)."""
+    return {(o["kind"], _GENERATED_HASH.sub("", o["metadata"]["name"])
+             if o["kind"] == "ConfigMap" else o["metadata"]["name"])
+            for o in manifests.objects if o["kind"] not in CLUSTER_SCOPED}
+
+
+#: The suffix kustomize's generators add: a hash of the content.
+_GENERATED_HASH = re.compile(r"-[a-z0-9]{10}$")
 
 
 # --- the overlay renders the whole example, elsewhere ----------------------------------------
@@ -140,6 +149,33 @@ def test_the_reference_finder(text: str, references: list[str]) -> None:
 def test_every_object_validates_strictly(overlay: Manifests) -> None:
     for o in overlay.objects:
         kubernetes_validate.validate(o, kubernetes_validate.latest_version(), strict=True)
+
+
+def _audience(overlay: Manifests) -> str:
+    return overlay.env_from_configmaps(only_container(overlay.get("Deployment", "compass-auth")))[
+        "AUTH_AUDIENCE"]
+
+
+def _projected_audience(workload: Object) -> str:
+    [audience] = [source["serviceAccountToken"]["audience"]
+                  for volume in pod_spec(workload)["volumes"]
+                  for source in volume.get("projected", {}).get("sources", [])
+                  if "serviceAccountToken" in source]
+    return str(audience)
+
+
+def test_the_second_install_has_an_audience_of_its_own(
+    overlay: Manifests, manifests: Manifests
+) -> None:
+    """Issue 18, finding 10: two installs with one audience accept each other's callers'
+    tokens. The overlay's service names another, and its clients request it."""
+    ours, example = _audience(overlay), _audience(manifests)
+    assert ours != example
+    assert AuthSettings.from_env({"AUTH_AUDIENCE": ours}).audience == ours
+    requested = {name: _projected_audience(overlay.get("Deployment", name))
+                 for name in ("collector", "no-grant", "wrong-audience")}
+    assert requested["collector"] == requested["no-grant"] == ours
+    assert requested["wrong-audience"] not in (ours, example)
 
 
 # --- identities and permissions follow ------------------------------------------------------

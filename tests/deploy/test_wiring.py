@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from compass_auth.settings import DEFAULT_SERVICEACCOUNT_DIR, VARIABLES, AuthSettings
+from service.settings import AUDIENCE, ServiceSettings, library_environ
+from service.settings import VARIABLES as SERVICE_VARIABLES
 
 from ..conftest import RunningService, StartService
 from .argv import container_argv, parse
@@ -67,8 +69,9 @@ def test_the_settings_configmap_is_config_auth_env(manifests: Manifests) -> None
 def test_the_service_gets_valid_settings(manifests: Manifests) -> None:
     environment = service_settings(manifests)
     auth = {key for key in environment if key.startswith("AUTH_")}
-    assert auth == {variable.name for variable in VARIABLES}
-    settings = AuthSettings.from_env({**environment, **IN_CLUSTER})
+    assert auth == {variable.name for variable in VARIABLES + SERVICE_VARIABLES}
+    settings = AuthSettings.from_env(library_environ({**environment, **IN_CLUSTER}))
+    ServiceSettings.from_env(environment)
     assert settings.in_cluster
     # The in-cluster credentials are read from the automounted folder.
     assert str(settings.serviceaccount_dir) == DEFAULT_SERVICEACCOUNT_DIR
@@ -79,8 +82,10 @@ def test_the_service_gets_valid_settings(manifests: Manifests) -> None:
 # --- clients and audiences ------------------------------------------------------------------
 
 def test_the_collectors_token_is_for_the_services_audience(manifests: Manifests) -> None:
-    audience = AuthSettings.from_env({**service_settings(manifests), **IN_CLUSTER}).audience
-    assert audience == env_file(CONFIG / "auth.env")["AUTH_AUDIENCE"] == "compass-internal"
+    audience = AuthSettings.from_env(
+        library_environ({**service_settings(manifests), **IN_CLUSTER})).audience
+    # The library has no default audience: the deployment sets the example's.
+    assert audience == env_file(CONFIG / "auth.env")["AUTH_AUDIENCE"] == AUDIENCE
     assert projected_token(manifests.get("Deployment", "collector"))[0] == audience
 
 

@@ -16,18 +16,17 @@ import pytest
 from compass_auth.backoff import MAX_RETRY_AFTER, parse_retry_after
 from compass_auth.discovery import DiscoveryClient, FetchError
 from compass_auth.kube import ApiServer, connect
-from compass_auth.settings import AuthSettings
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, StartService, log_text, wait_until
-from ..helpers import body
+from ..helpers import body, settings_from
 from .conftest import NewKey
 
 
 @pytest.fixture
 async def api(devcluster: DevCluster, tmp_path: Path) -> AsyncIterator[ApiServer]:
     environ = {"KUBECONFIG": str(devcluster.write_kubeconfig(tmp_path / "kubeconfig"))}
-    server = await connect(AuthSettings.from_env(environ), environ)
+    server = await connect(settings_from(environ), environ)
     yield server
     await server.close()
 
