@@ -25,6 +25,8 @@ from .access import (
 )
 from .errors import AccessDenied, AuthError
 from .identity import Identity
+from .logbudget import LogBudget
+from .logtext import LogText, clip
 from .subjectaccess import AccessReviewer, Decision
 from .telemetry import Telemetry
 
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 #: Log messages operators grep for; keep them stable.
 MSG_DENIED = "access denied"
 MSG_UNAVAILABLE = "authorization failed"
+#: Characters of the API server's reason (or our detail) in a denial's log line.
+MAX_DETAIL_CHARS = 400
 #: Checks remembered resolved (they come from handler classes and settings: a few).
 MAX_RESOLVED = 256
 
@@ -50,6 +54,9 @@ class Authorizer:
         #: Checks whose only template is ``{service_namespace}``, resolved once: the common case
         #: then costs a dict lookup instead of building and validating a check per request.
         self._resolved: dict[Check, Check] = {}
+        #: Denial and shedding lines per reason (docs/reliability.md#log-volume); every
+        #: decision is still counted by the auth.authorizations metric.
+        self.log_budget = LogBudget()
 
     def authorize_cached(self, identity: Identity, checks: Sequence[Check],
                          arguments: Mapping[str, str]) -> bool:
@@ -132,20 +139,26 @@ class Authorizer:
             reason += f"; evaluation error: {decision.evaluation_error}"
         return AccessDenied(f"SubjectAccessReview denied {check}: {reason}", check=str(check))
 
-    @staticmethod
-    def _log(error: AuthError, identity: Identity, check: str) -> None:
+    def _log(self, error: AuthError, identity: Identity, check: str) -> None:
+        suppressed = self.log_budget.admit(error.reason)
+        if suppressed is None:
+            return  # over the budget: counted, and reported by the next line written
+        # The check holds values from the URL and the detail the API server's words: both cut.
+        check, detail = clip(check), clip(error.detail, MAX_DETAIL_CHARS)
         fields: dict[str, Any] = {
             "reason": error.reason, "status": error.status, "check": check,
             "subject": identity.subject, "credential_id": identity.credential_id or "none",
-            "error": error.detail,
+            "error": detail,
         }
         # The check, the caller and the credential id are in the text too, for applications
         # with plain logging.basicConfig(); the credential id joins this line with the API
         # server's audit log of the token's issuance. Never the token.
-        if error.outcome == "unavailable":
-            logger.error("%s: %s for %s (credential_id=%s): %s", MSG_UNAVAILABLE, check,
-                         identity.subject, fields["credential_id"], error.detail, extra=fields)
-        else:
-            logger.warning("%s: %s for %s (credential_id=%s): %s", MSG_DENIED, check,
-                           identity.subject, fields["credential_id"], error.detail,
-                           extra=fields)
+        unavailable = error.outcome == "unavailable"
+        message = MSG_UNAVAILABLE if unavailable else MSG_DENIED
+        text = (f"{message}: {check} for {identity.subject} "
+                f"(credential_id={fields['credential_id']}): {detail}")
+        if suppressed:
+            fields["suppressed"] = suppressed
+            text += f" [{suppressed} more {error.reason} lines suppressed before this one]"
+        logger.log(logging.ERROR if unavailable else logging.WARNING, LogText(text, message),
+                   extra=fields)
