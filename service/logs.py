@@ -113,13 +113,19 @@ class TornadoLogFilter(logging.Filter):
         if suppressed:
             record.suppressed = suppressed
         if isinstance(record.args, tuple):
-            record.args = tuple(_without_request_values(arg) for arg in record.args)
+            # Tornado's default summary of a request ("GET /x?query (ip)") is as bad as its
+            # repr: both become the redacted summary.
+            unsafe = {f"{arg.method} {arg.uri} ({arg.remote_ip})": request_summary(arg)
+                      for arg in record.args if isinstance(arg, HTTPServerRequest)}
+            record.args = tuple(_without_request_values(arg, unsafe) for arg in record.args)
         return True
 
 
-def _without_request_values(arg: object) -> object:
+def _without_request_values(arg: object, summaries: dict[str, str]) -> object:
     if isinstance(arg, HTTPServerRequest):
         return request_summary(arg)
+    if isinstance(arg, str) and arg in summaries:
+        return summaries[arg]
     if isinstance(arg, BaseException):
         # "Invalid header value 'Bearer eyJ...'" -> "Invalid header value <...>"
         text = str(arg)
