@@ -135,6 +135,7 @@ class Authenticator:
         await self._lifecycle.started.wait()
 
     async def close(self) -> None:
+        self._report_suppressed()
         self._stop.set()
         for task in self._tasks:
             task.cancel()
@@ -262,6 +263,15 @@ class Authenticator:
             fields = {"issuer": issuer}
             logger.info(render("discovery recovered; verifying tokens locally again", fields),
                         extra=fields)
+
+    def _report_suppressed(self) -> None:
+        """The rejection lines the budget left out since its last line (and the authorizer's),
+        so that the counts in the log add up to what was refused."""
+        for reason, count in self.log_budget.take_suppressed().items():
+            fields = {"reason": reason, "suppressed": count, "at": "shutdown"}
+            logger.warning(LogText(f"{MSG_REJECTED}: {count} more {reason} lines suppressed "
+                                   "before shutdown", MSG_REJECTED), extra=fields)
+        self.authorizer.report_suppressed()
 
     def _log_rejection(self, error: AuthError, token: str,
                        identity: Identity | None = None) -> None:

@@ -23,7 +23,7 @@ from .access import (
     principal,
     review_body,
 )
-from .errors import AccessDenied, AuthError
+from .errors import AccessDenied, AuthError, AuthorizationUnavailable
 from .identity import Identity
 from .logbudget import LogBudget
 from .logtext import LogText, clip
@@ -138,6 +138,14 @@ class Authorizer:
         if decision.evaluation_error:
             reason += f"; evaluation error: {decision.evaluation_error}"
         return AccessDenied(f"SubjectAccessReview denied {check}: {reason}", check=str(check))
+
+    def report_suppressed(self) -> None:
+        """The lines the budget left out since its last line (at shutdown)."""
+        for reason, count in self.log_budget.take_suppressed().items():
+            message = MSG_UNAVAILABLE if reason == AuthorizationUnavailable.reason else MSG_DENIED
+            fields = {"reason": reason, "suppressed": count, "at": "shutdown"}
+            logger.warning(LogText(f"{message}: {count} more {reason} lines suppressed before "
+                                   "shutdown", message), extra=fields)
 
     def _log(self, error: AuthError, identity: Identity, check: str) -> None:
         suppressed = self.log_budget.admit(error.reason)

@@ -69,7 +69,11 @@ class LogBudget:
         suppressed, bucket.suppressed = bucket.suppressed, 0
         return suppressed
 
-    def suppressed(self, key: str) -> int:
-        """Lines of ``key`` dropped since the last one written (for tests and shutdown)."""
-        bucket = self._buckets.get(key)
-        return bucket.suppressed if bucket is not None else 0
+    def take_suppressed(self) -> dict[str, int]:
+        """The keys with lines dropped since their last line written, with how many; their
+        counts restart at zero. For a last report at shutdown, so that the counts add up."""
+        taken = {key: bucket.suppressed for key, bucket in self._buckets.items()
+                 if bucket.suppressed}
+        for key in taken:
+            self._buckets[key].suppressed = 0
+        return taken

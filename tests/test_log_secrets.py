@@ -15,7 +15,7 @@ from compass_auth.testing import DevCluster
 from .conftest import AUDIENCE
 from .helpers import ROOT, raw_request, wait_for_port
 
-SECRET = "SECRETSECRET"  # noqa: S105 - a marker to grep for, not a credential
+SECRET = "SECRETSECRET"  # a marker to grep for, not a credential
 
 
 async def test_no_query_string_or_header_value_reaches_the_log(
