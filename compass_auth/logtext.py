@@ -46,11 +46,12 @@ def render(message: str, fields: Mapping[str, object], *, fix: str | None = None
 
 def clip(value: object, limit: int = MAX_VALUE_CHARS) -> str:
     """``value`` as text for a log line: non-printable characters escaped (``\\x01``), then cut
-    to ``limit`` characters with a note of how much was left out."""
+    to ``limit`` characters with a note of the value's length."""
     text = value if isinstance(value, str) else str(value)
+    length = len(text)
     if not text.isprintable():
         # repr without its quotes: escapes controls and lone surrogates, keeps other text.
         text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}...[{len(text) - limit} more chars]"
+    return f"{text[:limit]}...[cut from {length} chars]"
