@@ -144,7 +144,7 @@ async def connect(
         bypass,
         session_middlewares,
     )
-    fields = {"host": configuration.host, "source": source, "namespace": namespace or ""}
+    fields = {"host": str(configuration.host), "source": source, "namespace": namespace or ""}
     logger.info(render("API server configured", fields), extra=fields)
     return ApiServer(
         client=client,

@@ -80,8 +80,8 @@ def configure_logging(log_format: str = "logfmt", level: str = "INFO") -> None:
     tornado_filter = TornadoLogFilter()
     for name in TornadoLogFilter.LOGGERS:
         logger = logging.getLogger(name)
-        for existing in [f for f in logger.filters if isinstance(f, TornadoLogFilter)]:
-            logger.removeFilter(existing)
+        for old in [f for f in logger.filters if isinstance(f, TornadoLogFilter)]:
+            logger.removeFilter(old)
         logger.addFilter(tornado_filter)
 
 
