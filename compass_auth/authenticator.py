@@ -32,6 +32,8 @@ from .key_lifecycle import KeyLifecycle
 from .keys import KeyCache
 from .kube import ApiServer
 from .local_path import LocalPath
+from .logbudget import LogBudget
+from .logtext import LogText, clip, render
 from .review_path import ReviewPath
 from .settings import AuthSettings
 from .stale import StaleTokenLog
@@ -44,6 +46,10 @@ logger = logging.getLogger(__name__)
 #: Log messages operators grep for; keep them stable.
 MSG_REJECTED = "token verification failed"
 MSG_ACCEPTED = "token verified"
+MSG_FALLBACK = "local verification unavailable; verifying tokens with TokenReview"
+#: Characters of a rejection's detail in its log line: the detail quotes claim values, which a
+#: client chooses (issue 18: a padded ``aud`` made a 3 KB request write 11 KB of log).
+MAX_DETAIL_CHARS = 400
 #: Retry-After for 503s caused by TokenReview (busy or failing): a short pause, not a schedule.
 TOKENREVIEW_RETRY_AFTER = 2
 
@@ -86,6 +92,9 @@ class Authenticator:
         self._paths: Sequence[VerificationPath] = (
             (review,) if settings.mode == "review" else (local, review))
         self._stale_log = StaleTokenLog()
+        #: Rejection lines per reason (docs/reliability.md#log-volume); every rejection is
+        #: still counted by the auth.verifications metric.
+        self.log_budget = LogBudget()
         self._in_fallback = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,6 +135,7 @@ class Authenticator:
         await self._lifecycle.started.wait()
 
     async def close(self) -> None:
+        self._report_suppressed()
         self._stop.set()
         for task in self._tasks:
             task.cancel()
@@ -243,20 +253,34 @@ class Authenticator:
     def _enter_fallback(self, why: str) -> None:
         if not self._in_fallback:
             self._in_fallback = True
-            logger.warning("local verification unavailable; verifying tokens with TokenReview",
-                           extra={"error": why})
+            fields = {"error": clip(why)}
+            logger.warning(render(MSG_FALLBACK, fields), extra=fields)
 
     def on_keys_loaded(self, issuer: str) -> None:
         """The key set loaded (a ``KeyCache`` listener): local verification is back."""
         if self._in_fallback:
             self._in_fallback = False
-            logger.info("discovery recovered; verifying tokens locally again",
-                        extra={"issuer": issuer})
+            fields = {"issuer": issuer}
+            logger.info(render("discovery recovered; verifying tokens locally again", fields),
+                        extra=fields)
+
+    def _report_suppressed(self) -> None:
+        """The rejection lines the budget left out since its last line (and the authorizer's),
+        so that the counts in the log add up to what was refused."""
+        for reason, count in self.log_budget.take_suppressed().items():
+            fields = {"reason": reason, "suppressed": count, "at": "shutdown"}
+            logger.warning(LogText(f"{MSG_REJECTED}: {count} more {reason} lines suppressed "
+                                   "before shutdown", MSG_REJECTED), extra=fields)
+        self.authorizer.report_suppressed()
 
     def _log_rejection(self, error: AuthError, token: str,
                        identity: Identity | None = None) -> None:
+        suppressed = self.log_budget.admit(error.reason)
+        if suppressed is None:
+            return  # over the budget: counted, and reported by the next line written
+        detail = clip(error.detail, MAX_DETAIL_CHARS)
         fields: dict[str, Any] = {"reason": error.reason, "status": error.status,
-                                  "error": error.detail}
+                                  "error": detail}
         if token:
             fields["token_fp"] = fingerprint(token)
         if identity is not None and identity.credential_id:
@@ -266,6 +290,10 @@ class Authenticator:
         # The reason and fingerprint are in the text too, so that an application with plain
         # logging.basicConfig() (which prints no extra fields) still sees why, and for which
         # token; the fields stay for structured formatters. Operators grep for MSG_REJECTED.
+        text = (f"{MSG_REJECTED}: {error.reason} (token_fp={fields.get('token_fp', 'none')}): "
+                f"{detail}")
+        if suppressed:
+            fields["suppressed"] = suppressed
+            text += f" [{suppressed} more {error.reason} lines suppressed before this one]"
         level = logging.ERROR if error.outcome == "unavailable" else logging.WARNING
-        logger.log(level, "%s: %s (token_fp=%s): %s", MSG_REJECTED, error.reason,
-                   fields.get("token_fp", "none"), error.detail, extra=fields)
+        logger.log(level, LogText(text, MSG_REJECTED), extra=fields)

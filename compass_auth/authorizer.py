@@ -23,8 +23,10 @@ from .access import (
     principal,
     review_body,
 )
-from .errors import AccessDenied, AuthError
+from .errors import AccessDenied, AuthError, AuthorizationUnavailable
 from .identity import Identity
+from .logbudget import LogBudget
+from .logtext import LogText, clip
 from .subjectaccess import AccessReviewer, Decision
 from .telemetry import Telemetry
 
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 #: Log messages operators grep for; keep them stable.
 MSG_DENIED = "access denied"
 MSG_UNAVAILABLE = "authorization failed"
+#: Characters of the API server's reason (or our detail) in a denial's log line.
+MAX_DETAIL_CHARS = 400
 #: Checks remembered resolved (they come from handler classes and settings: a few).
 MAX_RESOLVED = 256
 
@@ -50,6 +54,9 @@ class Authorizer:
         #: Checks whose only template is ``{service_namespace}``, resolved once: the common case
         #: then costs a dict lookup instead of building and validating a check per request.
         self._resolved: dict[Check, Check] = {}
+        #: Denial and shedding lines per reason (docs/reliability.md#log-volume); every
+        #: decision is still counted by the auth.authorizations metric.
+        self.log_budget = LogBudget()
 
     def authorize_cached(self, identity: Identity, checks: Sequence[Check],
                          arguments: Mapping[str, str]) -> bool:
@@ -132,20 +139,34 @@ class Authorizer:
             reason += f"; evaluation error: {decision.evaluation_error}"
         return AccessDenied(f"SubjectAccessReview denied {check}: {reason}", check=str(check))
 
-    @staticmethod
-    def _log(error: AuthError, identity: Identity, check: str) -> None:
+    def report_suppressed(self) -> None:
+        """The lines the budget left out since its last line (at shutdown)."""
+        for reason, count in self.log_budget.take_suppressed().items():
+            message = MSG_UNAVAILABLE if reason == AuthorizationUnavailable.reason else MSG_DENIED
+            fields = {"reason": reason, "suppressed": count, "at": "shutdown"}
+            logger.warning(LogText(f"{message}: {count} more {reason} lines suppressed before "
+                                   "shutdown", message), extra=fields)
+
+    def _log(self, error: AuthError, identity: Identity, check: str) -> None:
+        suppressed = self.log_budget.admit(error.reason)
+        if suppressed is None:
+            return  # over the budget: counted, and reported by the next line written
+        # The check holds values from the URL and the detail the API server's words: both cut.
+        check, detail = clip(check), clip(error.detail, MAX_DETAIL_CHARS)
         fields: dict[str, Any] = {
             "reason": error.reason, "status": error.status, "check": check,
             "subject": identity.subject, "credential_id": identity.credential_id or "none",
-            "error": error.detail,
+            "error": detail,
         }
         # The check, the caller and the credential id are in the text too, for applications
         # with plain logging.basicConfig(); the credential id joins this line with the API
         # server's audit log of the token's issuance. Never the token.
-        if error.outcome == "unavailable":
-            logger.error("%s: %s for %s (credential_id=%s): %s", MSG_UNAVAILABLE, check,
-                         identity.subject, fields["credential_id"], error.detail, extra=fields)
-        else:
-            logger.warning("%s: %s for %s (credential_id=%s): %s", MSG_DENIED, check,
-                           identity.subject, fields["credential_id"], error.detail,
-                           extra=fields)
+        unavailable = error.outcome == "unavailable"
+        message = MSG_UNAVAILABLE if unavailable else MSG_DENIED
+        text = (f"{message}: {check} for {identity.subject} "
+                f"(credential_id={fields['credential_id']}): {detail}")
+        if suppressed:
+            fields["suppressed"] = suppressed
+            text += f" [{suppressed} more {error.reason} lines suppressed before this one]"
+        logger.log(logging.ERROR if unavailable else logging.WARNING, LogText(text, message),
+                   extra=fields)

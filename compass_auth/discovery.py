@@ -37,6 +37,7 @@ from tenacity import (
 from .backoff import retry_after_header, wait_retry_after
 from .keyset import InvalidKeySet, KeySet
 from .kube import ApiServer, read_capped
+from .logtext import clip, render
 from .telemetry import (
     AUTH_ATTEMPT,
     AUTH_FORCE,
@@ -221,10 +222,9 @@ def _parse_discovery(document: Any) -> DiscoveryDocument:
 
 def _note_external_jwks_uri(jwks_uri: str, api_host: str) -> None:
     if urlsplit(jwks_uri).netloc != urlsplit(api_host).netloc:
-        logger.debug(
-            "jwks_uri names another host; fetching the JWKS through the API server",
-            extra={"jwks_uri": jwks_uri[:200], "api_server": api_host},
-        )
+        fields = {"jwks_uri": clip(jwks_uri), "api_server": api_host}
+        logger.debug(render("jwks_uri names another host; fetching the JWKS through the API "
+                            "server", fields), extra=fields)
 
 
 def _status_hint(status: int) -> str:
@@ -247,7 +247,6 @@ def _log_retry(state: RetryCallState) -> None:
     # The retry shows in the trace as an event on the auth.discovery span.
     trace_event("retry", {AUTH_ATTEMPT: state.attempt_number, "auth.retry_in_s": wait,
                           ERROR_TYPE: type(error).__name__})
-    logger.warning(
-        "discovery attempt failed; retrying",
-        extra={"attempt": state.attempt_number, "retry_in": f"{wait:g}s", "error": str(error)},
-    )
+    fields = {"attempt": state.attempt_number, "retry_in": f"{wait:g}s",
+              "error": clip(error, 300)}
+    logger.warning(render("discovery attempt failed; retrying", fields), extra=fields)

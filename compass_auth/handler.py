@@ -18,21 +18,30 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection, Sequence
+from types import TracebackType
 from typing import Any, ClassVar, cast
 
 import tornado.web
 from tornado.httputil import HTTPServerRequest
+from tornado.log import app_log
 
 from .access import Check, NonResourceCheck, ResourceCheck
 from .authenticator import Authenticator
 from .errors import AuthError
 from .identity import Identity
+from .logbudget import LogBudget
+from .logtext import LogText, clip
 
 _HTTP_METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
 #: Paths go into access logs and traces up to this length. Routes are short; a token pasted into
 #: a URL by a misconfigured client must not be written out whole (the first 64 characters of a
 #: JWT are its header, which is not secret).
 MAX_LOGGED_PATH = 64
+#: The uncaught-exception line's stable prefix (Tornado's own words, on Tornado's logger).
+MSG_UNCAUGHT = "Uncaught exception"
+#: Uncaught-exception lines per handler class and exception type: a request that finds a bug
+#: must not be able to write a stack trace per request (docs/reliability.md#log-volume).
+_UNCAUGHT_LOG_BUDGET = LogBudget()
 
 
 class AuthenticatedHandler(tornado.web.RequestHandler):
@@ -142,6 +151,10 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         # the query string, where RFC 6750 §2.3 clients put access_token=<the token>.
         return request_summary(self.request)
 
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        log_uncaught(self, typ, value, tb)
+
     def _challenge(self, error: AuthError) -> str:
         realm = self.get_authenticator().settings.realm
         challenge = f'Bearer realm="{realm}"'
@@ -181,6 +194,32 @@ def request_summary(request: HTTPServerRequest) -> str:
     """Tornado's ``_request_summary`` (method, target, client) with ``loggable_target``."""
     target = loggable_target(request.path, request.query)
     return f"{request.method} {target} ({request.remote_ip})"
+
+
+def log_uncaught(handler: tornado.web.RequestHandler, typ: type[BaseException] | None,
+                 value: BaseException | None, tb: TracebackType | None) -> None:
+    """``RequestHandler.log_exception`` for handlers that must not log the query string.
+
+    Tornado's default writes ``%r`` of the request after the summary (tornado/web.py,
+    ``log_exception``), and that repr holds the whole URI: ``?access_token=<the token>``
+    reached the log with any 500. This writes the summary of ``request_summary`` instead, at
+    most as often as ``_UNCAUGHT_LOG_BUDGET`` allows, on Tornado's logger as before.
+    ``HTTPError``s keep Tornado's handling, whose line uses ``_request_summary`` only."""
+    if isinstance(value, tornado.web.HTTPError):
+        tornado.web.RequestHandler.log_exception(handler, typ, value, tb)
+        return
+    kind = typ.__name__ if typ is not None else "None"
+    suppressed = _UNCAUGHT_LOG_BUDGET.admit(f"{type(handler).__name__}:{kind}")
+    if suppressed is None:
+        return
+    fields: dict[str, Any] = {"request": request_summary(handler.request),
+                              "error": f"{kind}: {clip(value)}"}
+    text = f"{MSG_UNCAUGHT} {fields['request']}: {fields['error']}"
+    if suppressed:
+        fields["suppressed"] = suppressed
+        text += f" [{suppressed} more suppressed before this one]"
+    exc_info = (typ, value, tb) if typ is not None and value is not None else None
+    app_log.error(LogText(text, MSG_UNCAUGHT), exc_info=exc_info, extra=fields)
 
 
 def _quoted(text: str) -> str:

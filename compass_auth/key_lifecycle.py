@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 from .discovery import DiscoveryClient
 from .keys import KeyCache
+from .logtext import LogText, clip, render
 
 logger = logging.getLogger(__name__)
 
-#: Log message operators grep for; keep it stable.
-MSG_FATAL = "fatal: failed to create OIDC provider after retries"
+#: Log message operators grep for; keep it stable. Until 2026-12 it began with "fatal: ",
+#: although the service goes on with TokenReview (docs/troubleshooting.md).
+MSG_DISCOVERY_FAILED = "failed to create OIDC provider after retries"
 
 
 class KeyLifecycle:
@@ -35,7 +37,11 @@ class KeyLifecycle:
             keys = await self.discovery.fetch_with_retries(on_failure=self.keys.note_failure)
         except Exception as error:  # noqa: BLE001 - every failure is reported the same way
             self.keys.note_failure(error)
-            logger.error(MSG_FATAL, extra={"error": str(error), "api_server": self._api_host})
+            fields = {"api_server": self._api_host, "error": clip(error, 300)}
+            # Not fatal: the service goes on. The lines before this one name the cause and fix.
+            text = (f"{render(MSG_DISCOVERY_FAILED, fields)}; TokenReview verifies tokens "
+                    "meanwhile and discovery is retried every AUTH_REDISCOVERY_INTERVAL")
+            logger.error(LogText(text, MSG_DISCOVERY_FAILED), extra=fields)
             on_startup_failure(str(error))
         else:
             # Seed the cache with what start-up fetched, without a second request.

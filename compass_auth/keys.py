@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from .errors import KeysUnavailable
 from .keyset import KeySet
+from .logtext import render
 from .unknown_keys import UnknownNames, issuer_entry
 
 logger = logging.getLogger(__name__)
@@ -167,11 +168,9 @@ class KeyCache:
         except Exception as error:  # noqa: BLE001 - any fetch failure keeps the last good keys
             self.note_failure(error)
             level = logging.WARNING if self._snapshot is not None else logging.ERROR
-            logger.log(
-                level,
-                "key set refresh failed; keeping the last good key set",
-                extra={"error": self._last_error, "keys_age": self._age_text()},
-            )
+            fields = {"error": self._last_error, "keys_age": self._age_text()}
+            logger.log(level, render("key set refresh failed; keeping the last good key set",
+                                     fields), extra=fields)
             return self._last_error or "unknown error"
         finally:
             self._inflight = None
@@ -201,10 +200,8 @@ class KeyCache:
         # What is now published is no longer unknown.
         self.unknown.forget([*snapshot.keys, issuer_entry(snapshot.issuer)])
         if previous is None or recovered or previous.keys.keys() != snapshot.keys.keys():
-            logger.info(
-                "key set loaded",
-                extra={"issuer": snapshot.issuer, "kids": ",".join(sorted(snapshot.keys))},
-            )
+            fields = {"issuer": snapshot.issuer, "kids": ",".join(sorted(snapshot.keys))}
+            logger.info(render("key set loaded", fields), extra=fields)
         for listener in self._listeners:
             listener(previous, snapshot)
 

@@ -39,6 +39,7 @@ from kubernetes_asyncio.config import ConfigException, load_kube_config
 from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
 from . import middlewares, troubleshoot
+from .logtext import render
 from .resolver import Bypass, PinnedResolver, plan_bypass
 from .settings import AuthSettings
 from .tokenfile import Stat, TokenFile, TokenFileError
@@ -130,11 +131,9 @@ async def connect(
     bypass = plan_bypass(str(configuration.host), settings.service_ip, settings.api_server_name)
     if bypass is not None:
         configuration.host = bypass.url
-        logger.info(
-            "DNS bypass: API server connections go to KUBERNETES_SERVICE_IP; TLS verifies the "
-            "host name",
-            extra={"api_server_name": bypass.name, "address": bypass.address},
-        )
+        fields = {"api_server_name": bypass.name, "address": bypass.address}
+        logger.info(render("DNS bypass: API server connections go to KUBERNETES_SERVICE_IP; "
+                           "TLS verifies the host name", fields), extra=fields)
     troubleshooter = troubleshoot.Troubleshooter()
     session_middlewares = _middlewares(configuration, bypass, token_file, troubleshooter)
     client = ApiClient(configuration=configuration)
@@ -145,10 +144,8 @@ async def connect(
         bypass,
         session_middlewares,
     )
-    logger.info(
-        "API server configured",
-        extra={"host": configuration.host, "source": source, "namespace": namespace or ""},
-    )
+    fields = {"host": str(configuration.host), "source": source, "namespace": namespace or ""}
+    logger.info(render("API server configured", fields), extra=fields)
     return ApiServer(
         client=client,
         host=str(configuration.host),

@@ -23,6 +23,7 @@ import aiohttp
 from aiohttp import hdrs
 
 from . import troubleshoot
+from .logtext import render
 from .tokenfile import TokenFile
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,9 @@ def retry_on_401(token_file: TokenFile) -> aiohttp.ClientMiddlewareType:
         response.release()
         # The same prefix-in-value form kubernetes-asyncio's configuration uses.
         request.headers[hdrs.AUTHORIZATION] = f"Bearer {token_file.token}"
-        logger.info(
-            "API server answered 401; retrying once with the re-read token",
-            extra={"path": request.url.path},
-        )
+        fields = {"path": request.url.path}
+        logger.info(render("API server answered 401; retrying once with the re-read token",
+                           fields), extra=fields)
         return await handler(request)
 
     return middleware

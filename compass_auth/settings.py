@@ -17,6 +17,7 @@ in-cluster loader does the same), so tests pass a dict instead of patching ``os.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import logging
 import re
@@ -27,8 +28,12 @@ from typing import Any, Literal, NamedTuple
 
 from .access import AccessSyntaxError, Check, NonResourceCheck, ResourceCheck, format_access
 from .access import parse_access as _parse_access
+from .logtext import LogText, clip
 
 logger = logging.getLogger(__name__)
+
+#: Log message operators grep for; keep it stable (docs/troubleshooting.md).
+MSG_UNKNOWN_SETTING = "unknown setting ignored (a typo?)"
 
 DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: What to do with a token past its ``kubernetes.io.warnafter`` (see ``AUTH_STALE_TOKENS``).
@@ -419,7 +424,7 @@ class AuthSettings:
         """Parse ``environ``; raise ``SettingsError`` naming the first bad variable."""
         for name in sorted(key for key in environ if key.startswith("AUTH_")):
             if name not in _KNOWN:
-                logger.warning("unknown setting ignored (a typo?)", extra={"variable": name})
+                _warn_unknown(name)
         values = parse_settings(cls, environ)
         service_ip = environ.get("KUBERNETES_SERVICE_IP", "").strip()
         kubeconfig = environ.get("KUBECONFIG", "").split(":")[0]
@@ -516,3 +521,16 @@ def _check_service_ip(value: str) -> str:
             f"KUBERNETES_SERVICE_IP={value!r} is not an IP address (find it with "
             "`kubectl get service kubernetes -n default -o jsonpath='{.spec.clusterIP}'`)"
         ) from None
+
+
+def _warn_unknown(name: str) -> None:
+    """The line for an ``AUTH_*`` variable that is no setting, with the nearest real one."""
+    variable = clip(name, 80)
+    fields: dict[str, str] = {"variable": variable}
+    text = f"{MSG_UNKNOWN_SETTING}: {variable} is not a compass-auth setting"
+    close = difflib.get_close_matches(name, sorted(_KNOWN), n=1)
+    if close:
+        fields["did_you_mean"] = close[0]
+        text += f"; did you mean {close[0]}?"
+    text += " (docs/settings.md lists every setting)"
+    logger.warning(LogText(text, MSG_UNKNOWN_SETTING), extra=fields)

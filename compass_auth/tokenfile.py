@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .bearer import fingerprint
+from .logtext import render
 from .projected_token import TokenFileError, file_version, read_token_file
 
 logger = logging.getLogger(__name__)
@@ -79,29 +80,23 @@ class TokenFile:
             self._note_failure(error)
             return False
         if self._failing:
-            logger.info(MSG_READABLE_AGAIN, extra={"path": str(self.path)})
+            fields = {"path": str(self.path)}
+            logger.info(render(MSG_READABLE_AGAIN, fields), extra=fields)
             self._failing = False
         self._version = version
         if token == self._token:
             return False
         previous, self._token = self._token, token
-        logger.info(
-            "service account token reloaded",
-            extra={
-                "path": str(self.path),
-                "reason": reason,
-                "token_fp": fingerprint(token),
-                "previous_token_fp": fingerprint(previous),
-            },
-        )
+        fields = {"path": str(self.path), "reason": reason, "token_fp": fingerprint(token),
+                  "previous_token_fp": fingerprint(previous)}
+        logger.info(render("service account token reloaded", fields), extra=fields)
         return True
 
     def _note_failure(self, error: Exception) -> None:
         if not self._failing:
             # Once per failure streak: this runs before every API call.
-            logger.warning(
-                "service account token file unreadable; keeping the last token",
-                extra={"path": str(self.path), "error": str(error)},
-            )
+            fields = {"path": str(self.path), "error": str(error)}
+            logger.warning(render("service account token file unreadable; keeping the last "
+                                  "token", fields), extra=fields)
             self._failing = True
 

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from .errors import MalformedToken
+from .logtext import render
 from .segments import decode_segment
 
 logger = logging.getLogger(__name__)
@@ -203,8 +204,10 @@ def token_claim(token: str, name: str) -> str | None:
 
 
 def log(diagnosis: Diagnosis) -> None:
-    logger.log(diagnosis.level, diagnosis.message, extra={**diagnosis.fields,
-                                                          "fix": diagnosis.fix})
+    """One line: ``MESSAGE: host=..., error=...; fix: ...`` in its text (plain ``logging``
+    prints nothing else) and the same as fields (``extra``) for structured formatters."""
+    logger.log(diagnosis.level, render(diagnosis.message, diagnosis.fields, fix=diagnosis.fix),
+               extra={**diagnosis.fields, "fix": diagnosis.fix})
 
 
 class Troubleshooter:

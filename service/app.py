@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
 from typing import Any
 
 import tornado.web
@@ -34,13 +35,16 @@ from tornado.httputil import (
     ResponseStartLine,
 )
 from tornado.iostream import IOStream
+from tornado.log import access_log
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
 
 from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
 from compass_auth.access import Check
-from compass_auth.handler import request_summary, write_json_error
+from compass_auth.handler import log_uncaught, request_summary, write_json_error
 from compass_auth.kube import KubeConfigError
+from compass_auth.logbudget import LogBudget
+from compass_auth.logtext import LogText
 from compass_auth.server_spans import ServerSpans
 from compass_auth.settings import SettingsError
 from compass_auth.telemetry import Telemetry
@@ -68,6 +72,8 @@ logger = logging.getLogger(__name__)
 
 #: At most one "connection limit reached" line per this many seconds, whatever the flood.
 REFUSAL_LOG_INTERVAL = 10.0
+#: The access log's line for a server error (Tornado's logger, ``tornado.access``).
+MSG_SERVER_ERROR = "request failed"
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -79,6 +85,10 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def _request_summary(self) -> str:
         return request_summary(self.request)
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        log_uncaught(self, typ, value, tb)  # without the request's repr and its query string
 
 
 class WhoAmIHandler(AuthenticatedHandler):
@@ -268,6 +278,8 @@ class ServiceApplication(tornado.web.Application):
         self._service = service
         if server_spans is not None:  # nothing traced: not even a wrapper
             server_spans.install(self)
+        #: Server-error lines per status (docs/reliability.md#log-volume).
+        self.log_budget = LogBudget()
 
     def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> Any:
         if self._service.draining:
@@ -279,9 +291,24 @@ class ServiceApplication(tornado.web.Application):
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         self._service.request_finished(handler.request)
         # No access log line per request: spans and metrics say the same, and every rejection
-        # already has its own log line. Server errors are still logged.
-        if handler.get_status() >= 500:
-            super().log_request(handler)
+        # already has its own log line. Server errors are still logged, except 503: a request
+        # shed or refused for lack of a verification path has its own (budgeted) line, and a
+        # draining or unready answer is expected. Each line under a budget per status, with
+        # request_summary whatever the handler (Tornado's default summary holds the query).
+        status = handler.get_status()
+        if status < 500 or status == 503:
+            return
+        suppressed = self.log_budget.admit(str(status))
+        if suppressed is None:
+            return
+        fields: dict[str, Any] = {"status": status,
+                                  "request": request_summary(handler.request),
+                                  "duration_ms": round(1000.0 * handler.request.request_time(), 2)}
+        text = f"{MSG_SERVER_ERROR}: {status} {fields['request']} {fields['duration_ms']:.2f}ms"
+        if suppressed:
+            fields["suppressed"] = suppressed
+            text += f" [{suppressed} more suppressed before this one]"
+        access_log.error(LogText(text, MSG_SERVER_ERROR), extra=fields)
 
 
 class _Abandonable(HTTPMessageDelegate):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -147,14 +148,23 @@ async def test_raw_documents_are_parsed_not_python_reprs(
     assert (await DiscoveryClient(api).fetch()).keys
 
 
-async def test_giving_up_logs_the_fatal_line_and_falls_back(
+async def test_giving_up_logs_the_discovery_line_and_falls_back(
     start_service: StartService, devcluster: DevCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     devcluster.set_fault("discovery", Fault(status=403))
     running = await start_service()  # waits for start-up discovery to finish
     text = log_text(caplog)
     assert 'level=ERROR' in text
-    assert 'msg="fatal: failed to create OIDC provider after retries"' in text
+    assert ('logger=compass_auth.key_lifecycle msg="failed to create OIDC provider after '
+            'retries"') in text
+    assert "fatal" not in text  # the service goes on, with TokenReview
+    # Under plain logging.basicConfig(), the line still says where and why.
+    [record] = [r for r in caplog.records if r.name == "compass_auth.key_lifecycle"]
+    plain = logging.Formatter(logging.BASIC_FORMAT).format(record)
+    assert plain.startswith("ERROR:compass_auth.key_lifecycle:failed to create OIDC provider "
+                            "after retries: api_server=https://127.0.0.1:")
+    assert "403" in plain
+    assert "TokenReview verifies tokens meanwhile" in plain
     assert "403" in text
     response = await running.get(token=running.token())
     assert response.code == 200

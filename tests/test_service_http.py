@@ -264,7 +264,8 @@ async def test_rejections_are_logged_with_a_fingerprint_never_the_token(
     assert "vault" in record.error  # type: ignore[attr-defined]
     text = log_text(caplog)
     assert "level=WARN" in text
-    assert 'msg="token verification failed: audience_mismatch' in text
+    # Structured: the stable message, then each field once (the plain text carries them too).
+    assert 'msg="token verification failed" reason=audience_mismatch status=401' in text
     for secret in (token, valid, token.split(".")[2], valid.split(".")[2]):
         assert secret not in text
 

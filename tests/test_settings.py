@@ -145,6 +145,19 @@ def test_the_library_does_not_read_the_example_services_settings(
     assert {"AUTH_LOG_LEVEL", "AUTH_LOG_FORMAT"} <= named
 
 
+def test_the_unknown_setting_line_names_the_variable_under_plain_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 19: ``logging.basicConfig()`` prints the message alone; it names the variable."""
+    with caplog.at_level(logging.WARNING):
+        AuthSettings.from_env({"AUTH_AUDIENCE": "reports", "AUTH_AUDIENSE": "typo"})
+    [record] = [r for r in caplog.records if r.name == "compass_auth.settings"]
+    assert logging.Formatter(logging.BASIC_FORMAT).format(record) == (
+        "WARNING:compass_auth.settings:unknown setting ignored (a typo?): AUTH_AUDIENSE is not "
+        "a compass-auth setting; did you mean AUTH_AUDIENCE? (docs/settings.md lists every "
+        "setting)")
+
+
 def test_describe_lists_every_field() -> None:
     described = settings_from({"AUTH_ALLOWED_SUBJECTS": "system:serviceaccount:a:b",
                                "AUTH_AUDIENCE": "reports"})

@@ -107,8 +107,9 @@ def test_a_vanished_file_keeps_the_last_token_and_warns_once(
     assert token_file.reload() is False
     assert token_file.token == before
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [r.getMessage() for r in warnings] == [
+    assert [r.msg.message for r in warnings] == [
         "service account token file unreadable; keeping the last token"]
+    assert str(folder / "token") in warnings[0].getMessage()  # plain logging shows where
     (folder / "token").write_text("")
     assert token_file.refresh() is False  # empty: still the last good token
     assert token_file.token == before

@@ -17,6 +17,7 @@ from compass_auth import issuer_check, troubleshoot
 from compass_auth.authenticator import Authenticator
 from compass_auth.discovery import DiscoveryClient, FetchError
 from compass_auth.kube import KubeConfigError, connect
+from compass_auth.logtext import LogText
 from compass_auth.testing import DevCluster
 from compass_auth.testing.core import DEFAULT_ISSUER
 from compass_auth.troubleshoot import Diagnosis, Troubleshooter
@@ -28,8 +29,15 @@ UNRESOLVABLE = "api.compass-test.invalid"
 NEW_ISSUER = "https://oidc.compass-test.invalid/clusters/c1"
 
 
+#: What an application with plain ``logging.basicConfig()`` prints: the message, no fields.
+PLAIN = logging.Formatter(logging.BASIC_FORMAT)
+#: The fields a diagnosis may carry; each must be readable in the plain line (issue 19).
+FIELDS = ("host", "error", "path", "status", "subject", "fix")
+
+
 def lines(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.getMessage() == message]
+    """The records whose stable message (the ``MSG_*`` prefix) is ``message``."""
+    return [r for r in caplog.records if isinstance(r.msg, LogText) and r.msg.message == message]
 
 
 def the_line(caplog: pytest.LogCaptureFixture, message: str, level: int = logging.ERROR) -> (
@@ -38,6 +46,12 @@ def the_line(caplog: pytest.LogCaptureFixture, message: str, level: int = loggin
     [record] = lines(caplog, message)
     assert record.levelno == level
     assert record.name == "compass_auth.troubleshoot"
+    plain = PLAIN.format(record)
+    assert plain.startswith(f"{logging.getLevelName(level)}:compass_auth.troubleshoot:{message}")
+    shown = [name for name in FIELDS if hasattr(record, name)]
+    assert "fix" in shown
+    for name in shown:
+        assert str(getattr(record, name)) in plain, f"{name} missing from: {plain}"
     return record
 
 
@@ -243,7 +257,7 @@ def test_identical_diagnoses_repeat_after_five_minutes(caplog: pytest.LogCapture
     for moment, diagnosis in ((0, dns), (10, dns), (20, tls), (30, dns), (40, dns), (331, dns)):
         now[0] = moment
         troubleshooter.report(diagnosis)
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.msg.message for r in caplog.records] == [
         troubleshoot.MSG_DNS, troubleshoot.MSG_TLS, troubleshoot.MSG_DNS, troubleshoot.MSG_DNS]
 
 
