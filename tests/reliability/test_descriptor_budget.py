@@ -173,8 +173,11 @@ async def test_a_soft_limit_under_the_budget_is_raised_when_the_hard_limit_allow
     devcluster: DevCluster, tmp_path: Path,
 ) -> None:
     kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
-    with running(kubeconfig, tmp_path / "log", (200, 1000),
-                 "--max-connections", "300") as service:
+    with running(kubeconfig, tmp_path / "log", (200, 1000), "--max-connections", "300",
+                 "--max-connections-per-address", "9", "--max-websockets", "7") as service:
         assert service.soft_nofile() == 300 + RESERVED
-        assert "file descriptor limit raised to the connection budget" in service.log_text()
+        log = service.log_text()
+        assert "file descriptor limit raised to the connection budget" in log
+        assert (f"max_connections_per_address=9 max_websockets=7 "
+                f"descriptors_needed={300 + RESERVED} descriptor_limit={300 + RESERVED}") in log
         await wait_ready(service.port)
