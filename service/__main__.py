@@ -10,7 +10,7 @@ from typing import TypeVar
 from compass_auth.cli import prog_name, version_text
 
 # Constants only: the app module (tornado, the SDK) is imported for `serve` alone.
-from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS
+from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_WEBSOCKETS
 
 T = TypeVar("T", int, float)
 
@@ -50,8 +50,18 @@ def main(argv: list[str] | None = None) -> int:
                        help="event loop: auto (the default) is uvloop when installed (pip "
                        "install 'compass-auth[service]' installs it), else asyncio")
     serve.add_argument("--max-connections", type=_positive(int), default=MAX_CONNECTIONS,
-                       help="open connections held at most; more are closed at once "
-                       f"(default {MAX_CONNECTIONS}; keep it under the file descriptor limit)")
+                       help="open connections held at most, WebSockets included; more are "
+                       f"closed at once (default {MAX_CONNECTIONS}); with the process's own "
+                       "descriptors it must fit under the file descriptor limit, or the service "
+                       "refuses to start")
+    serve.add_argument("--max-connections-per-address", type=_positive(int), default=None,
+                       metavar="N",
+                       help="open connections from one client address at most (default: half "
+                       "of --max-connections); behind a proxy or sidecar every caller shares "
+                       "its address: raise it to --max-connections there")
+    serve.add_argument("--max-websockets", type=_positive(int), default=MAX_WEBSOCKETS,
+                       help="WebSockets open at most, within --max-connections; more get 503 "
+                       f"(default {MAX_WEBSOCKETS})")
     serve.add_argument("--idle-timeout", type=_positive(float), default=IDLE_TIMEOUT,
                        help="seconds a connection may take to send a request's headers or body, "
                        f"or stay idle (default {IDLE_TIMEOUT:g})")
@@ -82,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_main(args.host, args.port, args.drain_seconds, args.loop,
                           max_connections=args.max_connections,
-                          idle_timeout=args.idle_timeout)
+                          idle_timeout=args.idle_timeout,
+                          max_websockets=args.max_websockets,
+                          max_connections_per_address=args.max_connections_per_address)
     from .demo import main as demo_main
 
     return int(demo_main(args.telemetry))

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -42,7 +43,7 @@ from tornado.routing import Rule
 from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
 from compass_auth.access import Check
 from compass_auth.handler import log_uncaught, request_summary, write_json_error
-from compass_auth.kube import KubeConfigError
+from compass_auth.kube import SPARE_CONNECTIONS, KubeConfigError
 from compass_auth.logbudget import LogBudget
 from compass_auth.logtext import LogText
 from compass_auth.server_spans import ServerSpans
@@ -51,6 +52,9 @@ from compass_auth.telemetry import Telemetry
 from compass_auth.websocket import AuthenticatedWebSocketHandler
 
 from . import otel
+from .accept import PausingListener
+from .connection_slots import ConnectionSlots, Refusal, Slot
+from .fd_budget import DescriptorBudget, DescriptorBudgetError, fit_descriptor_limit
 from .head_limit import head_limited, refuse_oversized_head
 from .limits import (
     HEAD_REFUSAL_LINGER_BYTES,
@@ -204,50 +208,92 @@ class DrainingHandler(JsonHandler):
 
 
 class BoundedHTTPServer(HTTPServer):
-    """An ``HTTPServer`` that keeps at most ``max_connections`` connections open, and answers
-    a request head over ``max_header_size`` with 431 rather than closing in silence
-    (``service/head_limit.py`` says why that takes a stream subclass)."""
+    """An ``HTTPServer`` that keeps at most ``max_connections`` client connections open
+    (WebSockets included, until their socket closes), at most ``max_connections_per_address``
+    of them from one client address, and answers a request head over ``max_header_size`` with
+    431 rather than closing in silence (``service/head_limit.py`` says why that takes a stream
+    subclass). Its listening sockets pause on ``EMFILE`` instead of spinning
+    (``service/accept.py``)."""
 
     def initialize(self, *args: Any, max_connections: int = MAX_CONNECTIONS,
-                   **kwargs: Any) -> None:
+                   max_connections_per_address: int | None = None, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
-        self.max_connections = max_connections
-        self.open_connections = 0
+        if self.ssl_options is not None:
+            # A TLS stream keeps its own socket (head_limited leaves it alone), so its slot
+            # would never be given back. The example serves plain HTTP behind the cluster's TLS.
+            raise ValueError("BoundedHTTPServer serves plain HTTP only")
+        self.slots = ConnectionSlots(
+            max_connections, max_connections_per_address or per_address_default(max_connections))
         self.refused_connections = 0
         self._last_refusal_log = float("-inf")
+        self.refused_by_address = 0
+        self._last_address_refusal_log = float("-inf")
         self.refused_heads = 0
         self._last_head_refusal_log = float("-inf")
         self._head_refusals: set[asyncio.Task[None]] = set()
+        self.listeners: list[PausingListener] = []
+
+    @property
+    def max_connections(self) -> int:
+        return self.slots.max_total
+
+    @property
+    def max_connections_per_address(self) -> int:
+        return self.slots.max_per_address
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections whose socket is open: HTTP, WebSocket, or a 431 lingering."""
+        return self.slots.total
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        listeners = [PausingListener(sock, describe=self._describe_pause) for sock in sockets]
+        self.listeners.extend(listeners)
+        super().add_sockets(listeners)
+
+    def _describe_pause(self) -> dict[str, Any]:
+        return {"open_connections": self.open_connections,
+                "max_connections": self.max_connections}
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        if self.open_connections >= self.max_connections:
-            self.refused_connections += 1
+        client = str(address[0]) if address else ""
+        slot = self.slots.acquire(client)
+        if not isinstance(slot, Slot):
             stream.close()
-            now = time.monotonic()
+            self._log_refusal(slot, client)
+            return
+        super().handle_stream(head_limited(stream, functools.partial(self._refuse_head, slot),
+                                           on_closed=slot.release), address)
+
+    def _log_refusal(self, refusal: Refusal, client: str) -> None:
+        now = time.monotonic()
+        if refusal == "total":
+            self.refused_connections += 1
             if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
                 self._last_refusal_log = now
                 logger.warning("connection limit reached; refusing new connections", extra={
                     "max_connections": self.max_connections,
                     "refused_total": self.refused_connections})
-            return
-        self.open_connections += 1
-        super().handle_stream(head_limited(stream, self._refuse_head), address)
+        else:
+            self.refused_by_address += 1
+            if now - self._last_address_refusal_log >= REFUSAL_LOG_INTERVAL:
+                self._last_address_refusal_log = now
+                logger.warning("connection limit per address reached; refusing its new "
+                               "connections", extra={
+                                   "address": client,
+                                   "max_connections_per_address": self.max_connections_per_address,
+                                   "refused_total": self.refused_by_address})
 
-    def on_close(self, server_conn: object) -> None:
-        self.open_connections -= 1
-        super().on_close(server_conn)
-
-    def _refuse_head(self, sock: socket.socket) -> None:
+    def _refuse_head(self, slot: Slot, sock: socket.socket) -> None:
         """Called by the stream, which has let go of ``sock``: answer 431 on it."""
-        # The refusal holds a connection slot until it has closed the socket (the server
-        # loop's on_close releases the one it had), so file descriptors stay capped.
-        self.open_connections += 1
+        # The refusal keeps the connection's slot until it has closed the socket, so file
+        # descriptors stay capped.
         self.refused_heads += 1
         task = asyncio.get_running_loop().create_task(refuse_oversized_head(
             sock, self.conn_params.max_header_size,
             linger_seconds=HEAD_REFUSAL_LINGER_SECONDS, linger_bytes=HEAD_REFUSAL_LINGER_BYTES))
         self._head_refusals.add(task)
-        task.add_done_callback(self._head_refused)
+        task.add_done_callback(functools.partial(self._head_refused, slot))
         now = time.monotonic()
         if now - self._last_head_refusal_log >= REFUSAL_LOG_INTERVAL:
             self._last_head_refusal_log = now
@@ -255,9 +301,9 @@ class BoundedHTTPServer(HTTPServer):
                 "max_header_bytes": self.conn_params.max_header_size,
                 "refused_total": self.refused_heads})
 
-    def _head_refused(self, task: asyncio.Task[None]) -> None:
+    def _head_refused(self, slot: Slot, task: asyncio.Task[None]) -> None:
         self._head_refusals.discard(task)
-        self.open_connections -= 1
+        slot.release()
         if not task.cancelled() and (error := task.exception()) is not None:
             logger.error("answering 431 failed", exc_info=error)
 
@@ -266,6 +312,12 @@ class BoundedHTTPServer(HTTPServer):
         # Each 431 is sent at once; its lingering close ends within the linger time.
         if self._head_refusals:
             await asyncio.wait(set(self._head_refusals))
+
+
+def per_address_default(max_connections: int) -> int:
+    """Half the connections: one address (one pod, or an attacker reconnecting as fast as it
+    is cut) can hold no more, and everyone else shares the other half."""
+    return max(1, max_connections // 2)
 
 
 class ServiceApplication(tornado.web.Application):
@@ -351,9 +403,12 @@ class Service:
         max_connections: int = MAX_CONNECTIONS,
         max_websockets: int = MAX_WEBSOCKETS,
         owns_telemetry: bool = True,
+        max_connections_per_address: int | None = None,
     ) -> None:
         """``owns_telemetry``: whether ``drain`` shuts ``telemetry`` down (flushing it); the demo
-        shares one setup among several services and shuts it down itself."""
+        shares one setup among several services and shuts it down itself.
+        ``max_connections`` counts WebSockets too; ``max_websockets`` caps their share of it.
+        ``max_connections_per_address``: ``None`` is half of ``max_connections``."""
         self.authenticator = authenticator
         self._owns_telemetry = owns_telemetry
         self.max_websockets = max_websockets
@@ -374,8 +429,10 @@ class Service:
             idle_connection_timeout=idle_timeout,
             body_timeout=idle_timeout,
             max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
         )
         self.port: int | None = None
+        self.descriptor_limit: int | None = None
 
     def _make_application(self) -> ServiceApplication:
         rules: list[Rule | tuple[Any, ...]] = [
@@ -433,14 +490,34 @@ class Service:
         return status
 
     def listen(self, host: str, port: int) -> int:
-        """Bind and serve; returns the bound port (useful with port 0)."""
+        """Bind and serve; returns the bound port (useful with port 0).
+
+        Raises ``DescriptorBudgetError`` (nothing bound) when the connections allowed cannot fit
+        under the file descriptor limit (``service/fd_budget.py``).
+        """
         sockets = bind_sockets(port, host, family=socket.AF_UNSPEC)
-        self.server.add_sockets(sockets)
+        budget = DescriptorBudget(
+            max_connections=self.server.max_connections,
+            max_websockets=self.max_websockets,
+            listeners=len(sockets),
+            api_connections=(self.authenticator.settings.tokenreview_max_in_flight
+                             + SPARE_CONNECTIONS),
+        )
+        try:
+            self.descriptor_limit = fit_descriptor_limit(budget)
+        except DescriptorBudgetError:
+            for sock in sockets:
+                sock.close()
+            raise
         self.port = sockets[0].getsockname()[1]
+        self.server.add_sockets(sockets)  # takes the sockets over (``PausingListener``)
         self.authenticator.start()
         logger.info("listening", extra={
             "host": host, "port": self.port, "max_connections": self.server.max_connections,
-            "idle_timeout": self.server.conn_params.header_timeout, "loop": running_loop()})
+            "idle_timeout": self.server.conn_params.header_timeout, "loop": running_loop(),
+            "max_connections_per_address": self.server.max_connections_per_address,
+            "max_websockets": self.max_websockets, "descriptors_needed": budget.needed,
+            "descriptor_limit": self.descriptor_limit})
         return self.port
 
     async def drain(self) -> None:
@@ -483,6 +560,8 @@ async def serve(
     extra_rules: Callable[[Authenticator], Sequence[tuple[Any, ...]]] | None = None,
     max_connections: int = MAX_CONNECTIONS,
     idle_timeout: float = IDLE_TIMEOUT,
+    max_websockets: int = MAX_WEBSOCKETS,
+    max_connections_per_address: int | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
     logger.info("settings", extra=settings.describe())
@@ -510,8 +589,18 @@ async def serve(
         extra_rules=extra_rules(authenticator) if extra_rules else (),
         max_connections=max_connections,
         idle_timeout=idle_timeout,
+        max_websockets=max_websockets,
+        max_connections_per_address=max_connections_per_address,
     )
-    service.listen(host, port)
+    try:
+        service.listen(host, port)
+    except DescriptorBudgetError as error:
+        logger.error("the connection budget does not fit the file descriptor limit",
+                     extra={"error": str(error)})
+        await authenticator.close()
+        if setup is not None:
+            setup.shutdown()
+        return 2
     # What start-up built (modules, the generated Kubernetes client classes, the SDK) lives as
     # long as the process: out of the collector's sight, a full collection walks only what
     # requests allocate (~35 ms a pause before, several times a minute under load).
@@ -567,6 +656,8 @@ def main(
     *,
     max_connections: int = MAX_CONNECTIONS,
     idle_timeout: float = IDLE_TIMEOUT,
+    max_websockets: int = MAX_WEBSOCKETS,
+    max_connections_per_address: int | None = None,
 ) -> int:
     """``python -m service serve``: settings from the environment, logs to stderr, on the event
     loop ``loop`` names (``loop_factory``)."""
@@ -584,4 +675,6 @@ def main(
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(serve(settings, host, port, environ=environ,
                                 drain_seconds=drain_seconds, extra_rules=extra_rules,
-                                max_connections=max_connections, idle_timeout=idle_timeout))
+                                max_connections=max_connections, idle_timeout=idle_timeout,
+                                max_websockets=max_websockets,
+                                max_connections_per_address=max_connections_per_address))

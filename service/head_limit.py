@@ -48,12 +48,16 @@ class HeadLimitedIOStream(IOStream):
 
     ``on_head_too_large`` runs inside ``close()``, after the stream has unregistered the socket
     from the IOLoop; it owns the socket from then on and must close it. It must not raise.
+    Otherwise ``on_closed`` runs once the stream has closed its socket (also after a WebSocket
+    upgrade, which keeps the stream): the connection budget's count follows the descriptor.
     """
 
     def __init__(self, sock: socket.socket, on_head_too_large: OnHeadTooLarge,
-                 max_buffer_size: int | None = None, read_chunk_size: int | None = None) -> None:
+                 max_buffer_size: int | None = None, read_chunk_size: int | None = None,
+                 on_closed: Callable[[], None] | None = None) -> None:
         super().__init__(sock, max_buffer_size=max_buffer_size, read_chunk_size=read_chunk_size)
         self._on_head_too_large = on_head_too_large
+        self._on_closed = on_closed
         # UnsatisfiableReadError comes only from read_until_regex and read_until, whichever
         # ran last. HTTP1Connection reads heads with the first and chunk-size lines with the
         # second: a chunk-size line over its 64 bytes is a bad body, not a head too large.
@@ -74,9 +78,12 @@ class HeadLimitedIOStream(IOStream):
             self._on_head_too_large(sock)
         else:
             super().close_fd()
+            if self._on_closed is not None:
+                self._on_closed()
 
 
-def head_limited(stream: IOStream, on_head_too_large: OnHeadTooLarge) -> IOStream:
+def head_limited(stream: IOStream, on_head_too_large: OnHeadTooLarge,
+                 on_closed: Callable[[], None] | None = None) -> IOStream:
     """The socket of a newly accepted ``stream`` in a ``HeadLimitedIOStream``.
 
     ``TCPServer`` chooses the stream class in its private ``_handle_connection`` and passes
@@ -88,7 +95,7 @@ def head_limited(stream: IOStream, on_head_too_large: OnHeadTooLarge) -> IOStrea
         return stream
     return HeadLimitedIOStream(stream.socket, on_head_too_large,
                                max_buffer_size=stream.max_buffer_size,
-                               read_chunk_size=stream.read_chunk_size)
+                               read_chunk_size=stream.read_chunk_size, on_closed=on_closed)
 
 
 def head_too_large_response(max_header_bytes: int) -> bytes:

@@ -1,4 +1,5 @@
-"""The example service's HTTP limits (``python -m service serve`` flags set the last two)."""
+"""The example service's HTTP limits (``python -m service serve`` flags set the connection limits
+and the idle timeout)."""
 
 from __future__ import annotations
 
@@ -17,18 +18,19 @@ MAX_BODY_BYTES = 64 * 1024
 #: Seconds a connection may sit idle or take to send its headers (Tornado uses the same value
 #: for both; a request body gets as long): bounds slowloris-style clients.
 IDLE_TIMEOUT = 30.0
-#: Open connections at most; beyond that new ones are closed at once. Without a cap, slow or
-#: idle clients could hold file descriptors until accept() fails with EMFILE, which Tornado's
-#: accept handler does not catch: the loop then spins on the error. Callers are in-cluster
-#: services with small pools; 1000 idle connections cost ~10 MB (docs/reliability.md). The cap
-#: also means a flood of slow clients can lock others out for up to IDLE_TIMEOUT: that is the
-#: price of staying alive, and the readiness probe shows it.
+#: Client connections open at most, WebSockets included (each holds a descriptor until its
+#: socket closes); beyond that new ones are closed at once. The process checks at start-up that
+#: these plus its own descriptors fit under RLIMIT_NOFILE (service/fd_budget.py): beyond the
+#: limit accept() fails with EMFILE (service/accept.py pauses then). Callers are in-cluster
+#: services with small pools; 1000 idle connections cost ~10 MB (docs/reliability.md). One
+#: client address may hold half of them (``--max-connections-per-address``), so one client
+#: reconnecting as fast as it is cut cannot lock everyone else out.
 MAX_CONNECTIONS = 1000
-#: WebSocket connections (``/ws/whoami``) open at most; beyond that the upgrade gets 503. An
-#: upgraded connection leaves the HTTP server's count (MAX_CONNECTIONS) and its idle timeout, so
-#: it needs a cap of its own; pings (WEBSOCKET_PING_INTERVAL) find peers that vanished, and the
-#: token's expiry ends every connection.
-MAX_WEBSOCKETS = 1000
+#: WebSocket connections (``/ws/whoami``) open at most; beyond that the upgrade gets 503. They
+#: count within MAX_CONNECTIONS, and half of it leaves room for plain requests and probes. An
+#: upgraded connection leaves the HTTP server's idle timeout; pings (WEBSOCKET_PING_INTERVAL)
+#: find peers that vanished, and the token's expiry ends every connection.
+MAX_WEBSOCKETS = 500
 #: Bytes of one WebSocket message at most (Tornado's default is 10 MiB); the example echoes.
 MAX_WEBSOCKET_MESSAGE_BYTES = 64 * 1024
 #: Seconds between pings on an idle WebSocket; an unanswered ping closes it after as long again.

@@ -59,6 +59,7 @@ def test_invalid_settings_stop_the_service_with_a_sentence() -> None:
 
 @pytest.mark.parametrize(("flag", "value"), [
     ("--max-connections", "0"), ("--max-connections", "many"), ("--idle-timeout", "-1"),
+    ("--max-connections-per-address", "0"), ("--max-websockets", "0"),
 ])
 def test_bad_connection_limits_are_refused_with_a_sentence(flag: str, value: str) -> None:
     process = service_process({"KUBECONFIG": "/nonexistent"}, flag, value)

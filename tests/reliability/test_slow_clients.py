@@ -164,8 +164,8 @@ async def test_connection_cap_refuses_new_connections_and_recovers(
     start_service: StartService, caplog: pytest.LogCaptureFixture
 ) -> None:
     cap = 50
-    running: RunningService = await start_service(
-        service_options={"idle_timeout": IDLE, "max_connections": cap})
+    running: RunningService = await start_service(service_options={
+        "idle_timeout": IDLE, "max_connections": cap, "max_connections_per_address": cap})
     server = running.service.server
     port = running.service.port
     assert port is not None
