@@ -22,7 +22,7 @@ $(STAMP): setup.py pyproject.toml
 # tools: a first `make demo` installs those two only, saying so on one line.
 DEMO_STAMP := $(VENV)/.installed-demo
 $(DEMO_STAMP): setup.py pyproject.toml
-	@echo "make demo: installing compass-auth[service,testing] into $(VENV) (once; about half a minute)"
+	@echo "make demo: installing compass-auth[service,testing] into $(VENV) (once; about a minute)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[service,testing]'
 	@touch $(DEMO_STAMP)
