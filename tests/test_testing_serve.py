@@ -5,7 +5,10 @@ cache that the testing README documents with the one-line way to turn it off."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -166,3 +169,30 @@ async def test_a_bad_setting_fails_before_anything_listens(devcluster_kubeconfig
         await serve_app([(r"/hello", Hello)], devcluster_kubeconfig,
                         {"AUTH_AUTHZ_DENIED_TTL": "-1"})
     assert AuthSettings.from_env({}).authz_denied_ttl == 30  # the documented default
+
+
+def test_a_projects_own_loop_scope_wins_and_the_fixture_still_works(tmp_path: Path) -> None:
+    """The plugin only supplies a default for pytest-asyncio's fixture loop scope: a project
+    that chose another one (and auto mode) keeps it, and devcluster_serve runs in the test's
+    loop regardless."""
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = module\n")
+    (tmp_path / "test_own.py").write_text(
+        "from tornado.httpclient import AsyncHTTPClient\n"
+        "from compass_auth import AuthenticatedHandler\n\n"
+        "class Hello(AuthenticatedHandler):\n"
+        "    async def get(self):\n"
+        "        self.write({'by': self.identity.verified_by})\n\n"
+        "async def test_served(devcluster, devcluster_serve):\n"
+        "    url = await devcluster_serve([('/hello', Hello)])\n"
+        "    answer = await AsyncHTTPClient().fetch(\n"
+        "        url + '/hello', headers={'Authorization': 'Bearer ' + devcluster.mint()})\n"
+        "    assert answer.body == b'{\"by\": \"jwks\"}'\n")
+    environ = {key: value for key, value in os.environ.items()
+               if not key.startswith(("AUTH_", "PYTEST_"))}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+                         cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "asyncio_default_fixture_loop_scope=module" in output
+    assert "1 passed" in output
