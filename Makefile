@@ -16,9 +16,18 @@ $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,dev,deploy]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-demo: $(STAMP)
+# The demo needs the example service's extra and the emulator's, not the linters and test
+# tools: a first `make demo` installs those two only, saying so on one line.
+DEMO_STAMP := $(VENV)/.installed-demo
+$(DEMO_STAMP): setup.py pyproject.toml
+	@echo "make demo: installing compass-auth[service,testing] into $(VENV) (once; about a minute)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[service,testing]'
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m service demo
 
 test: lint typecheck pytest package-test

@@ -41,8 +41,8 @@ DENIED_MODULES = ("service", "compass_auth.testing", "opentelemetry.sdk",
                   "opentelemetry.exporter", "opentelemetry.instrumentation", "prometheus_client",
                   "uvloop", "pytest", "_pytest")
 PUBLIC_API = ("AuthenticatedHandler", "Authenticator", "AuthSettings", "Identity")
-#: Top-level modules that only the testing extra brings (pytest, protobuf).
-TESTING_ONLY_MODULES = ("pytest", "_pytest", "google")
+#: Top-level modules that only the testing extra brings (pytest, pytest-asyncio, protobuf).
+TESTING_ONLY_MODULES = ("pytest", "_pytest", "pytest_asyncio", "google")
 
 
 class CheckFailed(Exception):

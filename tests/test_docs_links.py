@@ -1,5 +1,5 @@
-"""Every relative link in README.md, SECURITY.md and docs/*.md reaches a file, and every
-``#anchor`` a heading of the page it names (GitHub's heading ids)."""
+"""Every relative link in README.md, SECURITY.md, docs/*.md and compass_auth/testing/README.md
+reaches a file, and every ``#anchor`` a heading of the page it names (GitHub's heading ids)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from urllib.parse import unquote
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = sorted([ROOT / "README.md", ROOT / "SECURITY.md", *(ROOT / "docs").glob("*.md")])
+PAGES = sorted([ROOT / "README.md", ROOT / "SECURITY.md", *(ROOT / "docs").glob("*.md"),
+                ROOT / "compass_auth" / "testing" / "README.md"])
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", re.MULTILINE | re.DOTALL)
 _CODE_SPAN = re.compile(r"(`+)(?!`).+?(?<!`)\1(?!`)", re.DOTALL)

@@ -1,6 +1,7 @@
-"""examples/quickstart.py, the README's "Use it in your service" snippet, run as a process.
+"""examples/quickstart.py, the README's "Use it in your service" snippet, run as a process; and
+examples/test_quickstart.py, the README's test, run by pytest in a project with no settings.
 
-The README shows the file verbatim, so a snippet that stops working fails here.
+The README shows both files verbatim, so a snippet that stops working fails here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from compass_auth.testing import DevCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "quickstart.py"
+EXAMPLE_TEST = ROOT / "examples" / "test_quickstart.py"
 CALLER = "system:serviceaccount:default:collector"
 
 
@@ -108,3 +110,27 @@ def test_the_example_lets_in_valid_tokens_only_and_stops_on_sigterm(
 def test_the_readme_shows_the_example_verbatim() -> None:
     readme = (ROOT / "README.md").read_text()
     assert f"```python\n{EXAMPLE.read_text()}```\n" in readme
+
+
+def test_the_readme_shows_its_test_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"```python\n{EXAMPLE_TEST.read_text()}```\n" in readme
+
+
+def test_the_readme_test_passes_in_a_project_without_settings(tmp_path: Path) -> None:
+    """Issue 19 (finding 4): the two files alone, no conftest.py, no pytest settings: the
+    plugin's fixtures and pytest-asyncio (both from compass-auth[testing]) are enough, and
+    pytest-asyncio does not ask for a loop-scope setting."""
+    for source in (EXAMPLE, EXAMPLE_TEST):
+        (tmp_path / source.name).write_text(source.read_text())
+    environ = {key: value for key, value in os.environ.items()
+               if not key.startswith(("AUTH_", "PYTEST_"))}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         str(tmp_path / EXAMPLE_TEST.name)],
+        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "1 passed" in output
+    assert "asyncio_default_fixture_loop_scope=function" in output  # pytest-asyncio's header
+    assert "is unset" not in output, output  # its warning that asks for the setting

@@ -23,13 +23,20 @@ logger = logging.getLogger(__name__)
 
 # Long enough for an afternoon of manual testing; tests use short lifetimes.
 _DEMO_TOKEN_LIFETIME = 8 * 3600
+#: ``--help``'s text: plain words (argparse prints it as it is, so no reST markup).
+DESCRIPTION = (
+    "Run a Kubernetes API server emulator (OIDC discovery, JWKS, TokenReview, "
+    "SubjectAccessReview and RBAC) on loopback until Ctrl-C. It prints its URL, CA file, "
+    "kubeconfigs, a service-account folder, a sample token and the variables to start your "
+    "service with; the files are removed when it stops."
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start the emulator, print how to use it, wait for Ctrl-C."""
     program = prog_name("compass_auth.testing")
     parser = argparse.ArgumentParser(
-        prog=program, description=__doc__,
+        prog=program, description=DESCRIPTION,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=version_text(program))
@@ -45,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--audience",
         default="compass-internal",
-        help="audience of the printed sample token, and AUTH_AUDIENCE of the printed command",
+        help="audience of the printed sample token, and AUTH_AUDIENCE of the printed commands",
     )
     parser.add_argument(
         "--rbac",
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="load Roles, ClusterRoles, RoleBindings and ClusterRoleBindings (and create the "
         "ServiceAccounts) from a multi-document YAML file, e.g. the output of "
-        "`kubectl kustomize k8s/`; '-' reads standard input; may be repeated. "
+        "kubectl kustomize k8s/; '-' reads standard input; may be repeated. "
         "SubjectAccessReview answers from them and the built-in roles",
     )
     args = parser.parse_args(argv)
@@ -107,11 +114,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sample token (aud {args.audience}, pod-bound):\n{sample}")
             token_file = workdir / "sample-token"
             token_file.write_text(sample)
-            # Ready to paste in another terminal, from the repository root.
-            print(f"start the service: KUBECONFIG={kubeconfig} AUTH_AUDIENCE={args.audience} "
-                  f"{sys.executable} -m service serve --host 127.0.0.1 --port 8080")
-            print("call it:          curl -H \"Authorization: Bearer $(cat "
-                  f"{token_file})\" http://127.0.0.1:8080/whoami")
+            # Ready to paste in another terminal. Any service that builds its Authenticator with
+            # Authenticator.connect(settings, os.environ) reads KUBECONFIG, as the README's
+            # quick start does; the example service (`python -m service`) is not in the wheel.
+            variables = f"KUBECONFIG={kubeconfig} AUTH_AUDIENCE={args.audience}"
+            print(f"your service:   {variables} python YOUR_SERVICE.py")
+            print(f"in a compass-auth checkout: {variables} {sys.executable} -m service serve "
+                  "--host 127.0.0.1 --port 8080")
+            print("call it:        curl -H \"Authorization: Bearer $(cat "
+                  f"{token_file})\" http://127.0.0.1:8080/whoami  (your service's port and path)")
             print("files are removed on exit; press Ctrl-C to stop", flush=True)
             threading.Event().wait()
     except KeyboardInterrupt:

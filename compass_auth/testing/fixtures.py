@@ -1,22 +1,52 @@
 """The pytest plugin of the test kit, registered under the ``pytest11`` entry point: installing
 ``compass-auth[testing]`` is enough to get the fixtures ``devcluster``, ``devcluster_session``,
-``devcluster_sa_dir`` and ``devcluster_kubeconfig``.
+``devcluster_sa_dir``, ``devcluster_kubeconfig`` and ``devcluster_serve``.
 
 One emulator per test session (start-up costs an RSA key), reset before and
 after every test so a fault or a revoked switch never leaks into the next one.
+
+Async tests run on pytest-asyncio, which ``[testing]`` installs. ``devcluster_serve`` declares its
+own event loop (the test's, function scope), so it works in either of pytest-asyncio's modes and
+whatever the project configures; a project that configures nothing gets
+``asyncio_default_fixture_loop_scope = function`` from here (``pytest_load_initial_conftests``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
+import pytest_asyncio
 
 from compass_auth.testing.cluster import DevCluster
 
+if TYPE_CHECKING:  # the library is imported only when an application is served
+    from compass_auth.testing.appserver import AppSpec
+
 logger = logging.getLogger(__name__)
+
+#: pytest-asyncio's setting for the event loop of async fixtures. Left unset, it warns on every
+#: run and asks the project to choose; "function" is the default its maintainers announce for
+#: the next major release, and the loop ``@pytest.mark.asyncio`` tests get by default, so a
+#: test and its function-scoped async fixtures share one loop. A project's own value wins.
+FIXTURE_LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
+
+
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """Give pytest-asyncio's fixture loop scope a default when the project sets none.
+
+    Runs after every plugin registered its options and before any reads them. ``addini`` on a
+    registered name replaces only its default: a value from the project's configuration or
+    ``-o`` still applies."""
+    if early_config.pluginmanager.hasplugin("asyncio"):
+        parser.addini(FIXTURE_LOOP_SCOPE, "default event loop scope of async fixtures "
+                      "(compass-auth's plugin: function unless the project sets one)",
+                      default="function")
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +78,42 @@ def devcluster_sa_dir(devcluster: DevCluster, tmp_path: Path) -> Path:
 def devcluster_kubeconfig(devcluster: DevCluster, tmp_path: Path) -> Path:
     """A kubeconfig using the service account's token."""
     return devcluster.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+class Serve(Protocol):
+    """``devcluster_serve``: start an application, get its base URL."""
+
+    def __call__(
+        self, app: AppSpec, environ: Mapping[str, str] | None = None, *,
+        require_local_keys: bool = True,
+    ) -> Awaitable[str]: ...
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def devcluster_serve(
+    devcluster: DevCluster, devcluster_kubeconfig: Path
+) -> AsyncIterator[Serve]:
+    """``url = await devcluster_serve(app, environ=None)``: run ``app`` (an ``Application``,
+    its handler rules, or ``make_app(authenticator)``) on a loopback port with a started
+    ``Authenticator`` whose keys are loaded, and return its base URL (``http://127.0.0.1:PORT``).
+
+    ``environ`` holds the ``AUTH_*`` variables (``AUTH_AUDIENCE`` defaults to
+    ``compass-internal``, the audience ``devcluster.mint()`` puts in tokens); the process
+    environment is not read. Everything is stopped when the test ends.
+    """
+    from compass_auth.testing.appserver import ServedApp, serve_app
+
+    served: list[ServedApp] = []
+
+    async def serve(app: AppSpec, environ: Mapping[str, str] | None = None, *,
+                    require_local_keys: bool = True) -> str:
+        running = await serve_app(app, devcluster_kubeconfig, environ,
+                                  require_local_keys=require_local_keys)
+        served.append(running)
+        return running.url
+
+    try:
+        yield serve
+    finally:
+        for running in reversed(served):
+            await running.close()

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -44,10 +45,15 @@ def test_standalone_run_prints_and_cleans_up() -> None:
         assert "client-certificate-data" in admin.read_text()
         # The printed command starts the service against it as pasted (a free port instead of
         # 8080, which may be taken here), and the printed call is let in.
-        command = lines["start the service"]
+        command = lines["in a compass-auth checkout"]
         assert command.endswith("--port 8080")
         assert_pasted_command_serves(command.replace("--port 8080", "--port 0"),
                                      lines["call it"])
+        # A wheel user has no `python -m service` (issue 19): the first line names only the
+        # variables, which a service of their own (the README's quick start) runs with.
+        yours = lines["your service"]
+        assert "-m service" not in yours
+        assert_own_service_serves(yours, lines["call it"])
         # SIGTERM, not SIGINT: a shell that starts the test run in the background makes its
         # children ignore SIGINT (and the emulator respects that, like any Python program).
         process.send_signal(signal.SIGTERM)
@@ -58,6 +64,51 @@ def test_standalone_run_prints_and_cleans_up() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def assert_own_service_serves(line: str, call: str) -> None:
+    """``KUBECONFIG=... AUTH_AUDIENCE=... python YOUR_SERVICE.py``, with the README's
+    examples/quickstart.py as the service, lets the printed sample token in."""
+    environ, argv = {}, shlex.split(line)
+    while "=" in argv[0]:
+        name, _, value = argv.pop(0).partition("=")
+        environ[name] = value
+    assert argv == ["python", "YOUR_SERVICE.py"]
+    assert set(environ) == {"KUBECONFIG", "AUTH_AUDIENCE"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")], cwd=ROOT,
+        env={**os.environ, **environ, "PORT": str(port), "HOST": "127.0.0.1"},
+        stderr=subprocess.DEVNULL)
+    try:
+        token_file = re.search(r"\$\(cat (\S+)\)", call)
+        assert token_file is not None
+        headers = {"Authorization": f"Bearer {Path(token_file.group(1)).read_text()}"}
+        deadline = time.monotonic() + 30
+        while True:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/hello", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    assert json.load(answer)["hello"] == "system:serviceaccount:default:collector"
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                assert service.poll() is None, "the service exited"
+                assert time.monotonic() < deadline, "the service never let the token in"
+                time.sleep(0.1)
+    finally:
+        service.terminate()
+        service.wait(timeout=20)
+
+
+def test_help_is_plain_text() -> None:
+    """Issue 19: ``--help`` printed the module docstring's reST markup (``...``)."""
+    text = subprocess.run([sys.executable, "-m", "compass_auth.testing", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout
+    assert "``" not in text
+    assert "`" not in text
+    assert "Kubernetes API server emulator" in text
 
 
 def assert_pasted_command_serves(command: str, call: str) -> None:

@@ -1,10 +1,14 @@
-"""The service: two handlers on compass-auth's public API and nothing else.
+"""The service: four handlers on compass-auth's public API and nothing else.
 
 * ``GET /stock/<sku>``: the ``allowed_subjects`` class attribute limits it to the checkout
   workload; any other valid caller gets 403.
 * ``POST /reservations/<sku>``: the same, plus a check of our own in ``prepare()``: the token
   must be bound to a pod (a token bound only to the service account could have been requested
   by anyone with ``create serviceaccounts/token``, e.g. a CI job).
+* ``GET /audits/<namespace>``: Kubernetes RBAC decides (``required_access``): the caller needs
+  ``get`` on ``audits.inventory.example.com`` in that namespace, granted by a RoleBinding.
+* ``/ws/stock``: a WebSocket for the checkout workload that answers stock levels; it is closed
+  (1008, ``token expired``) when the caller's token expires.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ from collections.abc import Mapping
 
 import tornado.web
 
-from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, SubjectNotAllowed
+from compass_auth import (
+    AuthenticatedHandler,
+    Authenticator,
+    AuthSettings,
+    ResourceCheck,
+    SubjectNotAllowed,
+)
+from compass_auth.websocket import AuthenticatedWebSocketHandler
 
 #: The only workload that may read stock levels or reserve items.
 CHECKOUT = "system:serviceaccount:shop:checkout"
@@ -59,6 +70,31 @@ class ReservationHandler(AuthenticatedHandler):
         self.write({"sku": sku, "reserved": 1, "caller": caller(self)})
 
 
+class AuditHandler(AuthenticatedHandler):
+    """The audit trail of a namespace, for whoever RBAC lets read it."""
+
+    # {namespace} is the route's named argument; the API server answers a SubjectAccessReview.
+    required_access = (
+        ResourceCheck("get", "audits", group="inventory.example.com", namespace="{namespace}"),
+    )
+
+    async def get(self, namespace: str) -> None:
+        self.write({"namespace": namespace, "entries": [], "caller": caller(self)})
+
+
+class StockFeed(AuthenticatedWebSocketHandler):
+    """Send a SKU, get its stock level; for the checkout workload, until its token expires."""
+
+    allowed_subjects = frozenset({CHECKOUT})
+
+    def open(self) -> None:
+        self.write_message({"hello": self.identity.subject})
+
+    def on_message(self, message: str | bytes) -> None:
+        sku = message.decode() if isinstance(message, bytes) else message
+        self.write_message({"sku": sku, "available": STOCK.get(sku, 0)})
+
+
 def caller(handler: AuthenticatedHandler) -> dict[str, str | None]:
     identity = handler.identity
     return {
@@ -74,6 +110,8 @@ def make_app(authenticator: Authenticator) -> tornado.web.Application:
         [
             (r"/stock/([a-z0-9-]+)", StockHandler),
             (r"/reservations/([a-z0-9-]+)", ReservationHandler),
+            (r"/audits/(?P<namespace>[a-z0-9-]+)", AuditHandler),
+            (r"/ws/stock", StockFeed),
         ],
         authenticator=authenticator,
     )
