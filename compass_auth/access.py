@@ -109,10 +109,9 @@ class ResourceCheck:
         denied without a review."""
         if not self.templated:
             return self
-        namespace = _fill("namespace", self.namespace, arguments, _NAMESPACE, _MAX_NAMESPACE)
-        name = _fill("name", self.name, arguments, _NAME, _MAX_NAME)
         return ResourceCheck(self.verb, self.resource, self.group, self.subresource,
-                             namespace, name)
+                             _fill("namespace", self.namespace, arguments),
+                             _fill("name", self.name, arguments))
 
     def attributes(self) -> dict[str, str]:
         """``spec.resourceAttributes`` of a SubjectAccessReview (empty fields left out)."""
@@ -269,8 +268,7 @@ def uses_service_namespace(checks: tuple[Check, ...] | list[Check]) -> bool:
                in (check.namespace, check.name) for check in checks)
 
 
-def _fill(key: str, value: str, arguments: Mapping[str, str | None],
-          pattern: re.Pattern[str], limit: int) -> str:
+def _fill(key: str, value: str, arguments: Mapping[str, str | None]) -> str:
     match = _TEMPLATE.fullmatch(value)
     if match is None:
         return value
@@ -280,11 +278,15 @@ def _fill(key: str, value: str, arguments: Mapping[str, str | None],
         raise UnresolvedTemplate(
             f"template {value} has no value (the route has no argument of that name)"
         ) from None
-    if filled is None:  # Tornado passes None for an optional group that did not match
-        raise AccessSyntaxError(f"{key}: template {value} is absent from the request")
-    # No exemption for templates here (unlike a check as written): "{service_namespace}" sent
-    # in the URL is a value, and no namespace has braces in its name.
-    _match(key, filled, pattern, limit=limit)
+    # The new check validates the value, except in two cases it would take for "ask about
+    # every namespace" and "a template to fill later". Tornado passes None for an optional
+    # group that did not match.
+    if not filled:
+        raise AccessSyntaxError(f"{key}: template {value} is "
+                                f"{'absent from' if filled is None else 'empty in'} the request")
+    if _TEMPLATE.fullmatch(filled):
+        raise AccessSyntaxError(f"{key}={filled[:80]!r} is not a valid {key} (a template sent "
+                                "as a value)")
     return filled
 
 

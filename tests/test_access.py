@@ -122,7 +122,7 @@ def test_templates_are_filled_and_checked() -> None:
     # not match), empty, or a template itself, none is a namespace or name.
     with pytest.raises(AccessSyntaxError, match=r"template \{team\} is absent"):
         check.resolve({"team": None, "report": "q3"})
-    with pytest.raises(AccessSyntaxError, match=r"namespace='' is not a valid namespace"):
+    with pytest.raises(AccessSyntaxError, match=r"template \{team\} is empty in the request"):
         check.resolve({"team": "", "report": "q3"})
     with pytest.raises(AccessSyntaxError, match=r"name='\{service_namespace\}' is not a valid"):
         check.resolve({"team": "team-a", "report": "{service_namespace}"})

@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -230,6 +233,30 @@ async def test_a_value_no_namespace_has_is_403_without_a_review(
         assert refused.code == 403, why
         assert body(refused)["reason"] == "access_denied"
     assert running.api_calls("subjectaccessreview") == before
+
+
+async def test_a_flood_of_template_values_sends_no_review(
+    devcluster: DevCluster, start_service: StartService, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One caller, 2,000 distinct values that are templates or absent: every one 403, no
+    review, nothing remembered (the decision cache stays as it was)."""
+    caplog.set_level(logging.ERROR)  # one WARN line per denial; keep pytest's capture small
+    devcluster.load_rbac(REPORTS_EVERYWHERE)
+    running: RunningService = await start_service(service_options={"extra_rules": [
+        (r"/reports/?(?P<namespace>[^/]+)?", Reports)]})
+    token = running.token()
+    authorizer = running.authenticator.authorizer
+    assert (await running.get("/reports/team-a", token=token)).code == 200
+    before = (running.api_calls("subjectaccessreview"), authorizer.reviewer.cache_size())
+    paths = ["/reports"] + [f"/reports/%7Bns{index}%7D" for index in range(1999)]
+    codes: collections.Counter[int] = collections.Counter()
+    for start in range(0, len(paths), 50):
+        batch = await asyncio.gather(*(running.get(path, token=token)
+                                       for path in paths[start:start + 50]))
+        codes.update(response.code for response in batch)
+    assert codes == {403: 2000}
+    assert (running.api_calls("subjectaccessreview"),
+            authorizer.reviewer.cache_size()) == before
 
 
 async def test_an_unfillable_handler_check_is_refused_with_the_application(
