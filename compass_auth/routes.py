@@ -86,7 +86,7 @@ def check_routes(application: tornado.web.Application,
         authenticator = application.settings["authenticator"]
     service_wide = tuple(authenticator.settings.required_access)
     namespace_known = authenticator.authorizer.service_namespace is not None
-    problems = []
+    problems: list[str] = []
     for route in describe_routes(application):
         if route.authentication != "bearer":
             continue
