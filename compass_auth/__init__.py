@@ -39,6 +39,7 @@ from .errors import (
 )
 from .handler import AuthenticatedHandler
 from .identity import Identity
+from .routes import RouteAccessError, check_routes, describe_routes
 from .settings import AuthSettings, SettingsError
 from .version import __version__
 
@@ -65,6 +66,7 @@ __all__ = [
     "NotYetValid",
     "ResourceCheck",
     "ReviewRejected",
+    "RouteAccessError",
     "SettingsError",
     "StaleToken",
     "SubjectNotAllowed",
@@ -76,5 +78,7 @@ __all__ = [
     "UnsupportedAlgorithm",
     "VerificationUnavailable",
     "__version__",
+    "check_routes",
+    "describe_routes",
     "parse_access",
 ]

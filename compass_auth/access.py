@@ -53,7 +53,8 @@ class AccessSyntaxError(ValueError):
 
 
 class UnresolvedTemplate(LookupError):
-    """A check names a template that this request cannot fill (a handler bug)."""
+    """A check names a template that this request cannot fill (a handler bug; ``routes``
+    refuses it at start-up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,22 +89,29 @@ class ResourceCheck:
         if self.name and not _TEMPLATE.fullmatch(self.name):
             _match("name", self.name, _NAME, limit=_MAX_NAME)
 
+    def templates(self) -> frozenset[str]:
+        """The names of this check's templates (``{team}`` -> ``team``)."""
+        return frozenset(match.group(1) for value in (self.namespace, self.name)
+                         if (match := _TEMPLATE.fullmatch(value)))
+
     def resolve_static(self) -> bool:
         """Whether every template is ``{service_namespace}`` (the same value on every request)."""
         return all(value == "{" + SERVICE_NAMESPACE + "}" for value in (self.namespace, self.name)
                    if _TEMPLATE.fullmatch(value))
 
-    def resolve(self, arguments: Mapping[str, str]) -> ResourceCheck:
+    def resolve(self, arguments: Mapping[str, str | None]) -> ResourceCheck:
         """This check with its templates filled from ``arguments``.
 
-        Raises ``UnresolvedTemplate`` when an argument is missing and ``ValueError`` when a
-        value is no namespace or object name (then no RBAC rule can grant it: the caller is
-        denied without a review)."""
+        Raises ``UnresolvedTemplate`` when an argument is missing (the route has no such group)
+        and ``AccessSyntaxError`` when a value is no namespace or object name: absent (``None``,
+        an optional group that did not match), empty, or anything Kubernetes' naming rules
+        refuse, a template among them. No RBAC rule can grant such a value: the caller is
+        denied without a review."""
         if not self.templated:
             return self
-        return ResourceCheck(
-            self.verb, self.resource, self.group, self.subresource,
-            _fill(self.namespace, arguments), _fill(self.name, arguments))
+        return ResourceCheck(self.verb, self.resource, self.group, self.subresource,
+                             _fill("namespace", self.namespace, arguments),
+                             _fill("name", self.name, arguments))
 
     def attributes(self) -> dict[str, str]:
         """``spec.resourceAttributes`` of a SubjectAccessReview (empty fields left out)."""
@@ -133,10 +141,13 @@ class NonResourceCheck:
 
     templated = False
 
+    def templates(self) -> frozenset[str]:
+        return frozenset()
+
     def resolve_static(self) -> bool:
         return True
 
-    def resolve(self, arguments: Mapping[str, str]) -> NonResourceCheck:
+    def resolve(self, arguments: Mapping[str, str | None]) -> NonResourceCheck:
         return self
 
     def attributes(self) -> dict[str, str]:
@@ -257,16 +268,26 @@ def uses_service_namespace(checks: tuple[Check, ...] | list[Check]) -> bool:
                in (check.namespace, check.name) for check in checks)
 
 
-def _fill(value: str, arguments: Mapping[str, str]) -> str:
+def _fill(key: str, value: str, arguments: Mapping[str, str | None]) -> str:
     match = _TEMPLATE.fullmatch(value)
     if match is None:
         return value
     try:
-        return arguments[match.group(1)]
+        filled = arguments[match.group(1)]
     except KeyError:
         raise UnresolvedTemplate(
             f"template {value} has no value (the route has no argument of that name)"
         ) from None
+    # The new check validates the value, except in two cases it would take for "ask about
+    # every namespace" and "a template to fill later". Tornado passes None for an optional
+    # group that did not match.
+    if not filled:
+        raise AccessSyntaxError(f"{key}: template {value} is "
+                                f"{'absent from' if filled is None else 'empty in'} the request")
+    if _TEMPLATE.fullmatch(filled):
+        raise AccessSyntaxError(f"{key}={filled[:80]!r} is not a valid {key} (a template sent "
+                                "as a value)")
+    return filled
 
 
 def _match(key: str, value: str, pattern: re.Pattern[str], *, limit: int = _MAX_NAME,

@@ -59,7 +59,7 @@ class Authorizer:
         self.log_budget = LogBudget()
 
     def authorize_cached(self, identity: Identity, checks: Sequence[Check],
-                         arguments: Mapping[str, str]) -> bool:
+                         arguments: Mapping[str, str | None]) -> bool:
         """The common case, without I/O or ``await``: ``True`` when the cache allowed every
         check (each recorded); raise ``AccessDenied`` when it holds a denial for one. ``False``:
         some check needs ``authorize``, which records them all."""
@@ -86,13 +86,15 @@ class Authorizer:
         return True
 
     async def authorize(self, identity: Identity, checks: Sequence[Check],
-                        arguments: Mapping[str, str]) -> None:
+                        arguments: Mapping[str, str | None]) -> None:
         """Decide every check in order, asking the API server for those the cache cannot
         answer; raise ``AccessDenied`` (403) at the first that fails, or
         ``AuthorizationUnavailable`` (503) when the API server cannot decide.
 
-        A template that the request cannot fill is a bug of the handler (its route lacks the
-        argument): ``UnresolvedTemplate`` propagates, and the request gets a 500."""
+        A value from the URL that no namespace or name has (absent, empty, a template itself,
+        ``Team_A``) is denied here without a review. A template that the request cannot fill
+        is a bug of the handler (its route lacks the argument; ``routes.check_routes`` refuses
+        it at start-up): ``UnresolvedTemplate`` propagates, and the request gets a 500."""
         caller = principal(identity)
         for check in checks:
             invalid: AccessSyntaxError | None = None
@@ -119,7 +121,7 @@ class Authorizer:
                 self._log(error, identity, str(resolved))
                 raise
 
-    def _resolve(self, check: Check, arguments: Mapping[str, str]) -> Check:
+    def _resolve(self, check: Check, arguments: Mapping[str, str | None]) -> Check:
         if not check.templated:
             return check
         resolved = self._resolved.get(check)

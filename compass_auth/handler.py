@@ -25,7 +25,7 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.log import app_log
 
-from .access import Check, NonResourceCheck, ResourceCheck
+from .access import MAX_CHECKS, Check, NonResourceCheck, ResourceCheck
 from .authenticator import Authenticator
 from .errors import AuthError
 from .identity import Identity
@@ -53,15 +53,21 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
       handler, on top of the service-wide ``AUTH_ALLOWED_SUBJECTS``; ``None`` or empty = any
       authenticated caller. A valid token from another subject gets 403.
     * ``required_access``: Kubernetes RBAC checks (``ResourceCheck``, ``NonResourceCheck``) the
-      caller must all pass, decided by SubjectAccessReview after the subject lists let the
-      caller in; a ``{name}`` template in a check's namespace or name is filled from the
-      route's named path argument (docs/authorization.md). ``None`` or empty = none. A caller
-      denied gets 403 ``insufficient_scope``; when the API server cannot decide, 503.
+      caller must all pass, on top of the service-wide ``AUTH_REQUIRED_ACCESS``, decided by
+      SubjectAccessReview after the subject lists let the caller in; a ``{name}`` template in
+      a check's namespace or name is filled from the route's named path argument
+      (docs/authorization.md; ``compass_auth.check_routes`` checks the routes can fill them).
+      ``None`` or empty = none. A caller denied gets 403 ``insufficient_scope``; when the API
+      server cannot decide, 503.
     * ``allow_unauthenticated_preflight``: let CORS preflight (``OPTIONS``) requests through
       without a token. Off by default.
 
+    Both service-wide settings apply to every subclass, HTTP and WebSocket alike: no handler
+    can drop a check or a subject list that its siblings apply.
+
     Extension points: ``get_authenticator()`` (defaults to ``self.settings["authenticator"]``),
-    ``get_required_access()`` (defaults to ``required_access``) and ``send_auth_error(error)``.
+    ``get_required_access()`` (the handler's own checks, defaults to ``required_access``; the
+    service-wide ones are added to whatever it returns) and ``send_auth_error(error)``.
     If a subclass must extend ``prepare``, it must call ``await super().prepare()`` first; a
     method that runs without authentication having happened fails closed with a 500 instead of
     serving an anonymous caller.
@@ -75,12 +81,7 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for check in cls.__dict__.get("required_access") or ():
-            if not isinstance(check, ResourceCheck | NonResourceCheck):
-                raise TypeError(
-                    f"{cls.__name__}.required_access holds {check!r}: each check must be a "
-                    "ResourceCheck or NonResourceCheck (compass_auth.access.parse_access reads "
-                    "the text form)")
+        _check_required_access(cls)
         # Guard every HTTP method the subclass defines, so forgetting super().prepare() in an
         # override cannot silently turn an authenticated endpoint into an open one.
         for name in _HTTP_METHODS:
@@ -99,7 +100,8 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         return authenticator
 
     def get_required_access(self) -> Sequence[Check] | None:
-        """The checks this request must pass; override to choose them per application."""
+        """This handler's own checks for this request; override to choose them per request.
+        The service-wide ``AUTH_REQUIRED_ACCESS`` is applied before them in any case."""
         return self.required_access
 
     async def prepare(self) -> None:
@@ -119,7 +121,7 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
                 self.send_auth_error(error)
         self.current_user = answer
         identity = cast(Identity, answer)  # send_auth_error raised Finish otherwise
-        checks = self.get_required_access()
+        checks = _all_checks(authenticator.settings.required_access, self.get_required_access())
         if checks:
             # Most decisions come from the cache, again without another coroutine.
             authorizer = authenticator.authorizer
@@ -220,6 +222,38 @@ def log_uncaught(handler: tornado.web.RequestHandler, typ: type[BaseException] |
         text += f" [{suppressed} more suppressed before this one]"
     exc_info = (typ, value, tb) if typ is not None and value is not None else None
     app_log.error(LogText(text, MSG_UNCAUGHT), exc_info=exc_info, extra=fields)
+
+
+def _all_checks(service_wide: Sequence[Check],
+                own: Sequence[Check] | None) -> Sequence[Check]:
+    """The service-wide checks, then the handler's own (each once, in that order)."""
+    if not own:
+        return service_wide
+    if not service_wide:
+        return own
+    return tuple(dict.fromkeys((*service_wide, *own)))
+
+
+def _check_required_access(cls: type[AuthenticatedHandler]) -> None:
+    """What can be checked of ``required_access`` when the class is defined: a sequence of at
+    most ``MAX_CHECKS`` check objects. Whether a route can fill its templates is known only
+    with the application (``compass_auth.routes.check_routes``)."""
+    checks = cls.__dict__.get("required_access")
+    if checks is None:
+        return
+    where = f"{cls.__name__}.required_access"
+    if isinstance(checks, ResourceCheck | NonResourceCheck | str) or not isinstance(
+            checks, Sequence):
+        raise TypeError(f"{where} is {checks!r}: it must be a tuple of checks, e.g. "
+                        "(ResourceCheck(...),)")
+    if len(checks) > MAX_CHECKS:
+        raise TypeError(f"{where} holds {len(checks)} checks; at most {MAX_CHECKS} are "
+                        "accepted (each one costs a review per caller)")
+    for check in checks:
+        if not isinstance(check, ResourceCheck | NonResourceCheck):
+            raise TypeError(
+                f"{where} holds {check!r}: each check must be a ResourceCheck or "
+                "NonResourceCheck (compass_auth.access.parse_access reads the text form)")
 
 
 def _quoted(text: str) -> str:

@@ -276,10 +276,12 @@ class AuthSettings:
         "empty = any.", check=_subjects_check, **_SET)
     required_access: tuple[Check, ...] = setting(
         "AUTH_REQUIRED_ACCESS", (),
-        "The example service: RBAC checks a caller of /whoami must pass (SubjectAccessReview), "
+        "RBAC checks every caller of every `AuthenticatedHandler` (WebSockets included) must "
+        "pass, before the handler's own `required_access` (SubjectAccessReview), "
         "`;`-separated, e.g. `verb=get,group=compass.example,resource=whoami,"
         "namespace={service_namespace}` or `verb=get,path=/whoami` "
-        "([syntax](authorization.md#the-syntax)); empty = none.",
+        "([syntax](authorization.md#the-syntax), "
+        "[service-wide](authorization.md#service-wide-checks)); empty = none.",
         _access, _access_check, text=format_access)
     issuers: tuple[str, ...] = setting(
         "AUTH_ISSUER", (),

@@ -40,8 +40,13 @@ from tornado.log import access_log
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
 
-from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
-from compass_auth.access import Check
+from compass_auth import (
+    AuthenticatedHandler,
+    Authenticator,
+    AuthSettings,
+    RouteAccessError,
+    check_routes,
+)
 from compass_auth.handler import log_uncaught, request_summary, write_json_error
 from compass_auth.kube import SPARE_CONNECTIONS, KubeConfigError
 from compass_auth.logbudget import LogBudget
@@ -96,14 +101,9 @@ class JsonHandler(tornado.web.RequestHandler):
 
 
 class WhoAmIHandler(AuthenticatedHandler):
-    """``GET /whoami``: who the verified caller is. Callers must pass the RBAC checks of
-    ``AUTH_REQUIRED_ACCESS`` (none by default)."""
-
-    def initialize(self, required_access: Sequence[Check] = ()) -> None:
-        self._required_access = required_access
-
-    def get_required_access(self) -> Sequence[Check]:
-        return self._required_access
+    """``GET /whoami``: who the verified caller is. Its protection is the service-wide one
+    (``AUTH_ALLOWED_SUBJECTS``, ``AUTH_REQUIRED_ACCESS``), which the library applies to every
+    authenticated handler, ``/ws/whoami`` included: nothing per route to forget."""
 
     def compute_etag(self) -> str | None:
         return None  # a per-caller answer: an ETag only costs a SHA-1 per request
@@ -435,9 +435,11 @@ class Service:
         self.descriptor_limit: int | None = None
 
     def _make_application(self) -> ServiceApplication:
+        # Each route's protection is its handler class's (docs/example-service.md#endpoints,
+        # compared with the running application by tests/test_routes.py): the kwargs below
+        # carry dependencies, never checks.
         rules: list[Rule | tuple[Any, ...]] = [
-            (r"/whoami", WhoAmIHandler,
-             {"required_access": self.authenticator.settings.required_access}),
+            (r"/whoami", WhoAmIHandler),
             (r"/ws/whoami", WhoAmISocket, {"service": self}),
             (r"/healthz", HealthHandler),
             (r"/readyz", ReadyHandler, {"service": self}),
@@ -445,7 +447,7 @@ class Service:
         if self.telemetry is not None and self.telemetry.registry is not None:
             rules.append((r"/metrics", MetricsHandler, {"registry": self.telemetry.registry}))
         rules.extend(self._extra_rules)
-        return ServiceApplication(
+        application = ServiceApplication(
             self,
             rules,
             server_spans=self.telemetry.server_spans if self.telemetry is not None else None,
@@ -454,6 +456,9 @@ class Service:
             websocket_max_message_size=MAX_WEBSOCKET_MESSAGE_BYTES,
             websocket_ping_interval=WEBSOCKET_PING_INTERVAL,
         )
+        # A check that a route cannot fill would answer 500 to every caller: refuse to start.
+        check_routes(application, self.authenticator)
+        return application
 
     @property
     def in_flight(self) -> int:
@@ -582,18 +587,20 @@ async def serve(
         if setup is not None:
             setup.shutdown()
         return 2
-    service = Service(
-        authenticator,
-        drain_seconds=drain_seconds,
-        telemetry=setup,
-        extra_rules=extra_rules(authenticator) if extra_rules else (),
-        max_connections=max_connections,
-        idle_timeout=idle_timeout,
-        max_websockets=max_websockets,
-        max_connections_per_address=max_connections_per_address,
-    )
     try:
+        service = Service(
+            authenticator,
+            drain_seconds=drain_seconds,
+            telemetry=setup,
+            extra_rules=extra_rules(authenticator) if extra_rules else (),
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+            max_websockets=max_websockets,
+            max_connections_per_address=max_connections_per_address,
+        )
         service.listen(host, port)
+    except RouteAccessError as error:  # a check a route cannot fill (compass_auth/routes.py)
+        logger.error("invalid settings", extra={"error": str(error)})
     except DescriptorBudgetError as error:
         logger.error("the connection budget does not fit the file descriptor limit",
                      extra={"error": str(error)})

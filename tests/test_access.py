@@ -118,6 +118,15 @@ def test_templates_are_filled_and_checked() -> None:
     # A value taken from the URL is held to the same rules as a written one.
     with pytest.raises(AccessSyntaxError, match=r"namespace='\.\./kube-system'"):
         check.resolve({"team": "../kube-system", "report": "q3"})
+    # Issue 18 §9: no exemption for a value from the URL: absent (an optional group that did
+    # not match), empty, or a template itself, none is a namespace or name.
+    with pytest.raises(AccessSyntaxError, match=r"template \{team\} is absent"):
+        check.resolve({"team": None, "report": "q3"})
+    with pytest.raises(AccessSyntaxError, match=r"template \{team\} is empty in the request"):
+        check.resolve({"team": "", "report": "q3"})
+    with pytest.raises(AccessSyntaxError, match=r"name='\{service_namespace\}' is not a valid"):
+        check.resolve({"team": "team-a", "report": "{service_namespace}"})
+    assert check.templates() == {"team", "report"}
     fixed = ResourceCheck("get", "pods", namespace="default")
     assert fixed.resolve({"namespace": "other"}) is fixed
 

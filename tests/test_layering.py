@@ -21,7 +21,8 @@ EDGES = {"resolver", "tokenfile", "troubleshoot", "middlewares", "kube", "discov
          "unknown_keys", "tokenreview", "subjectaccess", "telemetry"}
 #: Where core and edges meet: the verification paths, the authenticator, the wiring, Tornado.
 COMPOSITION = {"local_path", "review_path", "key_lifecycle", "issuer_check", "authenticator",
-               "authorizer", "factory", "handler", "websocket", "server_spans", "__init__"}
+               "authorizer", "factory", "handler", "websocket", "server_spans", "routes",
+               "__init__"}
 
 ALLOWED = {
     "leaf": LEAVES,
