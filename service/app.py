@@ -599,11 +599,14 @@ async def serve(
             max_connections_per_address=max_connections_per_address,
         )
         service.listen(host, port)
-    except RouteAccessError as error:  # a check a route cannot fill (compass_auth/routes.py)
-        logger.error("invalid settings", extra={"error": str(error)})
-    except DescriptorBudgetError as error:
-        logger.error("the connection budget does not fit the file descriptor limit",
-                     extra={"error": str(error)})
+    except (RouteAccessError, DescriptorBudgetError) as error:
+        # A check a route cannot fill (compass_auth/routes.py), or connections that do not fit
+        # the descriptor limit (service/fd_budget.py): either way the service cannot work.
+        if isinstance(error, RouteAccessError):
+            logger.error("invalid settings", extra={"error": str(error)})
+        else:
+            logger.error("the connection budget does not fit the file descriptor limit",
+                         extra={"error": str(error)})
         await authenticator.close()
         if setup is not None:
             setup.shutdown()

@@ -19,6 +19,7 @@ import tornado.netutil
 import tornado.web
 
 from compass_auth import Authenticator, AuthSettings
+from compass_auth.testing.core import DEFAULT_AUDIENCE
 
 #: What ``devcluster_serve`` runs: an ``Application`` (the authenticator goes into its settings),
 #: the handler rules of one, or a factory that takes the authenticator (``make_app(auth)``).
@@ -63,7 +64,9 @@ async def serve_app(
     ``KeysNotLoaded``. Pass ``False`` to test the TokenReview fallback (a discovery fault set
     before serving).
     """
-    variables = {**(environ or {}), "KUBECONFIG": str(kubeconfig)}
+    # The audience devcluster.mint() puts in tokens, unless the test names its own.
+    variables = {"AUTH_AUDIENCE": DEFAULT_AUDIENCE, **(environ or {}),
+                 "KUBECONFIG": str(kubeconfig)}
     settings = AuthSettings.from_env(variables)
     authenticator = await Authenticator.connect(settings, variables)
     try:

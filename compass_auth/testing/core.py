@@ -25,6 +25,9 @@ from compass_auth.testing.tokens import TokenFactory
 logger = logging.getLogger(__name__)
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+#: The audience ``mint()`` puts in tokens unless told otherwise (a test value: the library itself
+#: has no default audience, see docs/settings.md).
+DEFAULT_AUDIENCE = "compass-internal"
 # A kind node's address: deliberately not loopback, so a verifier that fetches
 # jwks_uri literally (instead of through the API server) fails loudly.
 DEFAULT_EXTERNAL_ADDRESS = "https://172.18.0.2:6443"
@@ -151,7 +154,7 @@ class ClusterCore:
         self,
         namespace: str = "default",
         service_account: str = "collector",
-        audiences: Sequence[str] = ("compass-internal",),
+        audiences: Sequence[str] = (DEFAULT_AUDIENCE,),
         lifetime: int = 3600,
         pod: str | None = "collector-6c9d8b7f5-x2k9q",
         node: str | None = "kind-worker",
