@@ -8,7 +8,10 @@ else is shed with it (issue 18, finding 7). So one caller may hold at most ``CAL
 slots; its excess is shed while the others still find slots free.
 
 A caller is whatever the reviewer names: the subject of the identity being authorized, or the
-``sub`` a token claims before TokenReview (unverified in the fallback, see tokenreview.py).
+subject of a token whose signature was verified before its TokenReview (``AUTH_MODE=review``).
+A caller of ``None`` is unknown, and counts against the total cap alone: a subject that only a
+token claims, unverified (the fallback, an unknown key), could name someone else, and a flood
+of forged claims would then shed that someone's requests.
 """
 
 from __future__ import annotations
@@ -39,24 +42,28 @@ class InFlightBudget:
     def held_by(self, caller: Hashable) -> int:
         return self._by_caller[caller]
 
-    def take(self, caller: Hashable) -> str | None:
-        """Take a slot for ``caller``: ``None`` when taken, else why not (a sentence for the
-        503's log line; it names the setting, never the caller)."""
+    def take(self, caller: Hashable | None) -> str | None:
+        """Take a slot for ``caller`` (``None``: unknown, no share applies): ``None`` when
+        taken, else why not (a sentence for the 503's log line; it names the setting, never
+        the caller)."""
         if self._total >= self.capacity:
             return (f"{self._total} {self._what} outstanding, the cap ({self._setting}) is "
                     "reached")
-        held = self._by_caller[caller]
-        if held >= self.per_caller:
-            return (f"one caller already has {held} of the {self.capacity} {self._what} "
-                    f"allowed in flight ({self._setting}), its share; the rest stay free for "
-                    "other callers")
+        if caller is not None:
+            held = self._by_caller[caller]
+            if held >= self.per_caller:
+                return (f"one caller already has {held} of the {self.capacity} {self._what} "
+                        f"allowed in flight ({self._setting}), its share; the rest stay free "
+                        "for other callers")
+            self._by_caller[caller] = held + 1
         self._total += 1
-        self._by_caller[caller] = held + 1
         return None
 
-    def give_back(self, caller: Hashable) -> None:
+    def give_back(self, caller: Hashable | None) -> None:
         """Return a slot ``take`` gave ``caller``."""
         self._total -= 1
+        if caller is None:
+            return
         held = self._by_caller[caller] - 1
         if held > 0:
             self._by_caller[caller] = held

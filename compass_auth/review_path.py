@@ -67,15 +67,16 @@ class ReviewPath:
 
     def _local_checks(self, bearer: Bearer, now: float) -> tuple[int | None, str | None]:
         """Refuse what need not reach the API server; the token's ``exp``, which bounds how long
-        an accepted answer is cached, and its ``sub``, whose share of the reviews in flight the
-        review takes (verified with the key set; in the fallback, only claimed: a flood of
-        forged subjects is bounded by the total cap alone)."""
+        an accepted answer is cached, and, when its signature was verified here, its subject:
+        whose share of the reviews in flight the review takes. A subject only claimed (the
+        fallback, an unknown key) is not used: a forged claim could name another caller and
+        shed its requests; such reviews count against the total cap alone (budget.py)."""
         keys = self._keys.snapshot() if self._keys is not None else None
         if keys is None:
             # Without discovery the issuer is only known if pinned; the API server checks it.
             unverified = precheck(bearer.token, self.policy, self.policy.accepted_issuers(None),
                                   now, bearer.parts)
-            return _expiry(unverified.payload), _subject(unverified.payload)
+            return _expiry(unverified.payload), None
         try:
             identity = verify_local(bearer.token, keys, self.policy, now, bearer.parts)
             return identity.expires_at, identity.subject
@@ -84,7 +85,7 @@ class ReviewPath:
             # the exp it authenticates is this one (the signature covers it); the pre-check
             # passed inside verify_local, issuer included.
             unverified = precheck(bearer.token, self.policy, (), now, bearer.parts)
-            return _expiry(unverified.payload), _subject(unverified.payload)
+            return _expiry(unverified.payload), None
 
     def _policy(self, identity: Identity) -> Identity:
         """The Kubernetes-aware options on a TokenReview answer: pod binding comes from
@@ -92,11 +93,6 @@ class ReviewPath:
         check_kubernetes_policy(identity, require_pod_bound=self.policy.require_pod_bound,
                                 max_lifetime=None, reject_stale=False)
         return identity
-
-
-def _subject(payload: Mapping[str, Any]) -> str | None:
-    sub = payload.get("sub")
-    return sub if isinstance(sub, str) else None
 
 
 def _expiry(payload: Mapping[str, Any]) -> int | None:

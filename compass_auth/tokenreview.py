@@ -16,8 +16,9 @@ Protection, because a flood of tokens must not become a flood of reviews:
   Infrastructure errors are never cached;
 * concurrent requests with the same token share one review (singleflight);
 * at most ``max_in_flight`` reviews are outstanding, and at most half of them for one caller
-  (the ``sub`` the token claims, budget.py); beyond that the caller gets 503 at once rather
-  than a queue that grows with the flood;
+  whose token was verified locally first (``AUTH_MODE=review``; budget.py says why a claimed
+  subject does not count); beyond that the caller gets 503 at once rather than a queue that
+  grows with the flood;
 * an answer with ``Retry-After`` (429 from priority and fairness, or a 503) stops all reviews
   until that time has passed: callers get 503 at once, with that ``Retry-After``;
 * readiness (``probe``) has a budget of its own: one probe in flight, shared by every
@@ -152,11 +153,12 @@ class TokenReviewer:
         return verdict.identity if verdict is not None else None
 
     async def review(self, token: str, key: bytes, expires_at: int | None,
-                     caller: Hashable = None) -> Identity:
+                     caller: Hashable | None = None) -> Identity:
         """The identity the API server confirms, or raise ``ReviewRejected`` /
         ``TokenReviewUnavailable``. ``expires_at`` (the token's ``exp``, read by the caller's
-        pre-check) bounds how long an accepted answer is cached; ``caller`` (the ``sub`` the
-        token claims) is whose share of the in-flight reviews this one takes."""
+        pre-check) bounds how long an accepted answer is cached; ``caller`` (the verified
+        subject, or ``None`` when unknown) is whose share of the in-flight reviews this one
+        takes."""
         answer: _Verdict | _Failure | None = self._cache.get(key)
         if answer is None:
             task = self._inflight.get(key)
@@ -246,7 +248,7 @@ class TokenReviewer:
         self._not_before = None
 
     async def _review(self, token: str, key: bytes, expires_at: int | None,
-                      caller: Hashable) -> _Verdict | _Failure:
+                      caller: Hashable | None) -> _Verdict | _Failure:
         try:
             status = await self._call(token)
             verdict = self._judge(status, token, expires_at)

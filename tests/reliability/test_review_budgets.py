@@ -87,10 +87,10 @@ async def test_one_callers_tokens_leave_tokenreview_slots_for_others(
     flooding = [asyncio.create_task(running.get(token=token)) for token in flood]
     # Every flood request is either in flight or already answered (shed): then the others come.
     deadline = asyncio.get_running_loop().time() + 10
-    while sum(task.done() for task in flooding) + len(reviewer._inflight) < len(flood):
+    while sum(task.done() for task in flooding) + reviewer.in_flight() < len(flood):
         assert asyncio.get_running_loop().time() < deadline, "the flood never settled"
         await asyncio.sleep(0.01)
-    held = len(reviewer._inflight)
+    held = reviewer.in_flight()
     answers = await asyncio.gather(*(running.get(token=token) for token in others))
     flood_codes = [response.code for response in await asyncio.gather(*flooding)]
     print(f"\none caller's {len(flood)} tokens: {held} reviews in flight, answers "
