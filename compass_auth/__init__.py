@@ -39,6 +39,7 @@ from .errors import (
 )
 from .handler import AuthenticatedHandler
 from .identity import Identity
+from .readiness import Readiness
 from .settings import AuthSettings, SettingsError
 from .version import __version__
 
@@ -63,6 +64,7 @@ __all__ = [
     "NonResourceCheck",
     "NotPodBound",
     "NotYetValid",
+    "Readiness",
     "ResourceCheck",
     "ReviewRejected",
     "SettingsError",
