@@ -224,17 +224,13 @@ class TokenReviewer:
     # --- internals --------------------------------------------------------------------------
 
     async def _run_probe(self) -> bool:
+        # The probe's call records its answer (``_send`` on success, ``_failed`` on failure),
+        # which ``healthy()`` then serves for HEALTH_MEMORY. A refusal by a pending Retry-After
+        # sends nothing and records nothing: the next check asks the backoff again, no I/O.
         try:
-            healthy = await self.probe()
+            return await self.probe()
         finally:
             self._probe = None
-        # The answer stands for HEALTH_MEMORY whatever ended the probe (even a refusal made
-        # before any call, such as a pending Retry-After): the next check reads it, not a probe.
-        if healthy:
-            self._last_success = self._clock()
-        else:
-            self._last_failure = self._clock()
-        return healthy
 
     def _check_backoff(self) -> None:
         if self._not_before is None:
