@@ -39,6 +39,7 @@ from .errors import (
 )
 from .handler import AuthenticatedHandler
 from .identity import Identity
+from .readiness import Readiness
 from .routes import RouteAccessError, check_routes, describe_routes
 from .settings import AuthSettings, SettingsError
 from .version import __version__
@@ -64,6 +65,7 @@ __all__ = [
     "NonResourceCheck",
     "NotPodBound",
     "NotYetValid",
+    "Readiness",
     "ResourceCheck",
     "ReviewRejected",
     "RouteAccessError",

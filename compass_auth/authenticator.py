@@ -34,6 +34,7 @@ from .kube import ApiServer
 from .local_path import LocalPath
 from .logbudget import LogBudget
 from .logtext import LogText, clip, render
+from .readiness import Readiness, explain
 from .review_path import ReviewPath
 from .settings import AuthSettings
 from .stale import StaleTokenLog
@@ -131,7 +132,10 @@ class Authenticator:
                 name="compass-auth-keys"))
 
     async def wait_started(self) -> None:
-        """Wait until the start-up discovery finished (successfully or not)."""
+        """Wait until the start-up discovery finished (successfully or not): after it, tokens
+        are verified locally when the key set loaded, and the start-up failure is known when it
+        did not. Tests call it so that their first requests take the path they mean to test
+        (until then TokenReview verifies)."""
         await self._lifecycle.started.wait()
 
     async def close(self) -> None:
@@ -224,6 +228,34 @@ class Authenticator:
         return await self.authenticate_uncached(answer, allowed_subjects)
 
     # --- paths and status -----------------------------------------------------------------
+
+    async def readiness(self) -> Readiness:
+        """Whether a verification path is available now, which, and why (a Kubernetes readiness
+        probe's answer; the example service's ``/readyz``).
+
+        Ready when the key set is loaded (``jwks``; no I/O), or when TokenReview is the path and
+        works. Whether it works is what a review said within the last few seconds, else one
+        probe review: concurrent calls share the probe in flight and its answer is remembered
+        (``TokenReviewer.check_health``), so a flood of readiness calls costs the API server at
+        most one review every ``tokenreview.HEALTH_MEMORY`` seconds."""
+        path = self.active_path()
+        tokenreview_ok = path == METHOD_TOKENREVIEW and await self.review.check_health()
+        ready = path == METHOD_JWKS or tokenreview_ok
+        # Read after the probe: the key set may have loaded meanwhile.
+        keys = self.keys.snapshot()
+        age = self.keys.age()
+        return Readiness(
+            ready=ready,
+            path="none" if not ready else "jwks" if path == METHOD_JWKS else "tokenreview",
+            mode=self.settings.mode,
+            reason=explain(self.settings.mode, path, tokenreview_ok, self.keys.last_error,
+                           self.reviewer.last_failure_message),
+            issuer=keys.issuer if keys is not None else None,
+            keys=tuple(sorted(keys.keys)) if keys is not None else (),
+            keys_age_seconds=None if age is None else round(age, 1),
+            last_error=self.keys.last_error,
+            tokenreview_cache_entries=self.reviewer.cache_size(),
+        )
 
     def active_path(self) -> str:
         """``jwks`` or ``tokenreview``: how the next token would be verified."""

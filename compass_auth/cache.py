@@ -1,9 +1,10 @@
 """Bounded caches of verdicts, keyed by an HMAC of the token (never the token itself).
 
 Used for locally verified identities (the common case: a client reuses one bound token for up to
-an hour) and for TokenReview answers. Both are keyed by ``TokenHasher``: HMAC-SHA256 with a
-random per-process key, so a cache key reveals nothing about a token, cannot be precomputed, and
-is useless outside this process (even in a heap dump).
+an hour), for TokenReview answers and for SubjectAccessReview decisions. The token caches are
+keyed by ``TokenHasher``: HMAC-SHA256 with a random per-process key, so a cache key reveals
+nothing about a token, cannot be precomputed, and is useless outside this process (even in a
+heap dump).
 """
 
 from __future__ import annotations
@@ -48,46 +49,148 @@ class _Entry(Generic[V]):
     kid: str | None
 
 
+#: The protected segment's part of the capacity. Caffeine gives its protected segment 80 % of
+#: the main space (BoundedLocalCache.PERCENT_MAIN_PROTECTED); the rest, probation, is where new
+#: entries wait to be asked for again.
+PROTECTED_SHARE = 0.8
+#: The part of the protected segment one owner may hold (see ``VerdictCache``'s ``owner``): the
+#: same fraction as a caller's share of the reviews in flight (budget.CALLER_SHARE).
+OWNER_SHARE = 0.5
+
+
 class VerdictCache(Generic[V]):
-    """An LRU map with a per-entry expiry; ``get`` is a dict lookup plus a clock read.
+    """A segmented LRU map (SLRU) with a per-entry expiry; ``get`` is a dict lookup plus a clock
+    read.
 
     Keys are token HMACs (``TokenHasher``) or, for authorization decisions, tuples of the
-    caller's principal and the check."""
+    caller's principal and the check.
 
-    def __init__(self, capacity: int, clock: Callable[[], float] = time.monotonic) -> None:
+    Why segmented: with one LRU list, a flood of new keys (junk tokens, one caller's distinct
+    checks) pushes out every entry that callers are still using. Here a new entry enters the
+    *probation* segment; a hit moves it to the *protected* segment (at most ``PROTECTED_SHARE``
+    of the capacity), whose least recently used entry steps back to probation when it is full.
+    Eviction takes probation's least recently used entry, so entries seen once churn among
+    themselves and entries asked for again stay (Karedla, Love and Wherry, "Caching strategies
+    to improve disk system performance", IEEE Computer 27(3), 1994). The total never exceeds
+    ``capacity``.
+
+    ``owner`` (optional) names whose an entry is, from its key: then one owner holds at most
+    ``OWNER_SHARE`` of the protected segment, and an owner past its share steps back its own
+    least recently used entry, not someone else's. A caller that repeats each of its new
+    checks cannot crowd the others out of the protected segment that way either.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        owner: Callable[[Hashable], Hashable] | None = None,
+    ) -> None:
         self._capacity = capacity
         self._clock = clock
-        self._entries: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
+        self._owner = owner
+        # At least one probation slot, so that a new entry never evicts a protected one.
+        self._protected_capacity = min(int(capacity * PROTECTED_SHARE), capacity - 1)
+        self._owner_capacity = max(1, int(self._protected_capacity * OWNER_SHARE))
+        self._probation: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
+        self._protected: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
+        #: Per owner, its protected keys, least recently used first (only with ``owner``).
+        self._owned: dict[Hashable, OrderedDict[Hashable, None]] = {}
 
     def get(self, key: Hashable) -> V | None:
-        entry = self._entries.get(key)
+        entry = self._protected.get(key)
+        if entry is not None:
+            if entry.expires <= self._clock():
+                self._drop_protected(key)
+                return None
+            self._protected.move_to_end(key)
+            if self._owner is not None:
+                self._owned[self._owner(key)].move_to_end(key)
+            return entry.value
+        entry = self._probation.get(key)
         if entry is None:
             return None
+        del self._probation[key]
         if entry.expires <= self._clock():
-            del self._entries[key]
             return None
-        self._entries.move_to_end(key)
+        self._promote(key, entry)
         return entry.value
 
     def put(self, key: Hashable, value: V, lifetime: float, kid: str | None = None) -> None:
         """Keep ``value`` for ``lifetime`` seconds (nothing when it is not positive)."""
         if lifetime <= 0:
             return
-        self._entries[key] = _Entry(value, self._clock() + lifetime, kid)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        entry = _Entry(value, self._clock() + lifetime, kid)
+        if key in self._protected:  # a new answer for a key in use: it stays protected
+            self._protected[key] = entry
+            self._protected.move_to_end(key)
+            if self._owner is not None:
+                self._owned[self._owner(key)].move_to_end(key)
+            return
+        self._probation[key] = entry
+        self._probation.move_to_end(key)
+        while len(self._probation) + len(self._protected) > self._capacity:
+            if self._probation:
+                self._probation.popitem(last=False)
+            else:  # capacity 0: nothing is kept
+                self._drop_protected(next(iter(self._protected)))
 
     def retain_kids(self, kids: Container[str]) -> int:
         """Drop entries verified with a key that is no longer published; return how many."""
-        gone = [key for key, entry in self._entries.items()
-                if entry.kid is not None and entry.kid not in kids]
-        for key in gone:
-            del self._entries[key]
-        return len(gone)
+        gone = 0
+        for segment in (self._probation, self._protected):
+            for key in [key for key, entry in segment.items()
+                        if entry.kid is not None and entry.kid not in kids]:
+                if segment is self._protected:
+                    self._drop_protected(key)
+                else:
+                    del segment[key]
+                gone += 1
+        return gone
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._probation.clear()
+        self._protected.clear()
+        self._owned.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._probation) + len(self._protected)
+
+    def keys(self) -> list[Hashable]:
+        """Every key held, probation's first (for inspection: what a heap dump would show)."""
+        return [*self._probation, *self._protected]
+
+    # --- segments -------------------------------------------------------------------------
+
+    def _promote(self, key: Hashable, entry: _Entry[V]) -> None:
+        """Move ``key`` (just taken out of probation) to the protected segment's most recent
+        end; step back what no longer fits there."""
+        if self._protected_capacity <= 0:
+            self._probation[key] = entry  # too small to segment: a plain LRU
+            return
+        if self._owner is not None:
+            owner = self._owner(key)
+            owned = self._owned.get(owner)
+            if owned is not None and len(owned) >= self._owner_capacity:
+                self._demote(next(iter(owned)))  # its own least recently used
+            self._owned.setdefault(owner, OrderedDict())[key] = None
+        self._protected[key] = entry
+        if len(self._protected) > self._protected_capacity:
+            self._demote(next(iter(self._protected)))
+
+    def _demote(self, key: Hashable) -> None:
+        """Step ``key`` back from protected to probation's most recent end (a second chance
+        before eviction)."""
+        entry = self._protected[key]
+        self._drop_protected(key)
+        self._probation[key] = entry
+
+    def _drop_protected(self, key: Hashable) -> None:
+        del self._protected[key]
+        if self._owner is not None:
+            owner = self._owner(key)
+            owned = self._owned[owner]
+            del owned[key]
+            if not owned:
+                del self._owned[owner]

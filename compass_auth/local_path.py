@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from .bearer import Bearer
 from .cache import VerdictCache
@@ -71,17 +70,6 @@ class LocalPath:
 
     def available(self) -> bool:
         return self.keys.snapshot() is not None
-
-    def status(self) -> dict[str, Any]:
-        """This path's part of ``/readyz``."""
-        keys = self.keys.snapshot()
-        age = self.keys.age()
-        return {
-            "issuer": keys.issuer if keys is not None else None,
-            "keys": sorted(keys.keys) if keys is not None else [],
-            "keys_age_seconds": None if age is None else round(age, 1),
-            "last_error": self.keys.last_error,
-        }
 
     def cache_size(self) -> int:
         return len(self._verified)

@@ -53,38 +53,39 @@ class ReviewPath:
         cached = self.reviewer.cached(bearer.key)
         if cached is not None:
             return self._policy(cached), True
-        expires_at = self._local_checks(bearer, self._clock())
-        identity = await self.reviewer.review(bearer.token, bearer.key, expires_at)
+        expires_at, caller = self._local_checks(bearer, self._clock())
+        identity = await self.reviewer.review(bearer.token, bearer.key, expires_at, caller)
         return self._policy(identity), False
 
     def healthy(self) -> bool | None:
         return self.reviewer.healthy()
 
-    async def status(self) -> tuple[bool, dict[str, Any]]:
-        """Whether TokenReview works (one probe when nothing recent says), and this path's part
-        of ``/readyz``."""
-        healthy = self.reviewer.healthy()
-        if healthy is None:
-            healthy = await self.reviewer.probe()
-        return healthy, {"tokenreview_cache_entries": self.reviewer.cache_size()}
+    async def check_health(self) -> bool:
+        """Whether TokenReview works: what a call or probe said recently, else one probe shared
+        by every concurrent check (``TokenReviewer.check_health``)."""
+        return await self.reviewer.check_health()
 
-    def _local_checks(self, bearer: Bearer, now: float) -> int | None:
+    def _local_checks(self, bearer: Bearer, now: float) -> tuple[int | None, str | None]:
         """Refuse what need not reach the API server; the token's ``exp``, which bounds how long
-        an accepted answer is cached."""
+        an accepted answer is cached, and, when its signature was verified here, its subject:
+        whose share of the reviews in flight the review takes. A subject only claimed (the
+        fallback, an unknown key) is not used: a forged claim could name another caller and
+        shed its requests; such reviews count against the total cap alone (budget.py)."""
         keys = self._keys.snapshot() if self._keys is not None else None
         if keys is None:
             # Without discovery the issuer is only known if pinned; the API server checks it.
             unverified = precheck(bearer.token, self.policy, self.policy.accepted_issuers(None),
                                   now, bearer.parts)
-            return _expiry(unverified.payload)
+            return _expiry(unverified.payload), None
         try:
-            return verify_local(bearer.token, keys, self.policy, now, bearer.parts).expires_at
+            identity = verify_local(bearer.token, keys, self.policy, now, bearer.parts)
+            return identity.expires_at, identity.subject
         except UnknownKey:
             # A key we have not seen yet: the API server decides. Its answer has no expiry, and
             # the exp it authenticates is this one (the signature covers it); the pre-check
             # passed inside verify_local, issuer included.
             unverified = precheck(bearer.token, self.policy, (), now, bearer.parts)
-            return _expiry(unverified.payload)
+            return _expiry(unverified.payload), None
 
     def _policy(self, identity: Identity) -> Identity:
         """The Kubernetes-aware options on a TokenReview answer: pod binding comes from

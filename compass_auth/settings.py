@@ -359,7 +359,8 @@ class AuthSettings:
         **choices("auto", "review"))
     tokenreview_max_in_flight: int = setting(
         "AUTH_TOKENREVIEW_MAX_IN_FLIGHT", 8,
-        "Outstanding TokenReviews at most; beyond that callers get 503.", **_integer(1, 256))
+        "Outstanding TokenReviews at most (in review mode, half of them for one caller); beyond "
+        "that callers get 503.", **_integer(1, 256))
     tokenreview_cache_ttl: float = setting(
         "AUTH_TOKENREVIEW_CACHE_TTL", 120.0,
         "Seconds an accepted TokenReview answer is reused (capped by the token's exp).",
@@ -369,7 +370,7 @@ class AuthSettings:
         "Seconds a rejected TokenReview answer is reused.", **_seconds(0, 3600))
     tokenreview_cache_size: int = setting(
         "AUTH_TOKENREVIEW_CACHE_SIZE", 10000,
-        "Entries in the TokenReview answer cache (least recently used go first).",
+        "Entries in the TokenReview answer cache (segmented LRU: entries used once go first).",
         **_integer(1, 1_000_000))
     authz_allowed_ttl: float = setting(
         "AUTH_AUTHZ_ALLOWED_TTL", 300.0,
@@ -381,15 +382,16 @@ class AuthSettings:
         "authorizer default).", **_seconds(0, 3600))
     authz_cache_size: int = setting(
         "AUTH_AUTHZ_CACHE_SIZE", 10000,
-        "Entries in the SubjectAccessReview answer cache, one per caller and check (least "
-        "recently used go first).", **_integer(1, 1_000_000))
+        "Entries in the SubjectAccessReview answer cache, one per caller and check (segmented "
+        "LRU: entries used once go first).", **_integer(1, 1_000_000))
     authz_max_in_flight: int = setting(
         "AUTH_AUTHZ_MAX_IN_FLIGHT", 8,
-        "Outstanding SubjectAccessReviews at most; beyond that callers get 503.",
+        "Outstanding SubjectAccessReviews at most, half of them for one caller; beyond that "
+        "callers get 503.",
         **_integer(1, 256))
     cache_size: int = setting(
         "AUTH_CACHE_SIZE", 10000,
-        "Locally verified tokens remembered (least recently used go first); 0 = off.",
+        "Locally verified tokens remembered (segmented LRU: tokens used once go first); 0 = off.",
         **_integer(0, 1_000_000))
     cache_ttl: float = setting(
         "AUTH_CACHE_TTL", 300.0,

@@ -8,10 +8,13 @@ a flood of callers or of checks must not become a flood of reviews:
 * decisions are cached per (caller, check): allowed for ``allowed_ttl``, denied for
   ``denied_ttl`` (kube-apiserver's webhook authorizer defaults: 5 minutes and 30 seconds,
   ``--authorization-webhook-cache-authorized-ttl`` / ``-unauthorized-ttl``); bounded in entries
-  (LRU). A decision is cached as data, never as an exception instance (docs/reliability.md,
-  issue 11). Errors, and denials that came with an ``evaluationError``, are never cached;
+  (a segmented LRU, cache.py, in which one caller holds at most half of the protected entries:
+  one caller's flood of new checks cannot push out the decisions other callers are using). A
+  decision is cached as data, never as an exception instance (docs/reliability.md, issue 11).
+  Errors, and denials that came with an ``evaluationError``, are never cached;
 * concurrent identical questions share one review (singleflight);
-* at most ``max_in_flight`` reviews are outstanding; beyond that the caller gets 503 at once;
+* at most ``max_in_flight`` reviews are outstanding, and one caller (subject) at most half of
+  them (budget.py); beyond that the caller gets 503 at once;
 * an answer with ``Retry-After`` (429 from priority and fairness, or a 503) stops all reviews
   until that time has passed: callers get 503 at once, with that ``Retry-After``.
 """
@@ -30,6 +33,7 @@ import aiohttp
 from kubernetes_asyncio.client import AuthorizationV1Api
 
 from .backoff import retry_after_header
+from .budget import InFlightBudget
 from .cache import VerdictCache
 from .errors import AuthorizationUnavailable
 from .kube import ApiServer, read_capped
@@ -75,6 +79,18 @@ class _Failure:
         raise AuthorizationUnavailable(self.message, retry_after=self.retry_after)
 
 
+#: A decision's cache key: (``access.principal(identity)``, the resolved check).
+Key = tuple[Hashable, Hashable]
+
+
+def caller_of(key: Key) -> Hashable:
+    """Whose question ``key`` is, for the budgets: the subject, the first item of
+    ``access.principal`` (not the whole principal, which names the token too: a caller with many
+    tokens is still one caller)."""
+    principal = key[0]
+    return principal[0] if isinstance(principal, tuple) and principal else principal
+
+
 class AccessReviewer:
     """Decides (caller, check) questions with SubjectAccessReviews, caching the answers."""
 
@@ -95,19 +111,21 @@ class AccessReviewer:
         self._telemetry = telemetry or Telemetry()
         self._allowed_ttl = allowed_ttl
         self._denied_ttl = denied_ttl
-        self._max_in_flight = max_in_flight
+        self._budget = InFlightBudget(max_in_flight, what="SubjectAccessReviews",
+                                      setting="AUTH_AUTHZ_MAX_IN_FLIGHT")
         self._clock = clock
         self._wall_clock = wall_clock
-        self._cache: VerdictCache[Decision] = VerdictCache(capacity, clock)
-        self._inflight: dict[Hashable, asyncio.Task[Decision | _Failure]] = {}
+        self._cache: VerdictCache[Decision] = VerdictCache(
+            capacity, clock, owner=lambda key: caller_of(cast(Key, key)))
+        self._inflight: dict[Key, asyncio.Task[Decision | _Failure]] = {}
         #: No review is sent before this (monotonic) after an answer with Retry-After.
         self._not_before: float | None = None
 
-    def cached(self, key: Hashable) -> Decision | None:
+    def cached(self, key: Key) -> Decision | None:
         """The cached decision for ``key`` (a (principal, check) tuple), without I/O."""
         return self._cache.get(key)
 
-    async def review(self, key: Hashable, body: Mapping[str, Any]) -> Decision:
+    async def review(self, key: Key, body: Mapping[str, Any]) -> Decision:
         """The decision for ``key``, asking with ``body`` (``access.review_body``) unless it is
         cached or already being asked; raise ``AuthorizationUnavailable``."""
         answer: Decision | _Failure | None = self._cache.get(key)
@@ -115,10 +133,9 @@ class AccessReviewer:
             task = self._inflight.get(key)
             if task is None:
                 self._check_backoff()
-                if len(self._inflight) >= self._max_in_flight:
-                    raise AuthorizationUnavailable(
-                        f"{len(self._inflight)} SubjectAccessReviews outstanding, the cap "
-                        "(AUTH_AUTHZ_MAX_IN_FLIGHT) is reached")
+                refusal = self._budget.take(caller_of(key))
+                if refusal is not None:
+                    raise AuthorizationUnavailable(refusal)
                 task = asyncio.create_task(self._review(key, body))
                 self._inflight[key] = task
             # shield: a client that hangs up must not cancel the review others wait for.
@@ -130,8 +147,9 @@ class AccessReviewer:
     def cache_size(self) -> int:
         return len(self._cache)
 
-    def in_flight(self) -> int:
-        return len(self._inflight)
+    def in_flight(self, caller: Hashable | None = None) -> int:
+        """Reviews outstanding: all, or those of ``caller`` (a subject)."""
+        return len(self._budget) if caller is None else self._budget.held_by(caller)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -145,13 +163,14 @@ class AccessReviewer:
                 retry_after=remaining)
         self._not_before = None
 
-    async def _review(self, key: Hashable, body: Mapping[str, Any]) -> Decision | _Failure:
+    async def _review(self, key: Key, body: Mapping[str, Any]) -> Decision | _Failure:
         try:
             decision = await self._call(body)
         except AuthorizationUnavailable as error:
             return _Failure(error.detail, error.retry_after)
         finally:
             self._inflight.pop(key, None)
+            self._budget.give_back(caller_of(key))
         lifetime = self._allowed_ttl if decision.allowed else self._denied_ttl
         if not decision.evaluation_error:  # a partial evaluation is an error: asked again
             self._cache.put(key, decision, lifetime)

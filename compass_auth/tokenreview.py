@@ -11,13 +11,19 @@ Protection, because a flood of tokens must not become a flood of reviews:
   itself; a reviewer serves one audience, so the key need not name it): accepted until the
   earlier of the token's ``exp`` and ``accepted_ttl``, rejected for ``rejected_ttl`` (the
   defaults of kube-apiserver's webhook token authenticator, 2 minutes and 30 seconds); bounded
-  in entries (LRU). A verdict is cached as data, never as an exception instance. Infrastructure
-  errors are never cached;
+  in entries (a segmented LRU, cache.py: tokens seen once, such as junk, cannot push out the
+  answers for tokens in use). A verdict is cached as data, never as an exception instance.
+  Infrastructure errors are never cached;
 * concurrent requests with the same token share one review (singleflight);
-* at most ``max_in_flight`` reviews are outstanding; beyond that the caller gets 503 at once
-  rather than a queue that grows with the flood;
+* at most ``max_in_flight`` reviews are outstanding, and at most half of them for one caller
+  whose token was verified locally first (``AUTH_MODE=review``; budget.py says why a claimed
+  subject does not count); beyond that the caller gets 503 at once rather than a queue that
+  grows with the flood;
 * an answer with ``Retry-After`` (429 from priority and fairness, or a 503) stops all reviews
-  until that time has passed: callers get 503 at once, with that ``Retry-After``.
+  until that time has passed: callers get 503 at once, with that ``Retry-After``;
+* readiness (``probe``) has a budget of its own: one probe in flight, shared by every
+  concurrent readiness call, and its answer remembered for ``HEALTH_MEMORY`` seconds, so that
+  unauthenticated ``/readyz`` calls never cost a review each (issue 18, finding 5).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
@@ -38,6 +44,7 @@ from kubernetes_asyncio.client import (
 )
 
 from .backoff import retry_after_header
+from .budget import InFlightBudget
 from .cache import TokenHasher, VerdictCache
 from .errors import ReviewRejected, TokenReviewUnavailable
 from .identity import Identity, parse_subject
@@ -56,8 +63,12 @@ logger = logging.getLogger(__name__)
 REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 #: A TokenReview answer echoes the token and lists a user: a few KiB at most.
 MAX_REVIEW_BYTES = 64 * 1024
-#: How long a failed probe or call keeps the path marked unhealthy for /readyz.
+#: How long the answer of a call or probe stands for /readyz: a readiness check within this
+#: time sends no probe. Kubernetes probes every 10 s by default (periodSeconds), so a pod with no
+#: traffic costs the API server about one probe per kubelet probe, however often /readyz is hit.
 HEALTH_MEMORY = 10.0
+#: The token the readiness probe reviews: not a JWT, so it can never be authenticated.
+PROBE_TOKEN = "compass-auth.readiness-probe.invalid"  # noqa: S105 (not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +120,8 @@ class TokenReviewer:
         self._telemetry = telemetry or Telemetry()
         self._authentication = AuthenticationV1Api(api.client)
         self._audience = audience
-        self._max_in_flight = max_in_flight
+        self._budget = InFlightBudget(max_in_flight, what="TokenReviews",
+                                      setting="AUTH_TOKENREVIEW_MAX_IN_FLIGHT")
         self._accepted_ttl = accepted_ttl
         self._rejected_ttl = rejected_ttl
         self._clock = clock
@@ -119,6 +131,10 @@ class TokenReviewer:
         self._inflight: dict[bytes, asyncio.Task[_Verdict | _Failure]] = {}
         self._last_failure: float | None = None
         self._last_success: float | None = None
+        #: Why the latest call or probe failed (for readiness), without any token.
+        self.last_failure_message: str | None = None
+        #: The readiness probe in flight, shared by concurrent readiness checks.
+        self._probe: asyncio.Task[bool] | None = None
         #: No review is sent before this (monotonic) after an answer with Retry-After.
         self._not_before: float | None = None
 
@@ -136,21 +152,22 @@ class TokenReviewer:
         verdict = self._cache.get(key)
         return verdict.identity if verdict is not None else None
 
-    async def review(self, token: str, key: bytes, expires_at: int | None) -> Identity:
+    async def review(self, token: str, key: bytes, expires_at: int | None,
+                     caller: Hashable | None = None) -> Identity:
         """The identity the API server confirms, or raise ``ReviewRejected`` /
         ``TokenReviewUnavailable``. ``expires_at`` (the token's ``exp``, read by the caller's
-        pre-check) bounds how long an accepted answer is cached."""
+        pre-check) bounds how long an accepted answer is cached; ``caller`` (the verified
+        subject, or ``None`` when unknown) is whose share of the in-flight reviews this one
+        takes."""
         answer: _Verdict | _Failure | None = self._cache.get(key)
         if answer is None:
             task = self._inflight.get(key)
             if task is None:
                 self._check_backoff()
-                if len(self._inflight) >= self._max_in_flight:
-                    raise TokenReviewUnavailable(
-                        f"{len(self._inflight)} TokenReviews outstanding, the cap "
-                        "(AUTH_TOKENREVIEW_MAX_IN_FLIGHT) is reached"
-                    )
-                task = asyncio.create_task(self._review(token, key, expires_at))
+                refusal = self._budget.take(caller)
+                if refusal is not None:
+                    raise TokenReviewUnavailable(refusal)
+                task = asyncio.create_task(self._review(token, key, expires_at, caller))
                 self._inflight[key] = task
             # shield: a client that hangs up must not cancel the review others wait for.
             answer = await asyncio.shield(task)
@@ -169,13 +186,29 @@ class TokenReviewer:
         ]
         return max(recent)[1] if recent else None
 
+    async def check_health(self) -> bool:
+        """Whether TokenReview works: ``healthy()`` when a call or probe answered within
+        ``HEALTH_MEMORY`` seconds, else the answer of one probe. Concurrent checks share the
+        probe in flight (singleflight), so at most one probe is ever outstanding, and its answer
+        stands for ``HEALTH_MEMORY`` seconds: however many readiness checks arrive, they cost
+        the API server at most one review per that time."""
+        healthy = self.healthy()
+        if healthy is not None:
+            return healthy
+        if self._probe is None:
+            self._probe = asyncio.create_task(self._run_probe(), name="compass-auth-probe")
+        # shield: a readiness caller that hangs up must not cancel the probe others wait for.
+        return await asyncio.shield(self._probe)
+
     async def probe(self) -> bool:
         """Review a token that cannot be valid: 201 "not authenticated" proves connectivity and
-        RBAC without caching anything. Used by /readyz while the service is in fallback."""
+        RBAC without caching anything. Sends one review each call: readiness goes through
+        ``check_health``, which shares and remembers it."""
         try:
             self._check_backoff()
-            await self._call("compass-auth.readiness-probe.invalid")
-        except TokenReviewUnavailable:
+            await self._call(PROBE_TOKEN)
+        except TokenReviewUnavailable as error:
+            self.last_failure_message = error.detail
             self._telemetry.review_call("probe_error")
             return False
         self._telemetry.review_call("probe_ok")
@@ -184,7 +217,20 @@ class TokenReviewer:
     def cache_size(self) -> int:
         return len(self._cache)
 
+    def in_flight(self) -> int:
+        """Reviews outstanding (the readiness probe not counted: it has its own budget)."""
+        return len(self._budget)
+
     # --- internals --------------------------------------------------------------------------
+
+    async def _run_probe(self) -> bool:
+        # The probe's call records its answer (``_send`` on success, ``_failed`` on failure),
+        # which ``healthy()`` then serves for HEALTH_MEMORY. A refusal by a pending Retry-After
+        # sends nothing and records nothing: the next check asks the backoff again, no I/O.
+        try:
+            return await self.probe()
+        finally:
+            self._probe = None
 
     def _check_backoff(self) -> None:
         if self._not_before is None:
@@ -197,7 +243,8 @@ class TokenReviewer:
             )
         self._not_before = None
 
-    async def _review(self, token: str, key: bytes, expires_at: int | None) -> _Verdict | _Failure:
+    async def _review(self, token: str, key: bytes, expires_at: int | None,
+                      caller: Hashable | None) -> _Verdict | _Failure:
         try:
             status = await self._call(token)
             verdict = self._judge(status, token, expires_at)
@@ -206,6 +253,7 @@ class TokenReviewer:
             return _Failure(error.detail, error.retry_after)
         finally:
             self._inflight.pop(key, None)
+            self._budget.give_back(caller)
         self._telemetry.review_call("authenticated" if verdict.identity else "rejected")
         self._cache.put(key, verdict, verdict.lifetime)
         return verdict
@@ -266,6 +314,7 @@ class TokenReviewer:
         # The message names the cause (RBAC, credentials, transport), never the token; the
         # caller logs it once per rejected request (ERROR, reason=tokenreview_unavailable).
         self._last_failure = self._clock()
+        self.last_failure_message = message
         if retry_after:
             self._not_before = self._last_failure + retry_after
             message += f" (Retry-After {retry_after:g}s)"

@@ -74,7 +74,6 @@ from .limits import (
 )
 from .logs import configure_logging
 from .otel import TelemetrySetup
-from .readiness import path_readiness
 from .settings import ServiceSettings, library_environ
 
 logger = logging.getLogger(__name__)
@@ -489,7 +488,8 @@ class Service:
             self._no_websockets.set()
 
     async def readiness(self) -> dict[str, Any]:
-        status = await path_readiness(self.authenticator)
+        """The ``/readyz`` body: ``Authenticator.readiness()``, and not ready while draining."""
+        status = (await self.authenticator.readiness()).as_dict()
         if self.draining:
             status = {**status, "ready": False, "draining": True}
         return status

@@ -173,12 +173,26 @@ async def test_concurrent_identical_checks_share_one_review(
     assert reviews(running) == 1
 
 
+#: Every service account of the namespace default may call /whoami.
+NAMESPACE_CALLS_WHOAMI = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: default-calls-whoami, namespace: compass-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: whoami-caller}
+subjects:
+  - {kind: Group, name: "system:serviceaccounts:default", apiGroup: rbac.authorization.k8s.io}
+"""
+
+
 async def test_outstanding_reviews_are_capped(
     devcluster: DevCluster, start_service: StartService,
 ) -> None:
     running = await start(devcluster, start_service, AUTH_AUTHZ_MAX_IN_FLIGHT="2")
+    devcluster.load_rbac(NAMESPACE_CALLS_WHOAMI)
     devcluster.set_fault("subjectaccessreview", Fault(delay=0.5))
-    tokens = [running.token(pod=f"collector-{index}") for index in range(10)]
+    # Ten callers: the total cap sheds them, not one caller's share (test_review_budgets.py).
+    tokens = [running.token(service_account=f"caller-{index}", pod=None, node=None)
+              for index in range(10)]
     responses = await asyncio.gather(*(running.get(token=token) for token in tokens))
     codes = sorted(response.code for response in responses)
     assert codes == [200, 200] + [503] * 8

@@ -324,6 +324,20 @@ async def test_readyz_reports_the_active_path(running: RunningService) -> None:
     assert running.cluster.signing_key_id in status["keys"]
 
 
+async def test_readyz_is_the_librarys_readiness(running: RunningService) -> None:
+    """``Authenticator.readiness()`` (docs/verification.md#readiness) is what /readyz shows."""
+    readiness = await running.authenticator.readiness()
+    assert (readiness.ready, readiness.path, readiness.mode) == (True, "jwks", "auto")
+    assert readiness.reason == "verifying tokens locally with the key set"
+    status = body(await running.get("/readyz"))
+    # The fields /readyz has always had, plus the reason; ages move on between the two calls.
+    assert set(status) == {"ready", "path", "mode", "reason", "issuer", "keys",
+                           "keys_age_seconds", "last_error", "tokenreview_cache_entries"}
+    expected = readiness.as_dict()
+    assert {k: v for k, v in status.items() if k != "keys_age_seconds"} == {
+        k: v for k, v in expected.items() if k != "keys_age_seconds"}
+
+
 async def test_rotated_key_is_fetched_on_first_sight(running: RunningService) -> None:
     cluster = running.cluster
     before = running.api_calls("jwks")

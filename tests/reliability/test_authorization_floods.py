@@ -61,12 +61,13 @@ async def watch_in_flight(running: RunningService, stop: asyncio.Event) -> int:
     return most
 
 
-async def start(start_service: StartService, caplog: pytest.LogCaptureFixture) -> RunningService:
+async def start(start_service: StartService, caplog: pytest.LogCaptureFixture,
+                cache_size: int = CACHE_SIZE) -> RunningService:
     # Each refusal is logged; pytest's capture would keep every record (some 10 MB) and hide
     # what the service itself retains.
     caplog.set_level(logging.CRITICAL)
     running: RunningService = await start_service(
-        AUTH_REQUIRED_ACCESS=WHOAMI_CHECK, AUTH_AUTHZ_CACHE_SIZE=str(CACHE_SIZE),
+        AUTH_REQUIRED_ACCESS=WHOAMI_CHECK, AUTH_AUTHZ_CACHE_SIZE=str(cache_size),
         # The verified-token cache bounded alike, so that memory shows what the flood retains.
         AUTH_CACHE_SIZE=str(CACHE_SIZE),
         # Longer than any CI run of the flood: nothing expires halfway.
@@ -173,3 +174,62 @@ async def test_a_flood_of_distinct_checks(
     assert reviews <= len(namespaces)
     assert reviews <= result.count("flood", 403)
     assert grown < 20
+
+
+async def test_one_callers_flood_of_checks_leaves_room_for_others(
+    start_service: StartService, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 18, finding 7: a caller without a grant asks for distinct namespaces (each twice,
+    so that its entries are hit again too). New callers meanwhile are served, not shed with it,
+    and the cached allow of a caller that is idle during the flood survives it."""
+    # A small cache, so that the flood's denials outnumber it several times over.
+    cache_size = 100
+    running = await start(start_service, caplog, cache_size)
+    reviewer = running.authenticator.authorizer.reviewer
+    idle = running.token()
+    for _ in range(2):  # decided, then served from the cache: an entry in use
+        assert (await running.get(token=idle)).code == 200
+    flooder = running.token(namespace="flood-denied", service_account="flooder", pod=None,
+                            node=None)
+    requests = 2000
+    newcomers = [running.token(namespace="flood-allowed", service_account=f"new-{index}",
+                               pod=None, node=None) for index in range(requests // 50)]
+
+    def plan(index: int) -> tuple[str, str]:
+        return ("new", newcomers[index // 50]) if index % 50 == 0 else ("flood", flooder)
+
+    def path(index: int) -> str:
+        # Distinct namespaces, each asked twice in a row.
+        return "/whoami" if index % 50 == 0 else f"/reports/team-{index // 2}"
+
+    stop = asyncio.Event()
+    subject = "system:serviceaccount:flood-denied:flooder"
+
+    async def watch_flooder() -> int:
+        most = 0
+        while not stop.is_set():
+            most = max(most, reviewer.in_flight(subject))
+            await asyncio.sleep(0)
+        return most
+
+    watcher = asyncio.create_task(watch_flooder())
+    before = running.api_calls("subjectaccessreview")
+    result = await flood(running.base_url, requests, plan, path=path)
+    stop.set()
+    most_by_flooder = await watcher
+    reviews = running.api_calls("subjectaccessreview")
+    idle_answer = await running.get(token=idle)
+    print(f"\none caller's flood of checks: {requests} requests in {result.seconds:.1f}s, "
+          f"most in flight for it {most_by_flooder}, answers {dict(result.statuses)}; new "
+          f"callers {result.count('new', 200)}/{result.count('new')} 200; idle caller "
+          f"{idle_answer.code} with {running.api_calls('subjectaccessreview') - reviews} new "
+          f"review; {reviews - before} reviews in the flood, cache {reviewer.cache_size()}")
+    share = max(1, running.authenticator.settings.authz_max_in_flight // 2)
+    assert most_by_flooder <= share
+    assert result.count("new", 200) == result.count("new") == len(newcomers)
+    assert result.count("flood") == result.count("flood", 403) + result.count("flood", 503)
+    assert reviews - before > cache_size  # the flood's decisions outnumbered the cache
+    assert reviewer.cache_size() <= cache_size
+    # The idle caller's allow was not pushed out: answered without a new review.
+    assert idle_answer.code == 200
+    assert running.api_calls("subjectaccessreview") == reviews
