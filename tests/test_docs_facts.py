@@ -51,14 +51,6 @@ PAGES = sorted([ROOT / "README.md", ROOT / "SECURITY.md", *(ROOT / "docs").glob(
                 ROOT / "examples" / "downstream" / "README.md"])
 CODE_ROOTS = {"compass_auth": ROOT / "compass_auth", "service": ROOT / "service"}
 
-#: Facts the docs state that other branches are making true, or docs they are rewriting (issue
-#: 19): the readiness API (review helper) and the log lines of docs/troubleshooting.md,
-#: docs/example-service.md, docs/authorization.md and docs/deploy.md (log helper). Each entry
-#: must still be found (a fixed one fails as stale): empty this list once those branches are
-#: merged.
-KNOWN_PENDING: frozenset[str] = frozenset({
-})
-
 _FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", re.MULTILINE | re.DOTALL)
 _CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 _LOG_LINE = re.compile(r"^\s*#?\s*(?:time=\S+\s+)?level=\S+.*$", re.MULTILINE)
@@ -403,14 +395,8 @@ def all_problems() -> set[str]:
 
 @pytest.mark.parametrize("check", sorted(CHECKS))
 def test_the_docs_name_only_what_exists(check: str) -> None:
-    found = set(problems(check)) - KNOWN_PENDING
+    found = set(problems(check))
     assert not found, "\n".join(sorted(found))
-
-
-def test_known_pending_entries_are_still_pending() -> None:
-    """An entry whose problem is gone must leave the list (it would hide a regression)."""
-    stale = KNOWN_PENDING - all_problems()
-    assert not stale, "fixed; remove from KNOWN_PENDING:\n" + "\n".join(sorted(stale))
 
 
 def test_the_testing_readme_api_table_names_devcluster_members() -> None:
