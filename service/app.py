@@ -36,6 +36,7 @@ from tornado.httputil import (
 from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
+from tornado.websocket import WebSocketClosedError
 
 from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
 from compass_auth.access import Check
@@ -134,7 +135,12 @@ class WhoAmISocket(AuthenticatedWebSocketHandler):
         self.service.websocket_opened(self)
 
     def on_message(self, message: str | bytes) -> None:
-        self.write_message(message, binary=isinstance(message, bytes))
+        # Not awaited: Tornado keeps reading while the echo waits for the client, and the
+        # library bounds what may wait (AUTH_WEBSOCKET_MAX_PENDING_BYTES): a client that does
+        # not read is closed with 1008 once its unread echoes pass the bound. Messages still
+        # in flight then meet a closed connection; they need no answer.
+        with contextlib.suppress(WebSocketClosedError):
+            self.write_message(message, binary=isinstance(message, bytes))
 
     def on_close(self) -> None:
         self.service.websocket_closed(self)
@@ -332,10 +338,12 @@ class Service:
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         max_websockets: int = MAX_WEBSOCKETS,
+        websocket_ping_interval: float = WEBSOCKET_PING_INTERVAL,
         owns_telemetry: bool = True,
     ) -> None:
         """``owns_telemetry``: whether ``drain`` shuts ``telemetry`` down (flushing it); the demo
         shares one setup among several services and shuts it down itself."""
+        self.websocket_ping_interval = websocket_ping_interval
         self.authenticator = authenticator
         self._owns_telemetry = owns_telemetry
         self.max_websockets = max_websockets
@@ -377,7 +385,7 @@ class Service:
             authenticator=self.authenticator,
             default_handler_class=NotFoundHandler,
             websocket_max_message_size=MAX_WEBSOCKET_MESSAGE_BYTES,
-            websocket_ping_interval=WEBSOCKET_PING_INTERVAL,
+            websocket_ping_interval=self.websocket_ping_interval,
         )
 
     @property
