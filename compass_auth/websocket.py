@@ -39,9 +39,11 @@ It does NOT re-verify the token while the connection is open: a token revoked be
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
+import socket
 import time
 import weakref
 from asyncio import Future
@@ -50,7 +52,7 @@ from typing import Any, ClassVar, Literal
 import tornado.web
 import tornado.websocket
 from tornado.ioloop import IOLoop
-from tornado.iostream import StreamBufferFullError
+from tornado.iostream import IOStream, StreamBufferFullError
 
 from .bearer import Bearer, fingerprint, read_bearer
 from .caller_slots import CallerSlots
@@ -129,6 +131,7 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
     #: The payload of the ping waiting for its pong, and the timer of the next ping step.
     _compass_ping_payload: bytes | None = None
     _compass_ping_timer: object | None = None
+    _compass_send_buffer_set: bool = False
 
     def get_expiry_grace(self) -> float:
         """Seconds past ``exp`` before the connection is closed; override to decide per caller."""
@@ -232,6 +235,9 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
         # the stream's own count of what waits, with no copy of it here. The bound is set for
         # this write only, so that Tornado's control frames (pongs, the close frame) never meet
         # it, and only when output is waiting (``writing()``), so one message always goes.
+        if not self._compass_send_buffer_set:
+            self._compass_send_buffer_set = True
+            self._limit_send_buffer(stream)
         previous = stream.max_write_buffer_size
         if stream.writing():
             stream.max_write_buffer_size = self.get_max_pending_output_bytes()
@@ -280,6 +286,16 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
         if self._compass_closed_by is None and self.ws_connection is not None:
             self._compass_closed_by = "server"
         super().close(code, reason)
+
+    def _limit_send_buffer(self, stream: IOStream) -> None:
+        # The kernel's send buffer is unread output too, charged to the process's memory cgroup,
+        # and Linux grows it on its own up to net.ipv4.tcp_wmem's maximum (4 MiB by default;
+        # 2.8 MiB of echoes sat there for a client that did not read, before the stream's own
+        # buffer held anything). Setting SO_SNDBUF turns that growth off (tcp(7)), so a
+        # connection's unread output is about twice the bound, in the process and the kernel.
+        with contextlib.suppress(OSError):
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                     self.get_max_pending_output_bytes())
 
     def _give_back_slot(self) -> None:
         if self._compass_slot is not None:
