@@ -316,7 +316,7 @@ class AuthSettings:
         "AUTH_WEBSOCKET_MAX_PENDING_BYTES", 256 * 1024,
         "Bytes of output a WebSocket connection may leave unread; a message that would take it "
         "past this closes the connection with 1008 (docs/websocket.md#a-memory-budget).",
-        **_integer(1024, 1 << 30))
+        **_integer(64 * 1024, 1 << 30))
     websocket_max_per_caller: int = setting(
         "AUTH_WEBSOCKET_MAX_PER_CALLER", 100,
         "WebSocket connections one subject may hold open at once; one more handshake gets 429 "
