@@ -326,6 +326,15 @@ class AuthSettings:
         "AUTH_WEBSOCKET_GRACE", 0.0,
         "Seconds a WebSocket connection (`AuthenticatedWebSocketHandler`) may outlive its "
         "token's `exp` before it is closed with 1008 (docs/websocket.md).", **_seconds(0, 3600))
+    websocket_max_pending_bytes: int = setting(
+        "AUTH_WEBSOCKET_MAX_PENDING_BYTES", 256 * 1024,
+        "Bytes of output a WebSocket connection may leave unread; a message that would take it "
+        "past this closes the connection with 1008 (docs/websocket.md#a-memory-budget).",
+        **_integer(64 * 1024, 1 << 30))
+    websocket_max_per_caller: int = setting(
+        "AUTH_WEBSOCKET_MAX_PER_CALLER", 100,
+        "WebSocket connections one subject may hold open at once; one more handshake gets 429 "
+        "(docs/websocket.md#a-memory-budget).", **_integer(1, 1_000_000))
     max_token_bytes: int = setting(
         "AUTH_MAX_TOKEN_BYTES", 8192,
         "Tokens longer than this are rejected before parsing (bound tokens are ~1 KiB).",

@@ -39,6 +39,7 @@ from tornado.iostream import IOStream
 from tornado.log import access_log
 from tornado.netutil import bind_sockets
 from tornado.routing import Rule
+from tornado.websocket import WebSocketClosedError
 
 from compass_auth import (
     AuthenticatedHandler,
@@ -148,7 +149,12 @@ class WhoAmISocket(AuthenticatedWebSocketHandler):
         self.service.websocket_opened(self)
 
     def on_message(self, message: str | bytes) -> None:
-        self.write_message(message, binary=isinstance(message, bytes))
+        # Not awaited: Tornado keeps reading while the echo waits for the client, and the
+        # library bounds what may wait (AUTH_WEBSOCKET_MAX_PENDING_BYTES): a client that does
+        # not read is closed with 1008 once its unread echoes pass the bound. Messages still
+        # in flight then meet a closed connection; they need no answer.
+        with contextlib.suppress(WebSocketClosedError):
+            self.write_message(message, binary=isinstance(message, bytes))
 
     def on_close(self) -> None:
         self.service.websocket_closed(self)
@@ -401,6 +407,7 @@ class Service:
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         max_websockets: int = MAX_WEBSOCKETS,
+        websocket_ping_interval: float = WEBSOCKET_PING_INTERVAL,
         owns_telemetry: bool = True,
         max_connections_per_address: int | None = None,
     ) -> None:
@@ -408,6 +415,7 @@ class Service:
         shares one setup among several services and shuts it down itself.
         ``max_connections`` counts WebSockets too; ``max_websockets`` caps their share of it.
         ``max_connections_per_address``: ``None`` is half of ``max_connections``."""
+        self.websocket_ping_interval = websocket_ping_interval
         self.authenticator = authenticator
         self._owns_telemetry = owns_telemetry
         self.max_websockets = max_websockets
@@ -453,7 +461,7 @@ class Service:
             authenticator=self.authenticator,
             default_handler_class=NotFoundHandler,
             websocket_max_message_size=MAX_WEBSOCKET_MESSAGE_BYTES,
-            websocket_ping_interval=WEBSOCKET_PING_INTERVAL,
+            websocket_ping_interval=self.websocket_ping_interval,
         )
         # A check that a route cannot fill would answer 500 to every caller: refuse to start.
         check_routes(application, self.authenticator)

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "compass_auth"
 #: Modules that import nothing else of the library but other leaves.
 LEAVES = {"version", "errors", "identity", "segments", "bearer", "settings", "backoff",
           "projected_token", "keyset", "cache", "cli", "access", "logtext", "logbudget",
-          "budget", "readiness"}
+          "budget", "readiness", "caller_slots"}
 #: The pure verification core: no I/O, no asyncio.
 CORE = {"claims", "verifier", "stale"}
 #: The edges that talk to the API server, the file system and OpenTelemetry.

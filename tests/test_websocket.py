@@ -25,12 +25,13 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from compass_auth.bearer import fingerprint
 from compass_auth.testing import DevCluster, Fault
-from compass_auth.websocket import AuthenticatedWebSocketHandler
+from compass_auth.websocket import AuthenticatedWebSocketHandler, caller_slots
 from service import otel
 from service.app import WhoAmISocket
 from service.otel import TelemetrySetup
 
 from .conftest import COLLECTOR, RunningService, StartService, log_text, wait_until
+from .rawws import PONG, TEXT, RawWebSocket
 
 #: How late a close may come, on a loaded machine (2 cores shared by several test runs).
 LATE = 1.0
@@ -402,3 +403,135 @@ async def test_drain_tells_websockets_to_go_away(running: RunningService) -> Non
     await closed_at(connection)
     assert (connection.close_code, connection.close_reason) == (1001, "server shutting down")
 
+
+
+# --- a memory budget per connection and a cap per caller (issue 18, findings 1 and 4) -------
+
+
+def port_of(running: RunningService) -> int:
+    return int(running.base_url.rsplit(":", 1)[1])
+
+
+async def test_a_client_that_never_reads_is_closed_once_its_unread_output_passes_the_bound(
+    start_service: StartService, telemetry_setup: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The echo is not awaited: without a bound, its output piles up in the server for a client
+    that sends and never reads (finding 1). The message that would pass the bound closes the
+    connection; the client, reading at last, finds every echo before the close frame."""
+    setup, _, reader = telemetry_setup
+    running: RunningService = await start_service(
+        telemetry=setup, AUTH_WEBSOCKET_MAX_PENDING_BYTES=str(128 * 1024))
+    token = running.token()
+    abuser = await RawWebSocket.connect(port_of(running), token)
+    assert abuser.status == 101
+    sent = 0
+    # The kernel's buffers take the first few MiB (the server's send buffer grows to tcp_wmem's
+    # maximum); then the server's own buffer fills. 64 MiB is far past both.
+    while "websocket closed: too much unread output" not in caplog.text:
+        assert sent < 64 * 1024 * 1024, "still open"
+        await abuser.send(TEXT, b"e" * 65536)
+        sent += 65536
+        await asyncio.sleep(0)
+    found = await abuser.read_until_close()
+    abuser.close()
+    assert (found.code, found.reason) == (1008, "too much unread output")
+    assert found.frames >= 2  # the identity, then echoes up to the bound
+    await wait_until(lambda: closes(reader) == {"unread_output": 1})
+    logs = log_text(caplog)
+    line = next(line for line in logs.splitlines()
+                if "websocket closed: too much unread output" in line)
+    assert f"token_fp={fingerprint(token)}" in line
+    assert token.split(".")[2] not in logs
+    await wait_until(lambda: running.service.websockets == 0)
+
+
+async def test_a_reader_gets_every_echo_of_a_burst_larger_than_the_bound(
+    start_service: StartService,
+) -> None:
+    """The bound counts only what waits for the client: with the default bound, a client that
+    sends 4 MiB (16 times the bound) as fast as it can, and reads meanwhile, is not closed."""
+    running: RunningService = await start_service()
+    connection = await connect(running, running.token())
+    await hello(connection)
+
+    async def send() -> None:
+        for index in range(64):
+            await connection.write_message(f"{index:04d}" + "r" * 65000)
+
+    async def receive() -> list[str]:
+        echoes = []
+        for _ in range(64):
+            echo = await asyncio.wait_for(connection.read_message(), 10)
+            assert isinstance(echo, str), echo  # None: the server closed the connection
+            echoes.append(echo[:4])
+        return echoes
+
+    _, echoes = await asyncio.gather(send(), receive())
+    assert echoes == [f"{index:04d}" for index in range(64)]
+    connection.close()
+
+
+async def test_unsolicited_pongs_do_not_keep_a_connection_open(
+    start_service: StartService, telemetry_setup: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Finding 4: Tornado's ping timeout counts any pong. A client that never reads and sends a
+    pong every 0.1 s must be closed once a ping goes unanswered (interval 0.5 s, timeout 0.5 s);
+    a client that reads (Tornado's client answers pings) stays."""
+    setup, _, reader = telemetry_setup
+    interval = 0.5
+    running: RunningService = await start_service(
+        telemetry=setup, service_options={"websocket_ping_interval": interval})
+    honest = await connect(running, running.token())
+    await hello(honest)
+    abuser = await RawWebSocket.connect(port_of(running), running.token())
+    assert abuser.status == 101
+    started = time.monotonic()
+
+    async def heartbeat() -> None:
+        while "websocket closed: ping not answered" not in caplog.text:
+            await abuser.send(PONG, b"")
+            await asyncio.sleep(interval / 5)
+
+    await asyncio.wait_for(heartbeat(), 20 * interval)
+    seconds = time.monotonic() - started
+    print(f"\nunsolicited pongs every {interval / 5:g} s: closed after {seconds:.2f} s")
+    # The first ping goes at one interval, its timeout ends one interval later.
+    assert 2 * interval - EARLY <= seconds < 2 * interval + 2 * LATE
+    found = await abuser.read_until_close()
+    assert (found.code, found.reason) == (1008, "ping not answered")
+    abuser.close()
+    await wait_until(lambda: closes(reader) == {"ping_timeout": 1})
+    await asyncio.sleep(4 * interval)  # four more pings, answered by Tornado's client
+    honest.write_message("still here")
+    assert await asyncio.wait_for(honest.read_message(), 10) == "still here"
+    honest.close()
+    await closed_at(honest)
+    await wait_until(lambda: closes(reader) == {"ping_timeout": 1, "client": 1})
+
+
+async def test_one_caller_at_its_cap_is_refused_while_another_is_served(
+    start_service: StartService,
+) -> None:
+    """Finding 4: one token took every WebSocket place. A caller (subject) holds at most
+    AUTH_WEBSOCKET_MAX_PER_CALLER; one more handshake gets 429 before the upgrade, and a place
+    is given back when a connection ends, whether it was upgraded or refused."""
+    running: RunningService = await start_service(AUTH_WEBSOCKET_MAX_PER_CALLER="2")
+    first = await connect(running, running.token())
+    second = await connect(running, running.token(pod="collector-6c9d8b7f5-other"))  # same SA
+    response = await refused(running, running.token())
+    assert (response.code, response.headers["Retry-After"]) == (429, "5")
+    assert body(response)["reason"] == "websocket_caller_limit"
+    assert response.headers["Cache-Control"] == "no-store"
+    other = await connect(running, running.token(service_account="reports"))
+    assert (await hello(other))["service_account"] == "reports"
+    first.close()
+    await closed_at(first)
+    await wait_until(lambda: running.service.websockets == 2)
+    third = await connect(running, running.token())  # a place is free again
+    await hello(third)
+    for connection in (second, other, third):
+        connection.close()
+        await closed_at(connection)
+    await wait_until(lambda: running.service.websockets == 0)
+    # Every place given back, the refused handshake's too: no caller left in the table.
+    assert len(caller_slots(running.service.application)) == 0
