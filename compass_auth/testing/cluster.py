@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from compass_auth.testing import files, jws
-from compass_auth.testing.ca import Issued
 from compass_auth.testing.core import ClusterCore
-from compass_auth.testing.faults import Fault
-from compass_auth.testing.rbac_controls import RbacControls
-from compass_auth.testing.requestlog import RequestLog, RequestRecord
+from compass_auth.testing.credentials import files, jws
+from compass_auth.testing.credentials.ca import Issued
+from compass_auth.testing.rbac.controls import RbacControls
+from compass_auth.testing.server.faults import Fault
+from compass_auth.testing.server.requestlog import RequestLog, RequestRecord
 from compass_auth.testing.state import DEFAULT_SERVICE_ACCOUNT, DEFAULT_SERVICE_NAMESPACE
 
 logger = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from compass_auth.testing.faults import FaultBoard
-from compass_auth.testing.keys import KeyRing
+from compass_auth.testing.credentials.keys import KeyRing
+from compass_auth.testing.credentials.validation import TokenValidator, UserInfo
 from compass_auth.testing.objects import ObjectStore
-from compass_auth.testing.rbac import Attributes
-from compass_auth.testing.rbac_store import RbacStore
-from compass_auth.testing.requestlog import RequestLog
-from compass_auth.testing.review import TokenValidator, UserInfo
+from compass_auth.testing.rbac.authorizer import Attributes
+from compass_auth.testing.rbac.store import RbacStore
+from compass_auth.testing.server.faults import FaultBoard
+from compass_auth.testing.server.requestlog import RequestLog
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import tornado.web
 
-from compass_auth.testing import wire
-from compass_auth.testing.handlers import (
+from compass_auth.testing.credentials.factory import TokenFactory
+from compass_auth.testing.credentials.validation import UserInfo
+from compass_auth.testing.server.handlers.authorization import rbac_routes
+from compass_auth.testing.server.pipeline import (
     DEFAULT_EXPIRATION_SECONDS,
     MAX_EXPIRATION_SECONDS,
     MIN_EXPIRATION_SECONDS,
@@ -19,10 +21,8 @@ from compass_auth.testing.handlers import (
     TokenReviewHandler,
     read_object,
 )
-from compass_auth.testing.rbac_handlers import rbac_routes
-from compass_auth.testing.review import UserInfo
 from compass_auth.testing.state import ClusterState
-from compass_auth.testing.tokens import TokenFactory
+from compass_auth.testing.wire import bodies
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class TokenRequestHandler(KubeHandler):
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
         namespace, name = self.path_kwargs["namespace"], self.path_kwargs["name"]
-        return wire.forbidden_token_request(user.username, namespace, name)
+        return bodies.forbidden_token_request(user.username, namespace, name)
 
     def post(self, namespace: str, name: str) -> None:
         body = read_object(self, "TokenRequest")
@@ -50,7 +50,7 @@ class TokenRequestHandler(KubeHandler):
         if objects.get("serviceaccount", namespace, name) is None:
             self.reply(
                 404,
-                wire.status(
+                bodies.status(
                     404,
                     f'serviceaccounts "{name}" not found',
                     "NotFound",
@@ -65,7 +65,7 @@ class TokenRequestHandler(KubeHandler):
         if not isinstance(seconds, int) or seconds < MIN_EXPIRATION_SECONDS:
             self.reply(
                 422,
-                wire.invalid(
+                bodies.invalid(
                     "TokenRequest",
                     "authentication.k8s.io",
                     name,
@@ -78,7 +78,7 @@ class TokenRequestHandler(KubeHandler):
         if seconds > MAX_EXPIRATION_SECONDS:
             self.reply(
                 422,
-                wire.invalid(
+                bodies.invalid(
                     "TokenRequest",
                     "authentication.k8s.io",
                     name,
@@ -102,7 +102,7 @@ class TokenRequestHandler(KubeHandler):
                 resource = "pods" if kind == "Pod" else "nodes"
                 self.reply(
                     404,
-                    wire.status(
+                    bodies.status(
                         404,
                         f'{resource} "{ref_name}" not found',
                         "NotFound",
@@ -115,7 +115,7 @@ class TokenRequestHandler(KubeHandler):
                     f"the UID in the bound object reference ({ref['uid']}) does not match the UID "
                     "in record. The object might have been deleted and then recreated"
                 )
-                self.reply(409, wire.status(409, message, "Conflict", {}))
+                self.reply(409, bodies.status(409, message, "Conflict", {}))
                 return
             pod, node = (ref_name, found.node) if kind == "Pod" else (None, ref_name)
         now = int(self.state.clock())
@@ -144,7 +144,7 @@ class TokenRequestHandler(KubeHandler):
             ),
         }
         self.reply(
-            201, wire.token_request(namespace, name, echoed, token, now + seconds, now)
+            201, bodies.token_request(namespace, name, echoed, token, now + seconds, now)
         )
 
 
@@ -159,13 +159,13 @@ class SelfSubjectReviewHandler(KubeHandler):
     negotiates = True
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
-        return wire.forbidden_create(user.username, "selfsubjectreviews")
+        return bodies.forbidden_create(user.username, "selfsubjectreviews")
 
     def post(self) -> None:
         # The body says nothing the answer depends on, but it must decode.
         if read_object(self, "SelfSubjectReview") is None:
             return
-        self.reply(201, wire.self_subject_review(self.user, self.state.clock()))
+        self.reply(201, bodies.self_subject_review(self.user, self.state.clock()))
 
 
 class VersionHandler(KubeHandler):
@@ -175,7 +175,7 @@ class VersionHandler(KubeHandler):
     public = True
 
     def get(self) -> None:
-        self.reply(200, json.dumps(wire.version_info(), indent=2).encode())
+        self.reply(200, json.dumps(bodies.version_info(), indent=2).encode())
 
 
 class HealthHandler(KubeHandler):
@@ -196,7 +196,7 @@ class ApiVersionsHandler(KubeHandler):
 
     def get(self) -> None:
         address = self.state.external_address.split("://", 1)[-1]
-        self.reply(200, wire.api_versions(address))
+        self.reply(200, bodies.api_versions(address))
 
 
 class CoreResourcesHandler(KubeHandler):
@@ -205,7 +205,7 @@ class CoreResourcesHandler(KubeHandler):
     endpoint = "api"
 
     def get(self) -> None:
-        self.reply(200, wire.core_resources())
+        self.reply(200, bodies.core_resources())
 
 
 class ApiGroupsHandler(KubeHandler):
@@ -214,7 +214,7 @@ class ApiGroupsHandler(KubeHandler):
     endpoint = "api"
 
     def get(self) -> None:
-        self.reply(200, wire.api_group_list())
+        self.reply(200, bodies.api_group_list())
 
 
 class AuthenticationResourcesHandler(KubeHandler):
@@ -223,7 +223,7 @@ class AuthenticationResourcesHandler(KubeHandler):
     endpoint = "api"
 
     def get(self) -> None:
-        self.reply(200, wire.authentication_resources())
+        self.reply(200, bodies.authentication_resources())
 
 
 class NotFoundHandler(KubeHandler):
@@ -232,7 +232,7 @@ class NotFoundHandler(KubeHandler):
     endpoint = "notfound"
 
     def _not_found(self, *args: str) -> None:
-        self.reply(404, wire.not_found())
+        self.reply(404, bodies.not_found())
 
     get = post = put = delete = patch = _not_found
 

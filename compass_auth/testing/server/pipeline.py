@@ -18,12 +18,14 @@ from typing import Any, ClassVar
 
 import tornado.web
 
-from compass_auth.testing import jws, kubeproto, negotiation, wire
-from compass_auth.testing.faults import Fault
-from compass_auth.testing.requestlog import RequestRecord, fingerprint
-from compass_auth.testing.review import UserInfo
+from compass_auth.testing.credentials import jws
+from compass_auth.testing.credentials.factory import TokenFactory
+from compass_auth.testing.credentials.validation import UserInfo
+from compass_auth.testing.server import negotiation
+from compass_auth.testing.server.faults import Fault
+from compass_auth.testing.server.requestlog import RequestRecord, fingerprint
 from compass_auth.testing.state import ADMIN_USER, ANONYMOUS_USER, ClusterState
-from compass_auth.testing.tokens import TokenFactory
+from compass_auth.testing.wire import bodies, kubeproto
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ MIN_EXPIRATION_SECONDS = 600
 MAX_EXPIRATION_SECONDS = 1 << 32
 DEFAULT_EXPIRATION_SECONDS = 3600
 _CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
-API_VERSION = f"{wire.TOKENREVIEW_GROUP}/v1"
+API_VERSION = f"{bodies.TOKENREVIEW_GROUP}/v1"
 
 
 class KubeHandler(tornado.web.RequestHandler):
@@ -114,7 +116,7 @@ class KubeHandler(tornado.web.RequestHandler):
                 self.endpoint,
                 self._fingerprint,
             )
-            self.reply(401, wire.unauthorized())
+            self.reply(401, bodies.unauthorized())
             return
         self.user = user
         if not self.public and not self.authorized(user):
@@ -126,7 +128,7 @@ class KubeHandler(tornado.web.RequestHandler):
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
         """The 403 body for this endpoint."""
-        return wire.forbidden_path(
+        return bodies.forbidden_path(
             user.username, self.request.path, self.request.method.lower()
         )
 
@@ -154,7 +156,7 @@ class KubeHandler(tornado.web.RequestHandler):
                     b""
                     if 300 <= fault.status < 400
                     else jws.go_json(
-                        wire.fault_status(
+                        bodies.fault_status(
                             fault.status,
                             self.user.username,
                             self.request.path,
@@ -207,14 +209,14 @@ class KubeHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors Tornado raises itself (405, 500) also come out as metav1.Status."""
         if status_code == 405:
-            body = wire.status(
+            body = bodies.status(
                 405,
                 "the server does not allow this method on the requested resource",
                 "MethodNotAllowed",
                 {},
             )
         else:
-            body = wire.fault_status(
+            body = bodies.fault_status(
                 status_code, self.user.username, self.request.path, None
             )
         self.set_header("Content-Type", _JSON)
@@ -274,7 +276,7 @@ class DiscoveryHandler(OidcHandler):
         state = self.state
         algs = [key.alg for key in state.keys.published()]
         jwks_uri = state.external_address + "/openid/v1/jwks"
-        self.reply_public(wire.discovery_document(state.issuer, jwks_uri, algs), _JSON)
+        self.reply_public(bodies.discovery_document(state.issuer, jwks_uri, algs), _JSON)
 
 
 class JwksHandler(OidcHandler):
@@ -307,7 +309,7 @@ def read_object(handler: KubeHandler, kind: str) -> dict[str, Any] | None:
             return kubeproto.decode(handler.request.body, API_VERSION, kind)
         except kubeproto.ProtobufError as exc:
             logger.info("devcluster undecodable protobuf body endpoint=%s", handler.endpoint)
-            handler.reply(400, wire.bad_request(str(exc)))
+            handler.reply(400, bodies.bad_request(str(exc)))
             return None
     return json_body(handler)
 
@@ -318,13 +320,13 @@ def json_body(handler: KubeHandler) -> dict[str, Any] | None:
         body = json.loads(handler.request.body or b"{}")
     except ValueError as exc:
         handler.reply(
-            400, wire.bad_request(f"couldn't get version/kind; json parse error: {exc}")
+            400, bodies.bad_request(f"couldn't get version/kind; json parse error: {exc}")
         )
         return None
     if not isinstance(body, dict):
         handler.reply(
             400,
-            wire.bad_request(
+            bodies.bad_request(
                 "couldn't get version/kind; json parse error: not an object"
             ),
         )
@@ -342,7 +344,7 @@ class TokenReviewHandler(KubeHandler):
         return self.state.may_create_tokenreviews(user)
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
-        return wire.forbidden_tokenreviews(user.username)
+        return bodies.forbidden_tokenreviews(user.username)
 
     def post(self) -> None:
         body = read_object(self, "TokenReview")
@@ -356,14 +358,14 @@ class TokenReviewHandler(KubeHandler):
         if not isinstance(token, str) or not token:
             self.reply(
                 400,
-                wire.bad_request("token is required for TokenReview in authentication"),
+                bodies.bad_request("token is required for TokenReview in authentication"),
             )
             return
         if not isinstance(audiences, list) or not all(
             isinstance(a, str) for a in audiences
         ):
             self.reply(
-                400, wire.bad_request("spec.audiences must be a list of strings")
+                400, bodies.bad_request("spec.audiences must be a list of strings")
             )
             return
         review = self.state.validator.review(token, audiences)
@@ -376,4 +378,4 @@ class TokenReviewHandler(KubeHandler):
         echoed: dict[str, Any] = {"token": token}
         if audiences:
             echoed["audiences"] = audiences
-        self.reply(201, wire.token_review(echoed, review))
+        self.reply(201, bodies.token_review(echoed, review))
