@@ -147,9 +147,8 @@ class DevCluster(RbacControls, ClusterCore):
 
     # ---- faults and switches ---------------------------------------------
     def set_fault(self, endpoint: str, fault: Fault) -> None:
-        """Break ``endpoint`` ("discovery", "jwks", "tokenreview", "tokenrequest",
-        "subjectaccessreview", "rbac", "selfsubjectreview",
-        "all")."""
+        """Break ``endpoint``: a name README.md's endpoint table lets ``set_fault`` take, or
+        ``"all"`` (``server.endpoints.FAULT_ENDPOINTS``)."""
         self._state.faults.set(endpoint, fault)
 
     def clear_faults(self) -> None:

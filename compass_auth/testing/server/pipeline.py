@@ -1,8 +1,9 @@
-"""Tornado handlers that answer like kube-apiserver.
+"""The base of every handler: the pipeline a request runs before its verb method.
 
 Every request runs the same pipeline in ``prepare``: record, inject any fault,
 authenticate (client certificate, then bearer token, else anonymous),
-authorise, and only then reach the verb method.
+authorise, and only then reach the verb method. The handlers themselves are in
+``handlers/``, their paths and names in ``endpoints.py``.
 """
 
 from __future__ import annotations
@@ -34,10 +35,6 @@ logger = logging.getLogger(__name__)
 _FLOWSCHEMA_UID = str(uuid.uuid4())
 _PRIORITY_LEVEL_UID = str(uuid.uuid4())
 _JSON = "application/json"
-# TokenRequest bounds from pkg/apis/authentication/validation (10 min .. 2^32 s).
-MIN_EXPIRATION_SECONDS = 600
-MAX_EXPIRATION_SECONDS = 1 << 32
-DEFAULT_EXPIRATION_SECONDS = 3600
 _CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 API_VERSION = f"{bodies.TOKENREVIEW_GROUP}/v1"
 
@@ -45,20 +42,22 @@ API_VERSION = f"{bodies.TOKENREVIEW_GROUP}/v1"
 class KubeHandler(tornado.web.RequestHandler):
     """Base: headers, fault injection, authentication, RBAC and JSON replies.
 
+    ``endpoint`` (an ``initialize`` argument, from ``endpoints.py``) is the name faults and
+    the request log use.
+
     Class attributes:
-        endpoint: name used by faults and the request log.
         public: anonymous callers allowed (``system:public-info-viewer``).
         content_type: of a normal answer; a ``Fault(body=...)`` keeps it.
         negotiates: an API resource endpoint whose answers (errors included) follow the
             Accept header, JSON or protobuf; the others always answer JSON.
     """
 
-    endpoint: ClassVar[str] = "other"
     public: ClassVar[bool] = False
     content_type: ClassVar[str] = _JSON
     negotiates: ClassVar[bool] = False
 
-    def initialize(self, state: ClusterState, factory: TokenFactory) -> None:
+    def initialize(self, state: ClusterState, factory: TokenFactory, endpoint: str) -> None:
+        self.endpoint = endpoint
         self.state = state
         self.factory = factory
         self.user: UserInfo = ANONYMOUS_USER
@@ -251,45 +250,6 @@ class KubeHandler(tornado.web.RequestHandler):
         )
 
 
-class OidcHandler(KubeHandler):
-    """Base of the two discovery paths: public caching, issuer-discovery RBAC."""
-
-    def reply_public(self, body: Any, content_type: str) -> None:
-        """200 with ``Cache-Control: public, max-age=3600`` (openidmetadata.go).
-
-        Only successful answers are cacheable: 401/403 come from filters that
-        run before this handler and keep ``no-cache, private``.
-        """
-        self.set_header("Cache-Control", "public, max-age=3600")
-        self.reply(200, body, content_type)
-
-    def authorized(self, user: UserInfo) -> bool:
-        return self.state.may_get_discovery(user)
-
-
-class DiscoveryHandler(OidcHandler):
-    """``GET /.well-known/openid-configuration``."""
-
-    endpoint = "discovery"
-
-    def get(self) -> None:
-        state = self.state
-        algs = [key.alg for key in state.keys.published()]
-        jwks_uri = state.external_address + "/openid/v1/jwks"
-        self.reply_public(bodies.discovery_document(state.issuer, jwks_uri, algs), _JSON)
-
-
-class JwksHandler(OidcHandler):
-    """``GET /openid/v1/jwks``."""
-
-    endpoint = "jwks"
-    content_type = "application/jwk-set+json"
-
-    def get(self) -> None:
-        keys = [jws.jwk(key.public_key, key.kid) for key in self.state.keys.published()]
-        self.reply_public({"keys": keys}, self.content_type)
-
-
 def read_object(handler: KubeHandler, kind: str) -> dict[str, Any] | None:
     """The request body as a dict, or None once the request is answered.
 
@@ -332,50 +292,3 @@ def json_body(handler: KubeHandler) -> dict[str, Any] | None:
         )
         return None
     return body
-
-
-class TokenReviewHandler(KubeHandler):
-    """``POST /apis/authentication.k8s.io/v1/tokenreviews``."""
-
-    endpoint = "tokenreview"
-    negotiates = True
-
-    def authorized(self, user: UserInfo) -> bool:
-        return self.state.may_create_tokenreviews(user)
-
-    def forbidden(self, user: UserInfo) -> dict[str, Any]:
-        return bodies.forbidden_tokenreviews(user.username)
-
-    def post(self) -> None:
-        body = read_object(self, "TokenReview")
-        if body is None:
-            return
-        # kind/apiVersion may be missing: the server defaults them from the URL.
-        raw_spec = body.get("spec")
-        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
-        token = spec.get("token") or ""
-        audiences = spec.get("audiences") or []
-        if not isinstance(token, str) or not token:
-            self.reply(
-                400,
-                bodies.bad_request("token is required for TokenReview in authentication"),
-            )
-            return
-        if not isinstance(audiences, list) or not all(
-            isinstance(a, str) for a in audiences
-        ):
-            self.reply(
-                400, bodies.bad_request("spec.audiences must be a list of strings")
-            )
-            return
-        review = self.state.validator.review(token, audiences)
-        logger.info(
-            "devcluster tokenreview token_fp=%s authenticated=%s error=%s",
-            fingerprint(token),
-            review.authenticated,
-            review.error,
-        )
-        echoed: dict[str, Any] = {"token": token}
-        if audiences:
-            echoed["audiences"] = audiences
-        self.reply(201, bodies.token_review(echoed, review))

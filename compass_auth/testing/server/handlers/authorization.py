@@ -1,4 +1,5 @@
-"""HTTP routes for SubjectAccessReview and for creating RBAC objects.
+"""``authorization.k8s.io`` and ``rbac.authorization.k8s.io``: SubjectAccessReview, and creating
+RBAC objects (their paths are in ``endpoints.py``).
 
 * ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews``: the caller needs ``create
   subjectaccessreviews`` (``system:auth-delegator``), checked like TokenReview's permission
@@ -48,8 +49,8 @@ class BoundedBodyHandler(KubeHandler):
     await self.admitted(): return``, then call :meth:`json_document`.
     """
 
-    def initialize(self, state: ClusterState, factory: TokenFactory) -> None:
-        super().initialize(state, factory)
+    def initialize(self, state: ClusterState, factory: TokenFactory, endpoint: str) -> None:
+        super().initialize(state, factory, endpoint)
         self._parts: list[bytes] = []
         self._size = 0
         self._admitted: bool | None = None
@@ -106,8 +107,6 @@ class BoundedBodyHandler(KubeHandler):
 class SubjectAccessReviewHandler(BoundedBodyHandler):
     """``POST /apis/authorization.k8s.io/v1/subjectaccessreviews``."""
 
-    endpoint = "subjectaccessreview"
-
     def authorized(self, user: UserInfo) -> bool:
         return self.state.may_create_subjectaccessreviews(user)
 
@@ -144,7 +143,6 @@ class SubjectAccessReviewHandler(BoundedBodyHandler):
 class RbacCreateHandler(BoundedBodyHandler):
     """``POST`` of one RBAC kind (class attribute ``kind``), authorized by RBAC itself."""
 
-    endpoint = "rbac"
     kind: ClassVar[str] = ""
 
     def _namespace(self) -> str:
@@ -199,22 +197,6 @@ class RbacCreateHandler(BoundedBodyHandler):
         self.reply(201, created.to_wire())
 
 
-def _create_handler(kind: str) -> type[RbacCreateHandler]:
+def create_handler(kind: str) -> type[RbacCreateHandler]:
+    """The :class:`RbacCreateHandler` of one kind (``Role``, ``ClusterRoleBinding``, ...)."""
     return type(f"{kind}CreateHandler", (RbacCreateHandler,), {"kind": kind})
-
-
-def rbac_routes(deps: dict[str, Any]) -> list[tuple[str, type[KubeHandler], dict[str, Any]]]:
-    """The routes above, for ``routes.make_app``."""
-    namespace = r"(?P<namespace>[a-z0-9][-a-z0-9]*)"
-    base = r"/apis/rbac\.authorization\.k8s\.io/v1"
-    return [
-        (
-            r"/apis/authorization\.k8s\.io/v1/subjectaccessreviews",
-            SubjectAccessReviewHandler,
-            deps,
-        ),
-        (base + "/clusterroles", _create_handler("ClusterRole"), deps),
-        (base + "/clusterrolebindings", _create_handler("ClusterRoleBinding"), deps),
-        (base + f"/namespaces/{namespace}/roles", _create_handler("Role"), deps),
-        (base + f"/namespaces/{namespace}/rolebindings", _create_handler("RoleBinding"), deps),
-    ]
