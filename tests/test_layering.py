@@ -89,17 +89,22 @@ SERVES_THE_LIBRARY = "appserver"
 
 def test_the_test_kit_shares_no_code_with_the_verifier() -> None:
     """The emulator must not mirror a bug of the verifier: of the library it may use the
-    command-line helpers alone."""
-    for path in sorted((PACKAGE / "testing").glob("*.py")):
-        for name in imported_modules(path, "compass_auth.testing"):
+    command-line helpers alone, in every sub-package of the kit."""
+    kit = PACKAGE / "testing"
+    paths = sorted(kit.rglob("*.py"))
+    assert {path.parent.name for path in paths} >= {"server", "wire", "rbac", "credentials"}
+    for path in paths:
+        where = path.relative_to(PACKAGE.parent)
+        package = ".".join(where.parent.parts)
+        for name in imported_modules(path, package):
             parts = name.split(".")
             assert parts[:3] != ["compass_auth", "testing", SERVES_THE_LIBRARY] or (
-                path.stem == "fixtures"), f"testing/{path.name} imports {name}"
-            if path.stem == SERVES_THE_LIBRARY and name in {"compass_auth.Authenticator",
-                                                            "compass_auth.AuthSettings"}:
+                where.as_posix() == "compass_auth/testing/fixtures.py"), f"{where} imports {name}"
+            if where.as_posix() == f"compass_auth/testing/{SERVES_THE_LIBRARY}.py" and name in {
+                    "compass_auth.Authenticator", "compass_auth.AuthSettings"}:
                 continue
             if parts[0] == "compass_auth" and len(parts) > 1 and parts[1] != "testing":
-                assert parts[1] in {"cli", "version"}, f"testing/{path.name} imports {name}"
+                assert parts[1] in {"cli", "version"}, f"{where} imports {name}"
 
 
 def test_the_checker_reports_forbidden_imports(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from compass_auth.bearer import fingerprint
-from compass_auth.testing import DevCluster, Fault, files
+from compass_auth.testing import DevCluster, Fault
+from compass_auth.testing.credentials import files
 
 from .conftest import RunningService, StartService
 from .deploy.tools import ROOT, run, tool

@@ -14,9 +14,9 @@ one must not be mirrored in the other.  See README.md beside this file.
 
 from __future__ import annotations
 
-from compass_auth.testing.ca import Issued
 from compass_auth.testing.cluster import DevCluster
-from compass_auth.testing.faults import Fault
-from compass_auth.testing.requestlog import RequestRecord
+from compass_auth.testing.credentials.ca import Issued
+from compass_auth.testing.server.faults import Fault
+from compass_auth.testing.server.requestlog import RequestRecord
 
 __all__ = ["DevCluster", "Fault", "Issued", "RequestRecord"]

@@ -17,7 +17,7 @@ from types import FrameType
 
 from compass_auth.cli import prog_name, version_text
 from compass_auth.testing.cluster import DevCluster
-from compass_auth.testing.rbac_store import ManifestError
+from compass_auth.testing.rbac.store import ManifestError
 
 logger = logging.getLogger(__name__)
 

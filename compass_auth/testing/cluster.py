@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from compass_auth.testing import files, jws
-from compass_auth.testing.ca import Issued
 from compass_auth.testing.core import ClusterCore
-from compass_auth.testing.faults import Fault
-from compass_auth.testing.rbac_controls import RbacControls
-from compass_auth.testing.requestlog import RequestLog, RequestRecord
+from compass_auth.testing.credentials import files, jws
+from compass_auth.testing.credentials.ca import Issued
+from compass_auth.testing.rbac.controls import RbacControls
+from compass_auth.testing.server.faults import Fault
+from compass_auth.testing.server.requestlog import RequestLog, RequestRecord
 from compass_auth.testing.state import DEFAULT_SERVICE_ACCOUNT, DEFAULT_SERVICE_NAMESPACE
 
 logger = logging.getLogger(__name__)
@@ -147,9 +147,8 @@ class DevCluster(RbacControls, ClusterCore):
 
     # ---- faults and switches ---------------------------------------------
     def set_fault(self, endpoint: str, fault: Fault) -> None:
-        """Break ``endpoint`` ("discovery", "jwks", "tokenreview", "tokenrequest",
-        "subjectaccessreview", "rbac", "selfsubjectreview",
-        "all")."""
+        """Break ``endpoint``: a name README.md's endpoint table lets ``set_fault`` take, or
+        ``"all"`` (``server.endpoints.FAULT_ENDPOINTS``)."""
         self._state.faults.set(endpoint, fault)
 
     def clear_faults(self) -> None:

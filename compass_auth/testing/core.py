@@ -11,16 +11,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from compass_auth.testing import jws
-from compass_auth.testing.ca import CertificateAuthority, Issued
-from compass_auth.testing.routes import make_app
-from compass_auth.testing.server import ServerThread, server_ssl_context
+from compass_auth.testing.credentials import jws
+from compass_auth.testing.credentials.ca import CertificateAuthority, Issued
+from compass_auth.testing.credentials.factory import TokenFactory
+from compass_auth.testing.server.endpoints import FAULT_ENDPOINTS, make_app
+from compass_auth.testing.server.thread import ServerThread, server_ssl_context
 from compass_auth.testing.state import (
     DEFAULT_SERVICE_ACCOUNT,
     DEFAULT_SERVICE_NAMESPACE,
     ClusterState,
 )
-from compass_auth.testing.tokens import TokenFactory
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class ClusterCore:
             key_type=key_type,
             api_audiences=api_audiences,
             external_address=external_address,
+            fault_endpoints=FAULT_ENDPOINTS,
         )
         self._tokens = TokenFactory(self._state)
         self._ca = CertificateAuthority()

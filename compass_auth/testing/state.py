@@ -7,15 +7,15 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
-from compass_auth.testing.faults import FaultBoard
-from compass_auth.testing.keys import KeyRing
+from compass_auth.testing.credentials.keys import KeyRing
+from compass_auth.testing.credentials.validation import TokenValidator, UserInfo
 from compass_auth.testing.objects import ObjectStore
-from compass_auth.testing.rbac import Attributes
-from compass_auth.testing.rbac_store import RbacStore
-from compass_auth.testing.requestlog import RequestLog
-from compass_auth.testing.review import TokenValidator, UserInfo
+from compass_auth.testing.rbac.authorizer import Attributes
+from compass_auth.testing.rbac.store import RbacStore
+from compass_auth.testing.server.faults import FaultBoard
+from compass_auth.testing.server.requestlog import RequestLog
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class ClusterState:
         key_type: str,
         api_audiences: Sequence[str] | None,
         external_address: str,
+        fault_endpoints: Collection[str],
         clock: Callable[[], float] = time.time,
     ) -> None:
         if key_type not in ("RSA", "EC"):
@@ -58,7 +59,7 @@ class ClusterState:
         self.clock = clock
         self.keys = KeyRing("RSA" if key_type == "RSA" else "EC")
         self.objects = ObjectStore()
-        self.faults = FaultBoard()
+        self.faults = FaultBoard(fault_endpoints)
         self.rbac = RbacStore(clock)
         self.requests = RequestLog()
         self.admin_token = secrets.token_urlsafe(32)

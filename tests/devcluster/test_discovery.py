@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from compass_auth.testing import DevCluster, jws
+from compass_auth.testing import DevCluster
+from compass_auth.testing.credentials import jws
 
 from .kubehttp import Response, call, segments, tls_context
 

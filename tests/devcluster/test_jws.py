@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from compass_auth.testing import jws
+from compass_auth.testing.credentials import jws
 
 # Public test vector from kubernetes pkg/serviceaccount/keyid_test.go
 # (TestKeyIDStability): this key must always get the kid below.

@@ -24,7 +24,8 @@ import jwt
 import pytest
 import yaml
 
-from compass_auth.testing import DevCluster, files
+from compass_auth.testing import DevCluster
+from compass_auth.testing.credentials import files
 
 from .kubehttp import call, read_standalone_banner, segments
 

@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from compass_auth.testing import DevCluster, jws
+from compass_auth.testing import DevCluster
+from compass_auth.testing.credentials import jws
 
 from .kubehttp import segments
 

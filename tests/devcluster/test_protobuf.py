@@ -17,8 +17,9 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compass_auth.testing import DevCluster, kubeproto
-from compass_auth.testing.negotiation import output_media_type
+from compass_auth.testing import DevCluster
+from compass_auth.testing.server.negotiation import output_media_type
+from compass_auth.testing.wire import kubeproto
 
 from .kubehttp import Response, call, payload_of, token_request_path
 

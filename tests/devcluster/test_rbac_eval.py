@@ -1,4 +1,4 @@
-"""The RBAC evaluator (compass_auth/testing/rbac.py), one row per upstream matching rule.
+"""The RBAC evaluator (compass_auth/testing/rbac/authorizer.py), one row per upstream matching rule.
 
 The policy is built from the evaluator's own types, not decoded, so rows can hold objects the
 API server's validation would refuse (a ClusterRoleBinding to a ServiceAccount without a
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from compass_auth.testing.rbac import (
+from compass_auth.testing.rbac.authorizer import (
     Attributes,
     Binding,
     Decision,

@@ -25,7 +25,7 @@ from kubernetes_asyncio.client import (
 from kubernetes_asyncio.config import load_kube_config
 
 from compass_auth.testing import DevCluster, Fault
-from compass_auth.testing.rbac_handlers import MAX_BODY_BYTES
+from compass_auth.testing.server.handlers.authorization import MAX_BODY_BYTES
 
 from ..deploy.tools import tool
 from .kubehttp import SARS, Response, call, can, can_get, sar, tls_context

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from compass_auth.testing import rbac, rbac_store
-from compass_auth.testing.rbac_objects import decode
-from compass_auth.testing.rbac_store import ManifestError, RbacStore, StoreFull, parse_manifests
-from compass_auth.testing.rbac_wire import Invalid, Malformed
+from compass_auth.testing.rbac import authorizer
+from compass_auth.testing.rbac.errors import Invalid, Malformed
+from compass_auth.testing.rbac.objects import decode
+from compass_auth.testing.rbac.store import ManifestError, RbacStore, StoreFull, parse_manifests
 
 V1 = "rbac.authorization.k8s.io/v1"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -33,9 +33,9 @@ def test_defaults_fill_the_rbac_api_group() -> None:
         "ClusterRoleBinding",
         "",
     )
-    assert isinstance(obj.value, rbac.Binding)
-    assert obj.value.role_ref == rbac.RoleRef("ClusterRole", "view", rbac.RBAC_GROUP)
-    assert [s.api_group for s in obj.value.subjects] == [rbac.RBAC_GROUP] * 2
+    assert isinstance(obj.value, authorizer.Binding)
+    assert obj.value.role_ref == authorizer.RoleRef("ClusterRole", "view", authorizer.RBAC_GROUP)
+    assert [s.api_group for s in obj.value.subjects] == [authorizer.RBAC_GROUP] * 2
     assert obj.to_wire()["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
@@ -126,7 +126,7 @@ def test_wrong_types_are_malformed(body: dict[str, Any], message: str) -> None:
 
 def test_null_means_absent_as_in_go() -> None:
     obj = decode({"metadata": {"name": "x", "labels": None}, "rules": None}, "ClusterRole", "")
-    assert isinstance(obj.value, rbac.Role)
+    assert isinstance(obj.value, authorizer.Role)
     assert obj.value.rules == ()
     assert obj.to_wire()["rules"] is None
 
@@ -196,7 +196,7 @@ def test_bad_manifests_say_which_document(text: str, message: str) -> None:
 def test_store_bounds_and_layers(monkeypatch: pytest.MonkeyPatch) -> None:
     store = RbacStore()
     built_in = len(store)
-    monkeypatch.setattr(rbac_store, "MAX_OBJECTS", built_in + 2)
+    monkeypatch.setattr("compass_auth.testing.rbac.store.MAX_OBJECTS", built_in + 2)
     roles = [decode({"metadata": {"name": f"r{i}"}, "rules": []}, "ClusterRole", "")
              for i in range(3)]
     with pytest.raises(StoreFull):
@@ -216,7 +216,7 @@ def test_store_bounds_and_layers(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_scoped_object_hides_a_built_in_one_until_reset() -> None:
     store = RbacStore()
     empty = decode({"metadata": {"name": "system:auth-delegator"}, "rules": []}, "ClusterRole", "")
-    asked = rbac.Attributes("u", ("g",), "create", True, "", "authentication.k8s.io",
+    asked = authorizer.Attributes("u", ("g",), "create", True, "", "authentication.k8s.io",
                             "tokenreviews")
     grant = decode(
         {"metadata": {"name": "g"}, "roleRef": {"kind": "ClusterRole",

@@ -9,7 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from compass_auth.testing import DevCluster, jws
+from compass_auth.testing import DevCluster
+from compass_auth.testing.credentials import jws
 
 from ..conftest import AUDIENCE
 

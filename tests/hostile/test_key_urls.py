@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from compass_auth.testing import DevCluster, Fault
-from compass_auth.testing.ca import CertificateAuthority
+from compass_auth.testing.credentials.ca import CertificateAuthority
 
 from ..conftest import RunningService, StartService
 from .forge import Forge

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from compass_auth.testing import jws
-from compass_auth.testing.keys import KeyRing
-from compass_auth.testing.minting import LEGACY_ISSUER, LEGACY_PREFIX, subject
+from compass_auth.testing.credentials import jws
+from compass_auth.testing.credentials.keys import KeyRing
+from compass_auth.testing.credentials.minting import LEGACY_ISSUER, LEGACY_PREFIX, subject
 from compass_auth.testing.objects import ObjectStore
 
 logger = logging.getLogger(__name__)

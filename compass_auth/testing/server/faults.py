@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
 
 logger = logging.getLogger(__name__)
-
-Endpoint = Literal[
-    "discovery", "jwks", "tokenreview", "tokenrequest", "subjectaccessreview", "rbac",
-    "selfsubjectreview", "all"
-]
-ENDPOINTS: tuple[str, ...] = get_args(Endpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +44,20 @@ class Fault:
 
 
 class FaultBoard:
-    """Thread-safe endpoint -> Fault table; the test thread flips, the server reads."""
+    """Thread-safe endpoint -> Fault table; the test thread flips, the server reads.
 
-    def __init__(self) -> None:
+    ``endpoints`` are the names :meth:`set` takes (``endpoints.FAULT_ENDPOINTS``).
+    """
+
+    def __init__(self, endpoints: Collection[str]) -> None:
+        self._endpoints = tuple(endpoints)
         self._lock = threading.Lock()
         self._faults: dict[str, Fault] = {}
 
     def set(self, endpoint: str, fault: Fault) -> None:
         """Install ``fault`` for ``endpoint`` (``"all"`` covers every path)."""
-        if endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint {endpoint!r}; want one of {ENDPOINTS}")
+        if endpoint not in self._endpoints:
+            raise ValueError(f"unknown endpoint {endpoint!r}; want one of {self._endpoints}")
         with self._lock:
             self._faults[endpoint] = fault
         # Never log the body itself: it may be megabytes on purpose.

@@ -1,7 +1,7 @@
 """JSON documents the API server answers with, in its field order and wording.
 
 Pure functions, no I/O: handlers pick one and serialise it with
-``jws.go_json`` (compact, like Go's encoder). Field order follows the Go
+``credentials.jws.go_json`` (compact, like Go's encoder). Field order follows the Go
 struct definitions (``metav1.Status``, ``authentication/v1`` types).
 """
 
@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from compass_auth.testing.review import Review, UserInfo
+from compass_auth.testing.credentials.validation import Review, UserInfo
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
-from compass_auth.testing import jws
+from compass_auth.testing.credentials import jws
 
 logger = logging.getLogger(__name__)
 

@@ -3,17 +3,17 @@
 One path for all sources (HTTP bodies, YAML files, the built-in roles), so an object the
 emulator holds is one a real API server would have accepted:
 
-* decoding: wrong JSON types raise :class:`~compass_auth.testing.rbac_wire.Malformed` (a real
+* decoding: wrong JSON types raise :class:`~compass_auth.testing.rbac.errors.Malformed` (a real
   server's 400); ``null`` counts as absent, as in Go;
 * defaulting (``pkg/apis/rbac/v1/defaults.go``): ``roleRef.apiGroup`` and the ``apiGroup`` of
   User and Group subjects become ``rbac.authorization.k8s.io``;
-* validation (``rbac_validation``, after upstream's ``pkg/apis/rbac/validation``): rules need
+* validation (``validation``, after upstream's ``pkg/apis/rbac/validation``): rules need
   verbs, resource rules need groups and resources, non-resource URLs only in ClusterRoles and
   never mixed with resources, roleRef kinds, subject kinds and their API groups, ServiceAccount
   subjects of a ClusterRoleBinding need a namespace; failures raise
-  :class:`~compass_auth.testing.rbac_wire.Invalid` (422), all errors at once.
+  :class:`~compass_auth.testing.rbac.errors.Invalid` (422), all errors at once.
 
-``aggregationRule`` is kept for the answer but not evaluated (see ``rbac``).
+``aggregationRule`` is kept for the answer but not evaluated (see ``authorizer``).
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from compass_auth.testing import rbac, wire
-from compass_auth.testing.rbac_validation import (
+from compass_auth.testing.rbac import authorizer
+from compass_auth.testing.rbac.errors import FieldError, Invalid, Malformed
+from compass_auth.testing.rbac.validation import (
     name_errors,
     ref_errors,
     rule_errors,
     subject_errors,
 )
-from compass_auth.testing.rbac_wire import FieldError, Invalid, Malformed
+from compass_auth.testing.wire import bodies
 
 logger = logging.getLogger(__name__)
 
-API_VERSION = f"{rbac.RBAC_GROUP}/v1"
+API_VERSION = f"{authorizer.RBAC_GROUP}/v1"
 #: kind -> (resource, namespaced)
 KINDS: dict[str, tuple[str, bool]] = {
     "Role": ("roles", True),
@@ -60,7 +61,7 @@ class RbacObject:
     kind: str
     name: str
     namespace: str
-    value: rbac.Role | rbac.Binding
+    value: authorizer.Role | authorizer.Binding
     document: Mapping[str, Any] = field(repr=False)
     uid: str = ""
     resource_version: str = ""
@@ -80,7 +81,7 @@ class RbacObject:
             metadata["uid"] = self.uid
         if self.resource_version:
             metadata["resourceVersion"] = self.resource_version
-        metadata["creationTimestamp"] = wire.rfc3339(self.created) if self.created else None
+        metadata["creationTimestamp"] = bodies.rfc3339(self.created) if self.created else None
         for key in ("labels", "annotations"):
             if self.document["metadata"].get(key):
                 metadata[key] = self.document["metadata"][key]
@@ -155,12 +156,12 @@ def _items(kind: str, where: str, value: Any, go_type: str, limit: int) -> list[
 # ---- the four kinds ----------------------------------------------------------------------------
 
 
-def _rules(kind: str, raw: Any) -> tuple[list[dict[str, Any]], tuple[rbac.PolicyRule, ...]]:
+def _rules(kind: str, raw: Any) -> tuple[list[dict[str, Any]], tuple[authorizer.PolicyRule, ...]]:
     documents, rules = [], []
     for item in _items(kind, f"{kind}.rules", raw, "[]v1.PolicyRule", MAX_RULES):
         entry = _object(kind, f"{kind}.rules", item, "v1.PolicyRule")
         where = "PolicyRule.rules."
-        rule = rbac.PolicyRule(
+        rule = authorizer.PolicyRule(
             verbs=_strings(kind, where + "verbs", entry.get("verbs")),
             api_groups=_strings(kind, where + "apiGroups", entry.get("apiGroups")),
             resources=_strings(kind, where + "resources", entry.get("resources")),
@@ -183,15 +184,15 @@ def _rules(kind: str, raw: Any) -> tuple[list[dict[str, Any]], tuple[rbac.Policy
     return documents, tuple(rules)
 
 
-def _subjects(kind: str, raw: Any) -> tuple[list[dict[str, Any]], tuple[rbac.Subject, ...]]:
+def _subjects(kind: str, raw: Any) -> tuple[list[dict[str, Any]], tuple[authorizer.Subject, ...]]:
     documents, subjects = [], []
     for item in _items(kind, f"{kind}.subjects", raw, "[]v1.Subject", MAX_SUBJECTS):
         entry = _object(kind, f"{kind}.subjects", item, "v1.Subject")
         subject_kind = _string(kind, "Subject.subjects.kind", entry.get("kind"))
         api_group = _string(kind, "Subject.subjects.apiGroup", entry.get("apiGroup"))
         if not api_group and subject_kind in ("User", "Group"):
-            api_group = rbac.RBAC_GROUP  # SetDefaults_Subject
-        subject = rbac.Subject(
+            api_group = authorizer.RBAC_GROUP  # SetDefaults_Subject
+        subject = authorizer.Subject(
             kind=subject_kind,
             name=_string(kind, "Subject.subjects.name", entry.get("name")),
             namespace=_string(kind, "Subject.subjects.namespace", entry.get("namespace")),
@@ -254,7 +255,7 @@ def decode(
     if namespaced and not namespace:
         errors.append(FieldError("metadata.namespace", "Required"))
     document: dict[str, Any] = {"metadata": meta_document}
-    value: rbac.Role | rbac.Binding
+    value: authorizer.Role | authorizer.Binding
     if kind in ("Role", "ClusterRole"):
         rule_documents, rules = _rules(kind, body.get("rules"))
         for index, rule in enumerate(rules):
@@ -265,15 +266,15 @@ def decode(
             document["aggregationRule"] = _object(
                 kind, "ClusterRole.aggregationRule", aggregation, "v1.AggregationRule"
             )
-        value = rbac.Role(name, rules, namespace)
+        value = authorizer.Role(name, rules, namespace)
     else:
         raw_ref = _object(kind, f"{kind}.roleRef", body.get("roleRef"), "v1.RoleRef")
-        ref = rbac.RoleRef(
+        ref = authorizer.RoleRef(
             kind=_string(kind, "RoleRef.roleRef.kind", raw_ref.get("kind")),
             name=_string(kind, "RoleRef.roleRef.name", raw_ref.get("name")),
             # SetDefaults_RoleBinding / SetDefaults_ClusterRoleBinding
             api_group=_string(kind, "RoleRef.roleRef.apiGroup", raw_ref.get("apiGroup"))
-            or rbac.RBAC_GROUP,
+            or authorizer.RBAC_GROUP,
         )
         subject_documents, subjects = _subjects(kind, body.get("subjects"))
         for index, subject in enumerate(subjects):
@@ -282,9 +283,9 @@ def decode(
         if subject_documents:
             document["subjects"] = subject_documents
         document["roleRef"] = {"apiGroup": ref.api_group, "kind": ref.kind, "name": ref.name}
-        value = rbac.Binding(name, ref, subjects, namespace)
+        value = authorizer.Binding(name, ref, subjects, namespace)
     if errors:
-        raise Invalid(kind, rbac.RBAC_GROUP, name, errors)
+        raise Invalid(kind, authorizer.RBAC_GROUP, name, errors)
     return RbacObject(kind, name, namespace, value, document)
 
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from compass_auth.testing import rbac
-from compass_auth.testing.rbac_wire import FieldError, Invalid, Malformed
+from compass_auth.testing.rbac import authorizer
+from compass_auth.testing.rbac.errors import FieldError, Invalid, Malformed
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ MAX_EXTRA_KEYS = 100
 class AccessReview:
     """A decoded request: what to ask RBAC, and the spec to echo (Go field order)."""
 
-    attributes: rbac.Attributes
+    attributes: authorizer.Attributes
     spec: dict[str, Any]
 
 
@@ -194,7 +194,7 @@ def decode(body: Mapping[str, Any]) -> AccessReview:
 
     if resource is not None:
         fields = spec["resourceAttributes"]
-        attributes = rbac.Attributes(
+        attributes = authorizer.Attributes(
             user=user,
             groups=tuple(groups),
             verb=fields.get("verb", ""),
@@ -207,7 +207,7 @@ def decode(body: Mapping[str, Any]) -> AccessReview:
         )
     else:
         fields = spec["nonResourceAttributes"]
-        attributes = rbac.Attributes(
+        attributes = authorizer.Attributes(
             user=user,
             groups=tuple(groups),
             verb=fields.get("verb", ""),
@@ -217,7 +217,7 @@ def decode(body: Mapping[str, Any]) -> AccessReview:
     return AccessReview(attributes, spec)
 
 
-def answer(spec: dict[str, Any], decision: rbac.Decision) -> dict[str, Any]:
+def answer(spec: dict[str, Any], decision: authorizer.Decision) -> dict[str, Any]:
     """The 201 body: the spec echoed and the status, with Go's omitempty rules.
 
     ``allowed`` is always present; ``denied`` never is (RBAC has no deny rules);

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from compass_auth.testing import wire
+from compass_auth.testing.wire import bodies
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Invalid(ValueError):
             {"reason": _CAUSE_REASON[e.type], "message": e.body(), "field": e.field}
             for e in self.errors
         ]
-        return wire.status(422, str(self), "Invalid", details)
+        return bodies.status(422, str(self), "Invalid", details)
 
 
 def forbidden(
@@ -109,12 +109,12 @@ def forbidden(
     subject = f'{qualified} "{name}"' if name else qualified
     details: dict[str, Any] = {"name": name} if name else {}
     details.update(group=group, kind=resource)
-    return wire.status(403, f"{subject} is forbidden: {why}", "Forbidden", details)
+    return bodies.status(403, f"{subject} is forbidden: {why}", "Forbidden", details)
 
 
 def already_exists(group: str, resource: str, name: str) -> dict[str, Any]:
     """409 for a create whose name is taken (``apierrors.NewAlreadyExists``)."""
-    return wire.status(
+    return bodies.status(
         409,
         f'{resource}.{group} "{name}" already exists',
         "AlreadyExists",
@@ -124,7 +124,7 @@ def already_exists(group: str, resource: str, name: str) -> dict[str, Any]:
 
 def too_large(limit: int) -> dict[str, Any]:
     """413 for a body over the limit (``apierrors.NewRequestEntityTooLargeError``)."""
-    return wire.status(
+    return bodies.status(
         413, f"Request entity too large: limit is {limit}", "RequestEntityTooLarge"
     )
 
@@ -135,7 +135,7 @@ def store_full(group: str, resource: str, name: str, limit: int) -> dict[str, An
     A real cluster would hit a ResourceQuota or etcd's size instead; either way the client
     gets a 4xx it can read, never a 500.
     """
-    return wire.status(
+    return bodies.status(
         403,
         f'{resource}.{group} "{name}" is forbidden: the emulator holds at most {limit} '
         "RBAC objects",

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from compass_auth.testing import rbac
-from compass_auth.testing.rbac_objects import API_VERSION, RbacObject, decode
+from compass_auth.testing.rbac import authorizer
+from compass_auth.testing.rbac.objects import API_VERSION, RbacObject, decode
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +104,10 @@ def bootstrap_objects() -> list[RbacObject]:
         body = {
             "apiVersion": API_VERSION,
             "metadata": {"name": name, **_METADATA},
-            "roleRef": {"apiGroup": rbac.RBAC_GROUP, "kind": "ClusterRole", "name": name},
+            "roleRef": {"apiGroup": authorizer.RBAC_GROUP, "kind": "ClusterRole", "name": name},
             "subjects": [
-                {"apiGroup": rbac.RBAC_GROUP, "kind": "Group", "name": group} for group in groups
+                {"apiGroup": authorizer.RBAC_GROUP, "kind": "Group", "name": group}
+                for group in groups
             ],
         }
         objects.append(decode(body, "ClusterRoleBinding", ""))

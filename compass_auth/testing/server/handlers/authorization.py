@@ -1,4 +1,5 @@
-"""HTTP routes for SubjectAccessReview and for creating RBAC objects.
+"""``authorization.k8s.io`` and ``rbac.authorization.k8s.io``: SubjectAccessReview, and creating
+RBAC objects (their paths are in ``endpoints.py``).
 
 * ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews``: the caller needs ``create
   subjectaccessreviews`` (``system:auth-delegator``), checked like TokenReview's permission
@@ -21,12 +22,13 @@ from typing import Any, ClassVar
 
 import tornado.web
 
-from compass_auth.testing import access_review, rbac, rbac_objects, rbac_wire, wire
-from compass_auth.testing.handlers import KubeHandler, json_body
-from compass_auth.testing.rbac_store import MAX_OBJECTS, AlreadyExists, StoreFull
-from compass_auth.testing.review import UserInfo
+from compass_auth.testing.credentials.factory import TokenFactory
+from compass_auth.testing.credentials.validation import UserInfo
+from compass_auth.testing.rbac import access_review, authorizer, errors, objects
+from compass_auth.testing.rbac.store import MAX_OBJECTS, AlreadyExists, StoreFull
+from compass_auth.testing.server.pipeline import KubeHandler, json_body
 from compass_auth.testing.state import ClusterState
-from compass_auth.testing.tokens import TokenFactory
+from compass_auth.testing.wire import bodies
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +49,8 @@ class BoundedBodyHandler(KubeHandler):
     await self.admitted(): return``, then call :meth:`json_document`.
     """
 
-    def initialize(self, state: ClusterState, factory: TokenFactory) -> None:
-        super().initialize(state, factory)
+    def initialize(self, state: ClusterState, factory: TokenFactory, endpoint: str) -> None:
+        super().initialize(state, factory, endpoint)
         self._parts: list[bytes] = []
         self._size = 0
         self._admitted: bool | None = None
@@ -99,19 +101,17 @@ class BoundedBodyHandler(KubeHandler):
             self._size,
             MAX_BODY_BYTES,
         )
-        self.reply(413, rbac_wire.too_large(MAX_BODY_BYTES))
+        self.reply(413, errors.too_large(MAX_BODY_BYTES))
 
 
 class SubjectAccessReviewHandler(BoundedBodyHandler):
     """``POST /apis/authorization.k8s.io/v1/subjectaccessreviews``."""
 
-    endpoint = "subjectaccessreview"
-
     def authorized(self, user: UserInfo) -> bool:
         return self.state.may_create_subjectaccessreviews(user)
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
-        return rbac_wire.forbidden(
+        return errors.forbidden(
             user.username, "create", access_review.GROUP, "subjectaccessreviews"
         )
 
@@ -123,10 +123,10 @@ class SubjectAccessReviewHandler(BoundedBodyHandler):
             return
         try:
             review = access_review.decode(body)
-        except rbac_wire.Malformed as exc:
-            self.reply(400, wire.bad_request(str(exc)))
+        except errors.Malformed as exc:
+            self.reply(400, bodies.bad_request(str(exc)))
             return
-        except rbac_wire.Invalid as exc:
+        except errors.Invalid as exc:
             self.reply(422, exc.status())
             return
         decision = self.state.rbac.authorize(review.attributes)
@@ -143,30 +143,29 @@ class SubjectAccessReviewHandler(BoundedBodyHandler):
 class RbacCreateHandler(BoundedBodyHandler):
     """``POST`` of one RBAC kind (class attribute ``kind``), authorized by RBAC itself."""
 
-    endpoint = "rbac"
     kind: ClassVar[str] = ""
 
     def _namespace(self) -> str:
         return str(self.path_kwargs.get("namespace", ""))
 
     def authorized(self, user: UserInfo) -> bool:
-        attributes = rbac.Attributes(
+        attributes = authorizer.Attributes(
             user=user.username,
             groups=user.groups,
             verb="create",
             resource_request=True,
             namespace=self._namespace(),
-            api_group=rbac.RBAC_GROUP,
-            resource=rbac_objects.resource_of(self.kind),
+            api_group=authorizer.RBAC_GROUP,
+            resource=objects.resource_of(self.kind),
         )
         return self.state.rbac.authorize(attributes).allowed
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
-        return rbac_wire.forbidden(
+        return errors.forbidden(
             user.username,
             "create",
-            rbac.RBAC_GROUP,
-            rbac_objects.resource_of(self.kind),
+            authorizer.RBAC_GROUP,
+            objects.resource_of(self.kind),
             self._namespace(),
         )
 
@@ -176,44 +175,28 @@ class RbacCreateHandler(BoundedBodyHandler):
         body = self.json_document()
         if body is None:
             return
-        resource = rbac_objects.resource_of(self.kind)
+        resource = objects.resource_of(self.kind)
         try:
-            obj = rbac_objects.decode(body, self.kind, namespace)
-        except rbac_wire.Malformed as exc:
-            self.reply(400, wire.bad_request(str(exc)))
+            obj = objects.decode(body, self.kind, namespace)
+        except errors.Malformed as exc:
+            self.reply(400, bodies.bad_request(str(exc)))
             return
-        except rbac_wire.Invalid as exc:
+        except errors.Invalid as exc:
             self.reply(422, exc.status())
             return
         try:
             created = self.state.rbac.create(obj)
         except AlreadyExists:
-            self.reply(409, rbac_wire.already_exists(rbac.RBAC_GROUP, resource, obj.name))
+            self.reply(409, errors.already_exists(authorizer.RBAC_GROUP, resource, obj.name))
             return
         except StoreFull:
             self.reply(
-                403, rbac_wire.store_full(rbac.RBAC_GROUP, resource, obj.name, MAX_OBJECTS)
+                403, errors.store_full(authorizer.RBAC_GROUP, resource, obj.name, MAX_OBJECTS)
             )
             return
         self.reply(201, created.to_wire())
 
 
-def _create_handler(kind: str) -> type[RbacCreateHandler]:
+def create_handler(kind: str) -> type[RbacCreateHandler]:
+    """The :class:`RbacCreateHandler` of one kind (``Role``, ``ClusterRoleBinding``, ...)."""
     return type(f"{kind}CreateHandler", (RbacCreateHandler,), {"kind": kind})
-
-
-def rbac_routes(deps: dict[str, Any]) -> list[tuple[str, type[KubeHandler], dict[str, Any]]]:
-    """The routes above, for ``routes.make_app``."""
-    namespace = r"(?P<namespace>[a-z0-9][-a-z0-9]*)"
-    base = r"/apis/rbac\.authorization\.k8s\.io/v1"
-    return [
-        (
-            r"/apis/authorization\.k8s\.io/v1/subjectaccessreviews",
-            SubjectAccessReviewHandler,
-            deps,
-        ),
-        (base + "/clusterroles", _create_handler("ClusterRole"), deps),
-        (base + "/clusterrolebindings", _create_handler("ClusterRoleBinding"), deps),
-        (base + f"/namespaces/{namespace}/roles", _create_handler("Role"), deps),
-        (base + f"/namespaces/{namespace}/rolebindings", _create_handler("RoleBinding"), deps),
-    ]

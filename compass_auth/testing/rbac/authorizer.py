@@ -16,7 +16,8 @@ A port of the upstream evaluation, kept to its structure so the two can be read 
 Not modelled: ``aggregationRule`` (an aggregated ClusterRole's ``rules`` are used as written; a
 real cluster's controller fills them from the labelled roles), the API version of a request
 (RBAC ignores it), field and label selectors (RBAC ignores them too), and escalation checks on
-writes (see ``rbac_handlers``). No I/O here: the store hands in an immutable :class:`Policy`.
+writes (see ``server.handlers.authorization``). No I/O here: the store hands in an immutable
+:class:`Policy`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from compass_auth.testing import jws, minting
-from compass_auth.testing.minting import Ref
+from compass_auth.testing.credentials import jws, minting
+from compass_auth.testing.credentials.minting import Ref
 from compass_auth.testing.state import ClusterState
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from compass_auth.testing import kubeproto, wire
+from compass_auth.testing.wire import bodies, kubeproto
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def input_media_type(content_type: str | None) -> str | None:
 
 def not_acceptable() -> dict[str, Any]:
     """406 for an Accept header that names no type the emulator writes."""
-    return wire.status(
+    return bodies.status(
         406,
         f"only the following media types are accepted: {', '.join(SUPPORTED)}",
         "NotAcceptable",
@@ -78,7 +78,7 @@ def not_acceptable() -> dict[str, Any]:
 
 def unsupported_media_type() -> dict[str, Any]:
     """415 for a body in a format the emulator does not read."""
-    return wire.status(
+    return bodies.status(
         415,
         "the body of the request was in an unknown format - accepted media types include: "
         + ", ".join(SUPPORTED),

@@ -1,8 +1,9 @@
-"""Tornado handlers that answer like kube-apiserver.
+"""The base of every handler: the pipeline a request runs before its verb method.
 
 Every request runs the same pipeline in ``prepare``: record, inject any fault,
 authenticate (client certificate, then bearer token, else anonymous),
-authorise, and only then reach the verb method.
+authorise, and only then reach the verb method. The handlers themselves are in
+``handlers/``, their paths and names in ``endpoints.py``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any, ClassVar
 
 import tornado.web
 
-from compass_auth.testing import jws, kubeproto, negotiation, wire
-from compass_auth.testing.faults import Fault
-from compass_auth.testing.requestlog import RequestRecord, fingerprint
-from compass_auth.testing.review import UserInfo
+from compass_auth.testing.credentials import jws
+from compass_auth.testing.credentials.factory import TokenFactory
+from compass_auth.testing.credentials.validation import UserInfo
+from compass_auth.testing.server import negotiation
+from compass_auth.testing.server.faults import Fault
+from compass_auth.testing.server.requestlog import RequestRecord, fingerprint
 from compass_auth.testing.state import ADMIN_USER, ANONYMOUS_USER, ClusterState
-from compass_auth.testing.tokens import TokenFactory
+from compass_auth.testing.wire import bodies, kubeproto
 
 logger = logging.getLogger(__name__)
 
@@ -32,31 +35,29 @@ logger = logging.getLogger(__name__)
 _FLOWSCHEMA_UID = str(uuid.uuid4())
 _PRIORITY_LEVEL_UID = str(uuid.uuid4())
 _JSON = "application/json"
-# TokenRequest bounds from pkg/apis/authentication/validation (10 min .. 2^32 s).
-MIN_EXPIRATION_SECONDS = 600
-MAX_EXPIRATION_SECONDS = 1 << 32
-DEFAULT_EXPIRATION_SECONDS = 3600
 _CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
-API_VERSION = f"{wire.TOKENREVIEW_GROUP}/v1"
+API_VERSION = f"{bodies.TOKENREVIEW_GROUP}/v1"
 
 
 class KubeHandler(tornado.web.RequestHandler):
     """Base: headers, fault injection, authentication, RBAC and JSON replies.
 
+    ``endpoint`` (an ``initialize`` argument, from ``endpoints.py``) is the name faults and
+    the request log use.
+
     Class attributes:
-        endpoint: name used by faults and the request log.
         public: anonymous callers allowed (``system:public-info-viewer``).
         content_type: of a normal answer; a ``Fault(body=...)`` keeps it.
         negotiates: an API resource endpoint whose answers (errors included) follow the
             Accept header, JSON or protobuf; the others always answer JSON.
     """
 
-    endpoint: ClassVar[str] = "other"
     public: ClassVar[bool] = False
     content_type: ClassVar[str] = _JSON
     negotiates: ClassVar[bool] = False
 
-    def initialize(self, state: ClusterState, factory: TokenFactory) -> None:
+    def initialize(self, state: ClusterState, factory: TokenFactory, endpoint: str) -> None:
+        self.endpoint = endpoint
         self.state = state
         self.factory = factory
         self.user: UserInfo = ANONYMOUS_USER
@@ -114,7 +115,7 @@ class KubeHandler(tornado.web.RequestHandler):
                 self.endpoint,
                 self._fingerprint,
             )
-            self.reply(401, wire.unauthorized())
+            self.reply(401, bodies.unauthorized())
             return
         self.user = user
         if not self.public and not self.authorized(user):
@@ -126,7 +127,7 @@ class KubeHandler(tornado.web.RequestHandler):
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
         """The 403 body for this endpoint."""
-        return wire.forbidden_path(
+        return bodies.forbidden_path(
             user.username, self.request.path, self.request.method.lower()
         )
 
@@ -154,7 +155,7 @@ class KubeHandler(tornado.web.RequestHandler):
                     b""
                     if 300 <= fault.status < 400
                     else jws.go_json(
-                        wire.fault_status(
+                        bodies.fault_status(
                             fault.status,
                             self.user.username,
                             self.request.path,
@@ -207,14 +208,14 @@ class KubeHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors Tornado raises itself (405, 500) also come out as metav1.Status."""
         if status_code == 405:
-            body = wire.status(
+            body = bodies.status(
                 405,
                 "the server does not allow this method on the requested resource",
                 "MethodNotAllowed",
                 {},
             )
         else:
-            body = wire.fault_status(
+            body = bodies.fault_status(
                 status_code, self.user.username, self.request.path, None
             )
         self.set_header("Content-Type", _JSON)
@@ -249,45 +250,6 @@ class KubeHandler(tornado.web.RequestHandler):
         )
 
 
-class OidcHandler(KubeHandler):
-    """Base of the two discovery paths: public caching, issuer-discovery RBAC."""
-
-    def reply_public(self, body: Any, content_type: str) -> None:
-        """200 with ``Cache-Control: public, max-age=3600`` (openidmetadata.go).
-
-        Only successful answers are cacheable: 401/403 come from filters that
-        run before this handler and keep ``no-cache, private``.
-        """
-        self.set_header("Cache-Control", "public, max-age=3600")
-        self.reply(200, body, content_type)
-
-    def authorized(self, user: UserInfo) -> bool:
-        return self.state.may_get_discovery(user)
-
-
-class DiscoveryHandler(OidcHandler):
-    """``GET /.well-known/openid-configuration``."""
-
-    endpoint = "discovery"
-
-    def get(self) -> None:
-        state = self.state
-        algs = [key.alg for key in state.keys.published()]
-        jwks_uri = state.external_address + "/openid/v1/jwks"
-        self.reply_public(wire.discovery_document(state.issuer, jwks_uri, algs), _JSON)
-
-
-class JwksHandler(OidcHandler):
-    """``GET /openid/v1/jwks``."""
-
-    endpoint = "jwks"
-    content_type = "application/jwk-set+json"
-
-    def get(self) -> None:
-        keys = [jws.jwk(key.public_key, key.kid) for key in self.state.keys.published()]
-        self.reply_public({"keys": keys}, self.content_type)
-
-
 def read_object(handler: KubeHandler, kind: str) -> dict[str, Any] | None:
     """The request body as a dict, or None once the request is answered.
 
@@ -307,7 +269,7 @@ def read_object(handler: KubeHandler, kind: str) -> dict[str, Any] | None:
             return kubeproto.decode(handler.request.body, API_VERSION, kind)
         except kubeproto.ProtobufError as exc:
             logger.info("devcluster undecodable protobuf body endpoint=%s", handler.endpoint)
-            handler.reply(400, wire.bad_request(str(exc)))
+            handler.reply(400, bodies.bad_request(str(exc)))
             return None
     return json_body(handler)
 
@@ -318,62 +280,15 @@ def json_body(handler: KubeHandler) -> dict[str, Any] | None:
         body = json.loads(handler.request.body or b"{}")
     except ValueError as exc:
         handler.reply(
-            400, wire.bad_request(f"couldn't get version/kind; json parse error: {exc}")
+            400, bodies.bad_request(f"couldn't get version/kind; json parse error: {exc}")
         )
         return None
     if not isinstance(body, dict):
         handler.reply(
             400,
-            wire.bad_request(
+            bodies.bad_request(
                 "couldn't get version/kind; json parse error: not an object"
             ),
         )
         return None
     return body
-
-
-class TokenReviewHandler(KubeHandler):
-    """``POST /apis/authentication.k8s.io/v1/tokenreviews``."""
-
-    endpoint = "tokenreview"
-    negotiates = True
-
-    def authorized(self, user: UserInfo) -> bool:
-        return self.state.may_create_tokenreviews(user)
-
-    def forbidden(self, user: UserInfo) -> dict[str, Any]:
-        return wire.forbidden_tokenreviews(user.username)
-
-    def post(self) -> None:
-        body = read_object(self, "TokenReview")
-        if body is None:
-            return
-        # kind/apiVersion may be missing: the server defaults them from the URL.
-        raw_spec = body.get("spec")
-        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
-        token = spec.get("token") or ""
-        audiences = spec.get("audiences") or []
-        if not isinstance(token, str) or not token:
-            self.reply(
-                400,
-                wire.bad_request("token is required for TokenReview in authentication"),
-            )
-            return
-        if not isinstance(audiences, list) or not all(
-            isinstance(a, str) for a in audiences
-        ):
-            self.reply(
-                400, wire.bad_request("spec.audiences must be a list of strings")
-            )
-            return
-        review = self.state.validator.review(token, audiences)
-        logger.info(
-            "devcluster tokenreview token_fp=%s authenticated=%s error=%s",
-            fingerprint(token),
-            review.authenticated,
-            review.error,
-        )
-        echoed: dict[str, Any] = {"token": token}
-        if audiences:
-            echoed["audiences"] = audiences
-        self.reply(201, wire.token_review(echoed, review))

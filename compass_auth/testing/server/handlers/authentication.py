@@ -1,36 +1,31 @@
-"""TokenRequest, SelfSubjectReview, the informational paths, 404s, and the Tornado application."""
+"""``authentication.k8s.io``: TokenReview, TokenRequest and SelfSubjectReview.
+
+TokenRequest is a subresource of the core group's ServiceAccounts
+(``/api/v1/namespaces/NS/serviceaccounts/NAME/token``) but answers with an
+``authentication.k8s.io/v1`` object, so it lives here with the other two.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-import tornado.web
-
-from compass_auth.testing import wire
-from compass_auth.testing.handlers import (
-    DEFAULT_EXPIRATION_SECONDS,
-    MAX_EXPIRATION_SECONDS,
-    MIN_EXPIRATION_SECONDS,
-    DiscoveryHandler,
-    JwksHandler,
-    KubeHandler,
-    TokenReviewHandler,
-    read_object,
-)
-from compass_auth.testing.rbac_handlers import rbac_routes
-from compass_auth.testing.review import UserInfo
-from compass_auth.testing.state import ClusterState
-from compass_auth.testing.tokens import TokenFactory
+from compass_auth.testing.credentials.validation import UserInfo
+from compass_auth.testing.server.pipeline import KubeHandler, read_object
+from compass_auth.testing.server.requestlog import fingerprint
+from compass_auth.testing.wire import bodies
 
 logger = logging.getLogger(__name__)
+
+# TokenRequest bounds from pkg/apis/authentication/validation (10 min .. 2^32 s).
+MIN_EXPIRATION_SECONDS = 600
+MAX_EXPIRATION_SECONDS = 1 << 32
+DEFAULT_EXPIRATION_SECONDS = 3600
 
 
 class TokenRequestHandler(KubeHandler):
     """``POST /api/v1/namespaces/NS/serviceaccounts/NAME/token`` (admins only)."""
 
-    endpoint = "tokenrequest"
     negotiates = True
 
     def authorized(self, user: UserInfo) -> bool:
@@ -38,7 +33,7 @@ class TokenRequestHandler(KubeHandler):
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
         namespace, name = self.path_kwargs["namespace"], self.path_kwargs["name"]
-        return wire.forbidden_token_request(user.username, namespace, name)
+        return bodies.forbidden_token_request(user.username, namespace, name)
 
     def post(self, namespace: str, name: str) -> None:
         body = read_object(self, "TokenRequest")
@@ -50,7 +45,7 @@ class TokenRequestHandler(KubeHandler):
         if objects.get("serviceaccount", namespace, name) is None:
             self.reply(
                 404,
-                wire.status(
+                bodies.status(
                     404,
                     f'serviceaccounts "{name}" not found',
                     "NotFound",
@@ -65,7 +60,7 @@ class TokenRequestHandler(KubeHandler):
         if not isinstance(seconds, int) or seconds < MIN_EXPIRATION_SECONDS:
             self.reply(
                 422,
-                wire.invalid(
+                bodies.invalid(
                     "TokenRequest",
                     "authentication.k8s.io",
                     name,
@@ -78,7 +73,7 @@ class TokenRequestHandler(KubeHandler):
         if seconds > MAX_EXPIRATION_SECONDS:
             self.reply(
                 422,
-                wire.invalid(
+                bodies.invalid(
                     "TokenRequest",
                     "authentication.k8s.io",
                     name,
@@ -102,7 +97,7 @@ class TokenRequestHandler(KubeHandler):
                 resource = "pods" if kind == "Pod" else "nodes"
                 self.reply(
                     404,
-                    wire.status(
+                    bodies.status(
                         404,
                         f'{resource} "{ref_name}" not found',
                         "NotFound",
@@ -115,7 +110,7 @@ class TokenRequestHandler(KubeHandler):
                     f"the UID in the bound object reference ({ref['uid']}) does not match the UID "
                     "in record. The object might have been deleted and then recreated"
                 )
-                self.reply(409, wire.status(409, message, "Conflict", {}))
+                self.reply(409, bodies.status(409, message, "Conflict", {}))
                 return
             pod, node = (ref_name, found.node) if kind == "Pod" else (None, ref_name)
         now = int(self.state.clock())
@@ -144,7 +139,7 @@ class TokenRequestHandler(KubeHandler):
             ),
         }
         self.reply(
-            201, wire.token_request(namespace, name, echoed, token, now + seconds, now)
+            201, bodies.token_request(namespace, name, echoed, token, now + seconds, now)
         )
 
 
@@ -155,136 +150,59 @@ class SelfSubjectReviewHandler(KubeHandler):
     request authenticated as, extra included (``selfsubjectreview/rest.go``).
     """
 
-    endpoint = "selfsubjectreview"
     negotiates = True
 
     def forbidden(self, user: UserInfo) -> dict[str, Any]:
-        return wire.forbidden_create(user.username, "selfsubjectreviews")
+        return bodies.forbidden_create(user.username, "selfsubjectreviews")
 
     def post(self) -> None:
         # The body says nothing the answer depends on, but it must decode.
         if read_object(self, "SelfSubjectReview") is None:
             return
-        self.reply(201, wire.self_subject_review(self.user, self.state.clock()))
+        self.reply(201, bodies.self_subject_review(self.user, self.state.clock()))
 
 
-class VersionHandler(KubeHandler):
-    """``GET /version``: public, pretty-printed like the real one."""
+class TokenReviewHandler(KubeHandler):
+    """``POST /apis/authentication.k8s.io/v1/tokenreviews``."""
 
-    endpoint = "version"
-    public = True
+    negotiates = True
 
-    def get(self) -> None:
-        self.reply(200, json.dumps(wire.version_info(), indent=2).encode())
+    def authorized(self, user: UserInfo) -> bool:
+        return self.state.may_create_tokenreviews(user)
 
+    def forbidden(self, user: UserInfo) -> dict[str, Any]:
+        return bodies.forbidden_tokenreviews(user.username)
 
-class HealthHandler(KubeHandler):
-    """``/healthz``, ``/livez``, ``/readyz``: public, plain ``ok``."""
-
-    endpoint = "healthz"
-    public = True
-
-    def get(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.reply(200, b"ok", "text/plain; charset=utf-8")
-
-
-class ApiVersionsHandler(KubeHandler):
-    """``/api`` (authenticated users, via ``system:discovery``)."""
-
-    endpoint = "api"
-
-    def get(self) -> None:
-        address = self.state.external_address.split("://", 1)[-1]
-        self.reply(200, wire.api_versions(address))
-
-
-class CoreResourcesHandler(KubeHandler):
-    """``/api/v1`` (``kubectl api-resources`` reads it)."""
-
-    endpoint = "api"
-
-    def get(self) -> None:
-        self.reply(200, wire.core_resources())
-
-
-class ApiGroupsHandler(KubeHandler):
-    """``/apis``."""
-
-    endpoint = "api"
-
-    def get(self) -> None:
-        self.reply(200, wire.api_group_list())
-
-
-class AuthenticationResourcesHandler(KubeHandler):
-    """``/apis/authentication.k8s.io/v1``."""
-
-    endpoint = "api"
-
-    def get(self) -> None:
-        self.reply(200, wire.authentication_resources())
-
-
-class NotFoundHandler(KubeHandler):
-    """Any other path: 404 Status for authenticated callers, 403 for anonymous."""
-
-    endpoint = "notfound"
-
-    def _not_found(self, *args: str) -> None:
-        self.reply(404, wire.not_found())
-
-    get = post = put = delete = patch = _not_found
-
-
-def make_app(state: ClusterState, factory: TokenFactory) -> tornado.web.Application:
-    """The routes of the emulated API server."""
-    deps: dict[str, Any] = {"state": state, "factory": factory}
-    # DNS-1123 subdomain-ish names; anything else falls through to a 404.
-    name = r"[a-z0-9][-a-z0-9.]*"
-
-    return tornado.web.Application(
-        [
-            (r"/\.well-known/openid-configuration", DiscoveryHandler, deps),
-            (r"/openid/v1/jwks", JwksHandler, deps),
-            (
-                r"/apis/authentication\.k8s\.io/v1/tokenreviews",
-                TokenReviewHandler,
-                deps,
-            ),
-            (
-                r"/apis/authentication\.k8s\.io/v1/selfsubjectreviews",
-                SelfSubjectReviewHandler,
-                deps,
-            ),
-            (
-                rf"/api/v1/namespaces/(?P<namespace>{name})/serviceaccounts/(?P<name>{name})/token",
-                TokenRequestHandler,
-                deps,
-            ),
-            *rbac_routes(deps),
-            (r"/version/?", VersionHandler, deps),
-            (r"/(?:healthz|livez|readyz)", HealthHandler, deps),
-            (r"/api/?", ApiVersionsHandler, deps),
-            (r"/api/v1/?", CoreResourcesHandler, deps),
-            (r"/apis/?", ApiGroupsHandler, deps),
-            (
-                r"/apis/authentication\.k8s\.io/v1/?",
-                AuthenticationResourcesHandler,
-                deps,
-            ),
-        ],
-        default_handler_class=NotFoundHandler,
-        default_handler_args=deps,
-        log_function=_log_request,
-    )
-
-
-def _log_request(handler: tornado.web.RequestHandler) -> None:
-    # Paths and statuses only: Authorization never reaches the log.
-    logger.debug(
-        "devcluster %s %s -> %s",
-        handler.request.method,
-        handler.request.path,
-        handler.get_status(),
-    )
+    def post(self) -> None:
+        body = read_object(self, "TokenReview")
+        if body is None:
+            return
+        # kind/apiVersion may be missing: the server defaults them from the URL.
+        raw_spec = body.get("spec")
+        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
+        token = spec.get("token") or ""
+        audiences = spec.get("audiences") or []
+        if not isinstance(token, str) or not token:
+            self.reply(
+                400,
+                bodies.bad_request("token is required for TokenReview in authentication"),
+            )
+            return
+        if not isinstance(audiences, list) or not all(
+            isinstance(a, str) for a in audiences
+        ):
+            self.reply(
+                400, bodies.bad_request("spec.audiences must be a list of strings")
+            )
+            return
+        review = self.state.validator.review(token, audiences)
+        logger.info(
+            "devcluster tokenreview token_fp=%s authenticated=%s error=%s",
+            fingerprint(token),
+            review.authenticated,
+            review.error,
+        )
+        echoed: dict[str, Any] = {"token": token}
+        if audiences:
+            echoed["audiences"] = audiences
+        self.reply(201, bodies.token_review(echoed, review))

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from compass_auth.testing.rbac_store import (
+from compass_auth.testing.rbac.store import (
     DEFAULT_NAMESPACE,
     ManifestError,
     StoreFull,
@@ -34,7 +34,7 @@ class RbacControls:
         ``manifests`` is multi-document YAML text, e.g. the output of ``kubectl kustomize k8s/``.
         Other kinds are skipped, except ServiceAccounts, which are created (TokenRequest needs
         them). Objects replace any of the same name, all or none: an object a real API server
-        would refuse raises :class:`~compass_auth.testing.rbac_store.ManifestError` and nothing
+        would refuse raises :class:`~compass_auth.testing.rbac.store.ManifestError` and nothing
         is applied. Namespaced objects without a namespace go to ``default_namespace``.
 
         The objects last until :meth:`reset` (the ``devcluster`` fixture resets around every

@@ -1,13 +1,14 @@
 """The emulator's RBAC objects: built-in, loaded from YAML, or created over HTTP.
 
-Two layers. The *base* holds the built-in roles (``rbac_bootstrap``) and whatever was loaded
+Two layers. The *base* holds the built-in roles (``bootstrap``) and whatever was loaded
 with ``persistent=True`` (``python -m compass_auth.testing --rbac FILE``); the *scoped* layer holds
 objects a test loaded or created, and :meth:`RbacStore.reset` drops it, so one test's grants
 never leak into the next. A scoped object with a base object's name hides it until the reset.
 
-Readers never lock: every change builds a new immutable :class:`~compass_auth.testing.rbac.Policy`
-and swaps one reference (the go-oidc key-set idea), so an authorization check sees either the
-old policy or the new one, never half of a change.
+Readers never lock: every change builds a new immutable
+:class:`~compass_auth.testing.rbac.authorizer.Policy` and swaps one reference (the go-oidc key-set
+idea), so an authorization check sees either the old policy or the new one, never half of a
+change.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
-from compass_auth.testing import rbac
-from compass_auth.testing.rbac_bootstrap import bootstrap_objects
-from compass_auth.testing.rbac_objects import KINDS, RbacObject, decode
-from compass_auth.testing.rbac_wire import Invalid, Malformed
+from compass_auth.testing.rbac import authorizer
+from compass_auth.testing.rbac.bootstrap import bootstrap_objects
+from compass_auth.testing.rbac.errors import Invalid, Malformed
+from compass_auth.testing.rbac.objects import KINDS, RbacObject, decode
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +73,13 @@ class RbacStore:
         self._policy = build_policy(self._base.values())
 
     @property
-    def policy(self) -> rbac.Policy:
+    def policy(self) -> authorizer.Policy:
         """The current immutable snapshot."""
         return self._policy
 
-    def authorize(self, attributes: rbac.Attributes) -> rbac.Decision:
+    def authorize(self, attributes: authorizer.Attributes) -> authorizer.Decision:
         """RBAC's decision on ``attributes`` against the current snapshot."""
-        return rbac.authorize(attributes, self._policy)
+        return authorizer.authorize(attributes, self._policy)
 
     def get(self, kind: str, namespace: str, name: str) -> RbacObject | None:
         """The effective object (a scoped one hides a base one), or None."""
@@ -139,15 +140,15 @@ class RbacStore:
         self._policy = build_policy({**self._base, **self._scoped}.values())
 
 
-def build_policy(objects: Iterable[RbacObject]) -> rbac.Policy:
+def build_policy(objects: Iterable[RbacObject]) -> authorizer.Policy:
     """The evaluator's immutable snapshot of ``objects`` (one per key: callers merge layers)."""
-    cluster_roles: dict[str, rbac.Role] = {}
-    roles: dict[tuple[str, str], rbac.Role] = {}
-    cluster_role_bindings: list[rbac.Binding] = []
-    role_bindings: dict[str, list[rbac.Binding]] = {}
+    cluster_roles: dict[str, authorizer.Role] = {}
+    roles: dict[tuple[str, str], authorizer.Role] = {}
+    cluster_role_bindings: list[authorizer.Binding] = []
+    role_bindings: dict[str, list[authorizer.Binding]] = {}
     for obj in objects:
         value = obj.value
-        if isinstance(value, rbac.Role):
+        if isinstance(value, authorizer.Role):
             if obj.namespace:
                 roles[(obj.namespace, obj.name)] = value
             else:
@@ -156,7 +157,7 @@ def build_policy(objects: Iterable[RbacObject]) -> rbac.Policy:
             role_bindings.setdefault(obj.namespace, []).append(value)
         else:
             cluster_role_bindings.append(value)
-    return rbac.Policy(
+    return authorizer.Policy(
         cluster_roles=cluster_roles,
         roles=roles,
         cluster_role_bindings=tuple(cluster_role_bindings),

@@ -1,6 +1,6 @@
 """Validation of RBAC objects, as ``pkg/apis/rbac/validation/validation.go`` does it.
 
-Each function returns the field errors of one part (empty when valid); ``rbac_objects``
+Each function returns the field errors of one part (empty when valid); ``objects``
 gathers them into one 422. Names follow ``path.IsValidPathSegmentName`` (the only rule RBAC
 names have), service-account subjects are DNS-1123 subdomains.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import re
 
-from compass_auth.testing import rbac
-from compass_auth.testing.rbac_wire import FieldError
+from compass_auth.testing.rbac import authorizer
+from compass_auth.testing.rbac.errors import FieldError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def name_errors(path: str, name: str) -> list[FieldError]:
     return [FieldError(path, "Invalid", p, name) for p in problems]
 
 
-def rule_errors(rule: rbac.PolicyRule, namespaced: bool, path: str) -> list[FieldError]:
+def rule_errors(rule: authorizer.PolicyRule, namespaced: bool, path: str) -> list[FieldError]:
     """``validatePolicyRule``: verbs always; URLs (ClusterRoles only) or groups and resources."""
     errors = []
     if not rule.verbs:
@@ -89,7 +89,7 @@ def rule_errors(rule: rbac.PolicyRule, namespaced: bool, path: str) -> list[Fiel
     return errors
 
 
-def subject_errors(subject: rbac.Subject, namespaced: bool, path: str) -> list[FieldError]:
+def subject_errors(subject: authorizer.Subject, namespaced: bool, path: str) -> list[FieldError]:
     """``validateRoleBindingSubject`` (after defaulting: User and Group carry the RBAC group)."""
     errors = []
     if not subject.name:
@@ -107,9 +107,9 @@ def subject_errors(subject: rbac.Subject, namespaced: bool, path: str) -> list[F
         if not subject.name:
             detail = f"{subject.kind.lower()} name cannot be empty"
             errors.append(FieldError(f"{path}.name", "Invalid", detail, ""))
-        if subject.api_group != rbac.RBAC_GROUP:
+        if subject.api_group != authorizer.RBAC_GROUP:
             errors.append(
-                _not_supported(f"{path}.apiGroup", subject.api_group, (rbac.RBAC_GROUP,))
+                _not_supported(f"{path}.apiGroup", subject.api_group, (authorizer.RBAC_GROUP,))
             )
     else:
         errors.append(
@@ -118,11 +118,11 @@ def subject_errors(subject: rbac.Subject, namespaced: bool, path: str) -> list[F
     return errors
 
 
-def ref_errors(ref: rbac.RoleRef, kinds: tuple[str, ...]) -> list[FieldError]:
+def ref_errors(ref: authorizer.RoleRef, kinds: tuple[str, ...]) -> list[FieldError]:
     """The ``roleRef`` checks of ``ValidateRoleBinding`` / ``ValidateClusterRoleBinding``."""
     errors = []
-    if ref.api_group != rbac.RBAC_GROUP:
-        errors.append(_not_supported("roleRef.apiGroup", ref.api_group, (rbac.RBAC_GROUP,)))
+    if ref.api_group != authorizer.RBAC_GROUP:
+        errors.append(_not_supported("roleRef.apiGroup", ref.api_group, (authorizer.RBAC_GROUP,)))
     if ref.kind not in kinds:
         errors.append(_not_supported("roleRef.kind", ref.kind, kinds))
     if not ref.name:

@@ -1,0 +1,1 @@
+"""The endpoints' Tornado handlers, one module per API group."""
