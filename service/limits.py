@@ -22,15 +22,17 @@ IDLE_TIMEOUT = 30.0
 #: socket closes); beyond that new ones are closed at once. The process checks at start-up that
 #: these plus its own descriptors fit under RLIMIT_NOFILE (service/fd_budget.py): beyond the
 #: limit accept() fails with EMFILE (service/accept.py pauses then). Callers are in-cluster
-#: services with small pools; 1000 idle connections cost ~10 MB (docs/reliability.md). One
-#: client address may hold half of them (``--max-connections-per-address``), so one client
-#: reconnecting as fast as it is cut cannot lock everyone else out.
-MAX_CONNECTIONS = 1000
+#: services with small pools; 1000 idle connections cost ~10 MB (docs/reliability.md). 900 plus
+#: the process's own descriptors (53 at the defaults) fit the common 1024 limit, so the defaults
+#: start wherever that is the hard limit (a build container's, for one). One client address may
+#: hold half of them (``--max-connections-per-address``), so one client reconnecting as fast as
+#: it is cut cannot lock everyone else out.
+MAX_CONNECTIONS = 900
 #: WebSocket connections (``/ws/whoami``) open at most; beyond that the upgrade gets 503. They
 #: count within MAX_CONNECTIONS, and half of it leaves room for plain requests and probes. An
 #: upgraded connection leaves the HTTP server's idle timeout; pings (WEBSOCKET_PING_INTERVAL)
 #: find peers that vanished, and the token's expiry ends every connection.
-MAX_WEBSOCKETS = 500
+MAX_WEBSOCKETS = 450
 #: Bytes of one WebSocket message at most (Tornado's default is 10 MiB); the example echoes.
 MAX_WEBSOCKET_MESSAGE_BYTES = 64 * 1024
 #: Seconds between pings on an idle WebSocket; an unanswered ping closes it after as long again.
