@@ -1,0 +1,154 @@
+"""CEL for AuthenticationConfiguration expressions, behind a small typed adapter.
+
+The only module that imports the CEL implementation: ``cel-expr-python`` (the CEL project's own
+C++ runtime, cel-cpp, with Python bindings), installed by the ``cel`` extra
+(``pip install 'compass-auth[cel]'``). It was chosen by measurement against
+``common-expression-language`` and ``cel-python`` (benchmarks/cel_candidates.py,
+docs/authentication-config.md#cel): it is the fastest, the only one with a type checker (so "must
+evaluate to bool" is found at load, as kube-apiserver does) and the only one with the optional
+field syntax ``claims.?x``; it has no dependencies of its own.
+
+The environments mirror kube-apiserver's (``staging/src/k8s.io/apiserver/pkg/authentication/cel/
+compile.go``): ``claims`` is a ``map(string, dyn)`` for claim rules and mappings; ``user`` (for
+``userValidationRules``) is typed here as ``map(string, dyn)`` too, where Kubernetes declares an
+object type with the fields ``username``, ``uid``, ``groups`` and ``extra`` (cel-expr-python needs a
+protobuf message for an object type): a misspelt field of ``user`` is found when a rule runs, not
+at load. Libraries: the CEL standard functions, the strings extension (version 2, as Kubernetes
+1.29+) and optional types. Kubernetes' own libraries (URLs, regex ``find``, lists, quantity, IP,
+CIDR, format, semver, sets, two-variable comprehensions) are not available: an expression that
+uses one fails at load with the checker's "undeclared reference" error.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: What to install; named in the error a file with expressions gets without it.
+EXTRA = "cel"
+INSTALL_HINT = f"pip install 'compass-auth[{EXTRA}]'"
+#: The CEL runtime's integers are 64-bit; JSON numbers outside that range become doubles, as
+#: Kubernetes' unstructured JSON decoding does with them.
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class CelUnavailable(Exception):
+    """The ``cel`` extra is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(f"CEL expressions need the '{EXTRA}' extra: {INSTALL_HINT}")
+
+
+class CompileError(Exception):
+    """The expression does not compile, or its type is not the one required."""
+
+
+class EvaluationError(Exception):
+    """The expression failed at run time (a missing key, no matching overload, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Runtime:
+    cel: Any
+    claims_env: Any
+    user_env: Any
+
+
+@functools.cache
+def _runtime() -> _Runtime:
+    try:
+        from cel_expr_python import cel  # noqa: PLC0415 - optional extra, loaded on first use
+        from cel_expr_python.ext import ext_optional, ext_strings  # noqa: PLC0415
+    except ImportError:
+        raise CelUnavailable() from None
+
+    def environment(variable: str) -> Any:
+        return cel.NewEnv(variables={variable: cel.Type.Map(cel.Type.STRING, cel.Type.DYN)},
+                          extensions=[ext_strings.ExtStrings(2), ext_optional.ExtOptional()])
+
+    return _Runtime(cel, environment("claims"), environment("user"))
+
+
+def available() -> bool:
+    """Whether the ``cel`` extra is installed."""
+    try:
+        _runtime()
+    except CelUnavailable:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """One compiled expression. ``variable`` is ``claims`` or ``user``."""
+
+    source: str
+    variable: str
+    compiled: Any
+
+    def evaluate(self, activation: Activation) -> Any:
+        """The expression's value as plain Python (bool, str, int, float, None, list, dict).
+        Raises ``EvaluationError``."""
+        runtime = _runtime()
+        result = self.compiled.eval(activation.handle)
+        if result.type() == runtime.cel.Type.ERROR:
+            raise EvaluationError(str(result.value()))
+        return result.plain_value()
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """The variable bound once for the several expressions evaluated on one token."""
+
+    handle: Any
+
+
+def claims_activation(claims: Mapping[str, Any]) -> Activation:
+    runtime = _runtime()
+    return Activation(runtime.claims_env.Activation({"claims": _json_safe(claims)}))
+
+
+def user_activation(user: Mapping[str, Any]) -> Activation:
+    runtime = _runtime()
+    return Activation(runtime.user_env.Activation({"user": dict(user)}))
+
+
+def compile_expression(source: str, variable: str, *, boolean: bool) -> Program:
+    """Compile ``source`` with ``variable`` (``claims`` or ``user``) declared. ``boolean``: the
+    checked type must be bool (validation rules); otherwise any type (mappings are checked when
+    they run, as upstream: ``ClaimMappingExpression.ReturnTypes`` is ``AnyType``). Raises
+    ``CelUnavailable`` or ``CompileError`` (text as kube-apiserver words it)."""
+    runtime = _runtime()
+    env = runtime.claims_env if variable == "claims" else runtime.user_env
+    try:
+        compiled = env.compile(source)
+    except RuntimeError as error:
+        raise CompileError(f"compilation failed: {_issues(str(error))}") from None
+    if boolean and compiled.return_type() != runtime.cel.Type.BOOL:
+        raise CompileError("must evaluate to bool")
+    return Program(source, variable, compiled)
+
+
+def _issues(text: str) -> str:
+    """cel-cpp's status text -> the issues text cel-go prints (``ERROR: <input>:1:1: ...``)."""
+    text = text.removeprefix("INVALID_ARGUMENT: ")
+    return text.removesuffix(" [INVALID_ARGUMENT]")
+
+
+def _json_safe(value: Any) -> Any:
+    """Claims as the CEL runtime accepts them: integers outside 64 bits become floats. Returns
+    ``value`` itself when nothing needs changing (the common case, no copy)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else float(value)
+    if isinstance(value, Mapping):
+        items = {key: _json_safe(item) for key, item in value.items()}
+        return value if all(items[key] is value[key] for key in items) else items
+    if isinstance(value, list | tuple):
+        converted = [_json_safe(item) for item in value]
+        return value if isinstance(value, list) and all(
+            new is old for new, old in zip(converted, value, strict=True)) else converted
+    return value
