@@ -185,3 +185,11 @@ def decode_configuration(document: Any) -> tuple[AuthenticationConfiguration, li
     decoder = _Decoder()
     configuration = decoder.configuration(document)
     return configuration, decoder.errors
+
+
+def decode_authenticator(value: Any, path: str = "jwt[0]") -> tuple[JWTAuthenticator,
+                                                                    list[FieldError]]:
+    """One ``jwt`` entry from its parsed form (tests and tools build entries this way)."""
+    decoder = _Decoder()
+    authenticator = decoder.jwt(value, path)
+    return authenticator, decoder.errors

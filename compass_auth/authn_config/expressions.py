@@ -15,13 +15,15 @@ object type with the fields ``username``, ``uid``, ``groups`` and ``extra`` (cel
 protobuf message for an object type): a misspelt field of ``user`` is found when a rule runs, not
 at load. Libraries: the CEL standard functions, the strings extension (version 2, as Kubernetes
 1.29+) and optional types. Kubernetes' own libraries (URLs, regex ``find``, lists, quantity, IP,
-CIDR, format, semver, sets, two-variable comprehensions) are not available: an expression that
-uses one fails at load with the checker's "undeclared reference" error.
+CIDR, format, semver, two-variable comprehensions) are not available: an expression that
+uses one fails at load with the checker's "undeclared reference" error. The sets extension is provided here
+(three small Python functions, ``_SETS``).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +58,25 @@ class _Runtime:
     user_env: Any
 
 
+def _member(item: Any, items: list[Any]) -> bool:
+    """CEL equality for membership: numbers compare across int/double, a bool is never a
+    number (Python's ``True == 1`` must not leak in)."""
+    return any(type(item) is type(other) or (
+        not isinstance(item, bool) and not isinstance(other, bool)
+        and isinstance(item, int | float) and isinstance(other, int | float))
+        and item == other for other in items)
+
+
+#: cel-go's sets extension (``ext.Sets``, in Kubernetes' base environment since 1.29), which
+#: cel-expr-python lacks: ``sets.contains``, ``sets.equivalent``, ``sets.intersects`` over lists.
+_SETS = {
+    "contains": lambda a, b: all(_member(item, a) for item in b),
+    "equivalent": lambda a, b: all(_member(item, b) for item in a)
+    and all(_member(item, a) for item in b),
+    "intersects": lambda a, b: any(_member(item, a) for item in b),
+}
+
+
 @functools.cache
 def _runtime() -> _Runtime:
     try:
@@ -64,9 +85,15 @@ def _runtime() -> _Runtime:
     except ImportError:
         raise CelUnavailable() from None
 
+    any_list = cel.Type.List(cel.Type.DYN)
+    sets = cel.CelExtension("sets", [
+        cel.FunctionDecl(f"sets.{name}", [cel.Overload(f"sets_{name}_list_list", cel.Type.BOOL,
+                                                       [any_list, any_list], impl=function)])
+        for name, function in _SETS.items()])
+
     def environment(variable: str) -> Any:
         return cel.NewEnv(variables={variable: cel.Type.Map(cel.Type.STRING, cel.Type.DYN)},
-                          extensions=[ext_strings.ExtStrings(2), ext_optional.ExtOptional()])
+                          extensions=[ext_strings.ExtStrings(2), ext_optional.ExtOptional(), sets])
 
     return _Runtime(cel, environment("claims"), environment("user"))
 
@@ -94,7 +121,7 @@ class Program:
         runtime = _runtime()
         result = self.compiled.eval(activation.handle)
         if result.type() == runtime.cel.Type.ERROR:
-            raise EvaluationError(str(result.value()))
+            raise EvaluationError(_runtime_error(str(result.value())))
         return result.plain_value()
 
 
@@ -135,6 +162,22 @@ def _issues(text: str) -> str:
     """cel-cpp's status text -> the issues text cel-go prints (``ERROR: <input>:1:1: ...``)."""
     text = text.removeprefix("INVALID_ARGUMENT: ")
     return text.removesuffix(" [INVALID_ARGUMENT]")
+
+
+#: cel-cpp's run-time error texts -> cel-go's, where users see them (the 401's logged detail).
+_RUNTIME_ERRORS = (
+    (re.compile(r'^NOT_FOUND: Key not found in map : "(?P<key>.*)"$', re.DOTALL), "no such key: {key}"),
+    (re.compile(r"^UNKNOWN: No matching overloads found : (?P<name>.*)$", re.DOTALL),
+     "no such overload: {name}"),
+)
+
+
+def _runtime_error(text: str) -> str:
+    for pattern, replacement in _RUNTIME_ERRORS:
+        match = pattern.match(text)
+        if match:
+            return replacement.format(**match.groupdict())
+    return text
 
 
 def _json_safe(value: Any) -> Any:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import expressions
-from .errors import ClaimRejected, UserRejected
+from .errors import ClaimRejected, UserRejected, go_quote
 from .validation import CompiledAuthenticator, CompiledRule
 
 
@@ -35,17 +35,37 @@ class MappedUser:
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def _claim_text(claims: Mapping[str, Any], name: str, what: str) -> str:
+#: Credential ID in ``extra`` (upstream ``user.CredentialIDKey``): ``JTI=<jti>`` when the token
+#: has a string ``jti``, so audit logs can tie requests to one token.
+CREDENTIAL_ID_KEY = "authentication.kubernetes.io/credential-id"
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type name Go's ``encoding/json`` errors use."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _unmarshal_error(value: Any, target: str) -> str:
+    return f"json: cannot unmarshal {_json_type(value)} into Go value of type {target}"
+
+
+def _claim_text(claims: Mapping[str, Any], name: str, what: str, *, quoted: bool = True) -> str:
     """A claim that must be a JSON string (Go's ``json.Unmarshal`` into a string: ``null``
     leaves it empty)."""
+    shown = go_quote(name) if quoted else name
     if name not in claims:
-        raise ClaimRejected(f"oidc: {what} {name!r}: claim not present")
+        raise ClaimRejected(f"oidc: {what} {shown}: claim not present")
     value = claims[name]
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ClaimRejected(f"oidc: {what} {name!r}: the claim is a {type(value).__name__}, "
-                            "not a string")
+        raise ClaimRejected(f"oidc: {what} {shown}: {_unmarshal_error(value, 'string')}")
     return value
 
 
@@ -75,7 +95,7 @@ class _Claims:
             return program.evaluate(self._activation)
         except expressions.EvaluationError as error:
             raise ClaimRejected(f"oidc: error evaluating {context}: expression "
-                                f"{program.source!r} resulted in error: {error}") from None
+                                f"'{program.source}' resulted in error: {error}") from None
 
 
 def _check_rules(rules: tuple[CompiledRule, ...], evaluate: Callable[[CompiledRule], Any],
@@ -97,7 +117,7 @@ def _required_claims(claims: Mapping[str, Any], authenticator: CompiledAuthentic
         if rule.claim not in claims:
             raise ClaimRejected(f"oidc: required claim {rule.claim} not present in ID token")
         # Only string values are supported as required claim values (upstream's note).
-        value = _claim_text(claims, rule.claim, "parse claim")
+        value = _claim_text(claims, rule.claim, "parse claim", quoted=False)
         if value != rule.required_value:
             raise ClaimRejected(f"oidc: required claim {rule.claim} value does not match. "
                                 f"Got = {value}, want = {rule.required_value}")
@@ -117,7 +137,8 @@ def _username(scope: _Claims, authenticator: CompiledAuthenticator) -> str:
         # email_verified must be true (https://openid.net/specs/openid-connect-core-1_0.html).
         verified = scope.claims["email_verified"]
         if verified is not None and not isinstance(verified, bool):
-            raise ClaimRejected("oidc: parse 'email_verified' claim: not a boolean")
+            raise ClaimRejected("oidc: parse 'email_verified' claim: "
+                                + _unmarshal_error(verified, "bool"))
         if not verified:
             raise ClaimRejected("oidc: email not verified")
     return (mapping.prefix or "") + username
@@ -137,9 +158,9 @@ def _groups(scope: _Claims, authenticator: CompiledAuthenticator) -> tuple[str, 
             groups = (value,)
         elif isinstance(value, list) and all(isinstance(item, str | None) for item in value):
             groups = tuple(item or "" for item in value)
-        else:
-            raise ClaimRejected(f"oidc: parse groups claim {mapping.claim!r}: not a string or "
-                                "a list of strings")
+        else:  # Go tried []string, then string: the error is the second attempt's
+            raise ClaimRejected(f"oidc: parse groups claim {go_quote(mapping.claim)}: "
+                                + _unmarshal_error(value, "string"))
         return tuple((mapping.prefix or "") + group for group in groups)
     if authenticator.groups is None:
         return ()
@@ -173,6 +194,9 @@ def _extra(scope: _Claims, authenticator: CompiledAuthenticator) -> dict[str, tu
                                 "of strings")
         if values:
             extra[key] = values
+    jti = scope.claims.get("jti")
+    if isinstance(jti, str) and jti:
+        extra[CREDENTIAL_ID_KEY] = (f"JTI={jti}",)
     return extra
 
 
@@ -198,7 +222,7 @@ def user_from_claims(claims: Mapping[str, Any],
                 return rule.program.evaluate(activation)
             except expressions.EvaluationError as error:
                 raise UserRejected(f"oidc: error evaluating user info validation rule: "
-                                   f"expression {rule.program.source!r} resulted in error: "
+                                   f"expression '{rule.program.source}' resulted in error: "
                                    f"{error}") from None
 
         _check_rules(authenticator.user_rules, evaluate, UserRejected,

@@ -121,48 +121,57 @@ class Validator:
     # issuer -----------------------------------------------------------------------------------
 
     def issuer(self, issuer: Issuer, path: str, disallowed: frozenset[str]) -> None:
-        if not issuer.url:
-            self.errors.append(FieldError(f"{path}.url", "Required", "URL is required"))
-        else:
-            self.errors += url_errors(issuer.url, f"{path}.url", disallowed)
-        if issuer.discovery_url:
-            if issuer.url and issuer.url.rstrip("/") == issuer.discovery_url.rstrip("/"):
-                self.errors.append(FieldError(f"{path}.discoveryURL", "Invalid",
-                                              "discoveryURL must be different from URL",
-                                              issuer.discovery_url))
-            # Not an issuer: never compared with the disallowed issuers (as upstream).
-            self.errors += url_errors(issuer.discovery_url, f"{path}.discoveryURL")
-        self.audiences(issuer, path)
-        if issuer.certificate_authority:
-            try:
-                x509.load_pem_x509_certificates(issuer.certificate_authority.encode())
-            except ValueError:
-                self.errors.append(FieldError(
-                    f"{path}.certificateAuthority", "Invalid",
-                    "data does not contain any valid RSA or ECDSA certificates", "<omitted>"))
+        self.issuer_url(issuer.url, f"{path}.url", disallowed)
+        self.discovery_url(issuer.url, issuer.discovery_url, f"{path}.discoveryURL")
+        self.audiences(issuer.audiences, issuer.audience_match_policy, f"{path}.audiences",
+                       f"{path}.audienceMatchPolicy")
+        self.certificate_authority(issuer.certificate_authority, f"{path}.certificateAuthority")
 
-    def audiences(self, issuer: Issuer, path: str) -> None:
-        audiences, policy = issuer.audiences, issuer.audience_match_policy
+    def issuer_url(self, url: str, path: str, disallowed: frozenset[str] = frozenset()) -> None:
+        if not url:
+            self.errors.append(FieldError(path, "Required", "URL is required"))
+        else:
+            self.errors += url_errors(url, path, disallowed)
+
+    def discovery_url(self, url: str, discovery_url: str, path: str) -> None:
+        if not discovery_url:
+            return
+        if url and url.rstrip("/") == discovery_url.rstrip("/"):
+            self.errors.append(FieldError(path, "Invalid",
+                                          "discoveryURL must be different from URL",
+                                          discovery_url))
+        # Not an issuer: never compared with the disallowed issuers (as upstream).
+        self.errors += url_errors(discovery_url, path)
+
+    def audiences(self, audiences: tuple[str, ...], policy: str, path: str,
+                  policy_path: str) -> None:
         if not audiences:
-            self.errors.append(FieldError(f"{path}.audiences", "Required",
-                                          f"at least one {path}.audiences is required"))
+            self.errors.append(FieldError(path, "Required", f"at least one {path} is required"))
             return
         seen: set[str] = set()
         for index, audience in enumerate(audiences):
-            where = f"{path}.audiences[{index}]"
+            where = f"{path}[{index}]"
             if not audience:
                 self.errors.append(FieldError(where, "Required", "audience can't be empty"))
             if audience in seen:
                 self.errors.append(FieldError(where, "Duplicate", value=audience))
             seen.add(audience)
         if len(audiences) > 1 and policy != MATCH_ANY:
-            self.errors.append(FieldError(f"{path}.audienceMatchPolicy", "Invalid",
-                                          "audienceMatchPolicy must be MatchAny for multiple "
-                                          "audiences", policy))
+            self.errors.append(FieldError(policy_path, "Invalid", "audienceMatchPolicy must be "
+                                          "MatchAny for multiple audiences", policy))
         if len(audiences) == 1 and policy and policy != MATCH_ANY:
-            self.errors.append(FieldError(f"{path}.audienceMatchPolicy", "Invalid",
-                                          "audienceMatchPolicy must be empty or MatchAny for "
-                                          "single audience", policy))
+            self.errors.append(FieldError(policy_path, "Invalid", "audienceMatchPolicy must be "
+                                          "empty or MatchAny for single audience", policy))
+
+    def certificate_authority(self, bundle: str, path: str) -> None:
+        if not bundle:
+            return
+        try:
+            x509.load_pem_x509_certificates(bundle.encode())
+        except ValueError:
+            self.errors.append(FieldError(
+                path, "Invalid", "data does not contain any valid RSA or ECDSA certificates",
+                "<omitted>"))
 
     # claim validation rules -------------------------------------------------------------------
 
