@@ -114,15 +114,35 @@ class Program:
     source: str
     variable: str
     compiled: Any
+    #: cel.Type.ERROR, kept here so that an evaluation makes no lookup (the hot path).
+    error_type: Any
+    #: Type-checked as bool: any other result is an error's text (one call saved per rule).
+    boolean: bool = False
 
     def evaluate(self, activation: Activation) -> Any:
         """The expression's value as plain Python (bool, str, int, float, None, list, dict).
         Raises ``EvaluationError``."""
-        runtime = _runtime()
         result = self.compiled.eval(activation.handle)
-        if result.type() == runtime.cel.Type.ERROR:
-            raise EvaluationError(_runtime_error(str(result.value())))
-        return result.plain_value()
+        if self.boolean:
+            value = result.plain_value()
+            if value is True or value is False:
+                return value
+            text = str(value)
+        elif result.type() != self.error_type:
+            return result.plain_value()
+        else:
+            text = str(result.value())
+        if _OUT_OF_RANGE in text and not activation.converted:
+            raise NeedsConversion()
+        raise EvaluationError(_runtime_error(text))
+
+
+class NeedsConversion(Exception):
+    """A claim holds an integer beyond 64 bits: build the activation again, converted."""
+
+
+#: cel-cpp's complaint about a Python int it cannot hold.
+_OUT_OF_RANGE = "out of range for"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,16 +150,20 @@ class Activation:
     """The variable bound once for the several expressions evaluated on one token."""
 
     handle: Any
+    converted: bool = False
 
 
-def claims_activation(claims: Mapping[str, Any]) -> Activation:
+def claims_activation(claims: Mapping[str, Any], *, converted: bool = False) -> Activation:
+    """``claims`` bound as is (the common case: no copy); ``converted``: with integers beyond
+    64 bits made doubles first (done only after an evaluation met one)."""
     runtime = _runtime()
-    return Activation(runtime.claims_env.Activation({"claims": _json_safe(claims)}))
+    value = _json_safe(claims) if converted else claims
+    return Activation(runtime.claims_env.Activation({"claims": value}), converted)
 
 
 def user_activation(user: Mapping[str, Any]) -> Activation:
     runtime = _runtime()
-    return Activation(runtime.user_env.Activation({"user": dict(user)}))
+    return Activation(runtime.user_env.Activation({"user": dict(user)}), converted=True)
 
 
 def compile_expression(source: str, variable: str, *, boolean: bool) -> Program:
@@ -155,7 +179,7 @@ def compile_expression(source: str, variable: str, *, boolean: bool) -> Program:
         raise CompileError(f"compilation failed: {_issues(str(error))}") from None
     if boolean and compiled.return_type() != runtime.cel.Type.BOOL:
         raise CompileError("must evaluate to bool")
-    return Program(source, variable, compiled)
+    return Program(source, variable, compiled, runtime.cel.Type.ERROR, boolean)
 
 
 def _issues(text: str) -> str:

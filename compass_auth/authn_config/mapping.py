@@ -16,7 +16,7 @@ for a ``groups`` claim; not done here), or cache anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,9 @@ class MappedUser:
 CREDENTIAL_ID_KEY = "authentication.kubernetes.io/credential-id"
 
 
+_ABSENT = object()
+
+
 def _json_type(value: Any) -> str:
     """The JSON type name Go's ``encoding/json`` errors use."""
     if isinstance(value, bool):
@@ -58,15 +61,15 @@ def _unmarshal_error(value: Any, target: str) -> str:
 def _claim_text(claims: Mapping[str, Any], name: str, what: str, *, quoted: bool = True) -> str:
     """A claim that must be a JSON string (Go's ``json.Unmarshal`` into a string: ``null``
     leaves it empty)."""
-    shown = go_quote(name) if quoted else name
-    if name not in claims:
-        raise ClaimRejected(f"oidc: {what} {shown}: claim not present")
-    value = claims[name]
+    value = claims.get(name, _ABSENT)
+    if isinstance(value, str):
+        return value
     if value is None:
         return ""
-    if not isinstance(value, str):
-        raise ClaimRejected(f"oidc: {what} {shown}: {_unmarshal_error(value, 'string')}")
-    return value
+    shown = go_quote(name) if quoted else name
+    if value is _ABSENT:
+        raise ClaimRejected(f"oidc: {what} {shown}: claim not present")
+    raise ClaimRejected(f"oidc: {what} {shown}: {_unmarshal_error(value, 'string')}")
 
 
 def _string_list(value: Any) -> tuple[str, ...] | None:
@@ -89,25 +92,29 @@ class _Claims:
         self._activation: expressions.Activation | None = None
 
     def evaluate(self, program: expressions.Program, context: str) -> Any:
-        if self._activation is None:
-            self._activation = expressions.claims_activation(self.claims)
+        activation = self._activation
+        if activation is None:
+            activation = self._activation = expressions.claims_activation(self.claims)
         try:
-            return program.evaluate(self._activation)
+            try:
+                return program.evaluate(activation)
+            except expressions.NeedsConversion:
+                self._activation = expressions.claims_activation(self.claims, converted=True)
+                return program.evaluate(self._activation)
         except expressions.EvaluationError as error:
             raise ClaimRejected(f"oidc: error evaluating {context}: expression "
                                 f"'{program.source}' resulted in error: {error}") from None
 
 
-def _check_rules(rules: tuple[CompiledRule, ...], evaluate: Callable[[CompiledRule], Any],
-                 failure: Callable[[str], Exception], context: str) -> None:
-    for rule in rules:
-        result = evaluate(rule)
-        if not isinstance(result, bool):
-            raise failure(f"oidc: error evaluating {context}: validation expression must "
-                          "return a boolean")
-        if not result:
-            raise failure(f"oidc: error evaluating {context}: validation expression "
-                          f"'{rule.program.source}' failed: {rule.message}")
+def _check_result(result: Any, rule: CompiledRule, failure: type[ClaimRejected | UserRejected],
+                  context: str) -> None:
+    if result is True:
+        return
+    if not isinstance(result, bool):
+        raise failure(f"oidc: error evaluating {context}: validation expression must return a "
+                      "boolean")
+    raise failure(f"oidc: error evaluating {context}: validation expression "
+                  f"'{rule.program.source}' failed: {rule.message}")
 
 
 def _required_claims(claims: Mapping[str, Any], authenticator: CompiledAuthenticator) -> None:
@@ -207,9 +214,9 @@ def user_from_claims(claims: Mapping[str, Any],
     user failed). Both are 401s."""
     scope = _Claims(claims)
     _required_claims(claims, authenticator)
-    _check_rules(authenticator.claim_rules,
-                 lambda rule: scope.evaluate(rule.program, "claim validation expression"),
-                 ClaimRejected, "claim validation expression")
+    for rule in authenticator.claim_rules:
+        _check_result(scope.evaluate(rule.program, "claim validation expression"), rule,
+                      ClaimRejected, "claim validation expression")
     user = MappedUser(username=_username(scope, authenticator), uid=_uid(scope, authenticator),
                       groups=_groups(scope, authenticator), extra=_extra(scope, authenticator))
     if authenticator.user_rules:
@@ -217,14 +224,12 @@ def user_from_claims(claims: Mapping[str, Any],
             "username": user.username, "uid": user.uid, "groups": list(user.groups),
             "extra": {key: list(values) for key, values in user.extra.items()}})
 
-        def evaluate(rule: CompiledRule) -> Any:
+        for rule in authenticator.user_rules:
             try:
-                return rule.program.evaluate(activation)
+                result = rule.program.evaluate(activation)
             except expressions.EvaluationError as error:
                 raise UserRejected(f"oidc: error evaluating user info validation rule: "
                                    f"expression '{rule.program.source}' resulted in error: "
                                    f"{error}") from None
-
-        _check_rules(authenticator.user_rules, evaluate, UserRejected,
-                     "user info validation rule")
+            _check_result(result, rule, UserRejected, "user info validation rule")
     return user
