@@ -45,8 +45,8 @@ def per_call(function: Callable[[], object], rounds: int = ROUNDS) -> float:
 
 
 def cel_expr_python() -> tuple[Callable[[str], object], Callable[[list[object]], object]]:
-    from cel_expr_python import cel  # noqa: PLC0415
-    from cel_expr_python.ext import ext_optional, ext_strings  # noqa: PLC0415
+    from cel_expr_python import cel
+    from cel_expr_python.ext import ext_optional, ext_strings
 
     env = cel.NewEnv(variables={"claims": cel.Type.Map(cel.Type.STRING, cel.Type.DYN)},
                      extensions=[ext_strings.ExtStrings(), ext_optional.ExtOptional()])
@@ -60,7 +60,7 @@ def cel_expr_python() -> tuple[Callable[[str], object], Callable[[list[object]],
 
 def common_expression_language() -> tuple[Callable[[str], object],
                                           Callable[[list[object]], object]]:
-    import cel  # noqa: PLC0415
+    import cel
 
     def evaluate(programs: list[Any]) -> object:
         context = {"claims": CLAIMS}
@@ -70,7 +70,7 @@ def common_expression_language() -> tuple[Callable[[str], object],
 
 
 def cel_python() -> tuple[Callable[[str], object], Callable[[list[object]], object]]:
-    import celpy  # noqa: PLC0415
+    import celpy
 
     env = celpy.Environment()
 

@@ -73,8 +73,10 @@ def user(name: str, uid: str = "", groups: tuple[str, ...] = (),
     return (name, uid, groups, extra or {})
 
 
-VERIFIER = "a check of the verifier (signature, expiry, audience or algorithm): tests/test_verifier.py"
-DISTRIBUTED = "distributed claims are fetched from a live endpoint; not supported by this pure layer"
+VERIFIER = ("a check of the verifier (signature, expiry, audience or algorithm): "
+            "tests/test_verifier.py")
+DISTRIBUTED = ("distributed claims are fetched from a live endpoint; not supported by this "
+               "pure layer")
 NETWORK = "needs a live issuer (discovery, health check); the integration step's"
 GO_OPTION = "a Go constructor option, not a field of the configuration file"
 U = claim("username")

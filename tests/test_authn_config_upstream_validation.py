@@ -74,7 +74,7 @@ def username_expression(text: str, **more: Any) -> dict[str, Any]:
 
 
 def email_error(expression: str) -> str:
-    from compass_auth.authn_config.errors import go_quote  # noqa: PLC0415
+    from compass_auth.authn_config.errors import go_quote
 
     return (f"jwt[0].claimMappings.username.expression: Invalid value: {go_quote(expression)}: "
             + EMAIL_RULE)
@@ -241,7 +241,7 @@ AUDIENCES = [
 def self_signed_ca() -> str:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
-    import datetime  # noqa: PLC0415
+    import datetime
 
     now = datetime.datetime.now(datetime.UTC)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
@@ -369,7 +369,8 @@ CLAIM_MAPPINGS = [
          {"username": CLAIM, "groups": {"expression": "claims.groups", "prefix": "prefix"}},
          'issuer.claimMappings.groups.prefix: Invalid value: "prefix": prefix can\'t be set '
          "when expression is set"),
-    Case("groups prefix is nil when claim is set", {"username": CLAIM, "groups": {"claim": "claim"}},
+    Case("groups prefix is nil when claim is set",
+         {"username": CLAIM, "groups": {"claim": "claim"}},
          "issuer.claimMappings.groups.prefix: Required value: prefix is required when claim is "
          "set. It can be set to an empty string to disable prefixing"),
     Case("groups expression is invalid", {"username": CLAIM, "groups": {"expression": "foo.bar"}},

@@ -16,8 +16,8 @@ protobuf message for an object type): a misspelt field of ``user`` is found when
 at load. Libraries: the CEL standard functions, the strings extension (version 2, as Kubernetes
 1.29+) and optional types. Kubernetes' own libraries (URLs, regex ``find``, lists, quantity, IP,
 CIDR, format, semver, two-variable comprehensions) are not available: an expression that
-uses one fails at load with the checker's "undeclared reference" error. The sets extension is provided here
-(three small Python functions, ``_SETS``).
+uses one fails at load with the checker's "undeclared reference" error. The sets extension is
+provided here (three small Python functions, ``_SETS``).
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ class _Runtime:
 def _member(item: Any, items: list[Any]) -> bool:
     """CEL equality for membership: numbers compare across int/double, a bool is never a
     number (Python's ``True == 1`` must not leak in)."""
-    return any(type(item) is type(other) or (
+    return any(type(item) is type(other) or ((
         not isinstance(item, bool) and not isinstance(other, bool)
         and isinstance(item, int | float) and isinstance(other, int | float))
-        and item == other for other in items)
+        and item == other) for other in items)
 
 
 #: cel-go's sets extension (``ext.Sets``, in Kubernetes' base environment since 1.29), which
@@ -80,8 +80,8 @@ _SETS = {
 @functools.cache
 def _runtime() -> _Runtime:
     try:
-        from cel_expr_python import cel  # noqa: PLC0415 - optional extra, loaded on first use
-        from cel_expr_python.ext import ext_optional, ext_strings  # noqa: PLC0415
+        from cel_expr_python import cel
+        from cel_expr_python.ext import ext_optional, ext_strings
     except ImportError:
         raise CelUnavailable() from None
 
@@ -190,7 +190,8 @@ def _issues(text: str) -> str:
 
 #: cel-cpp's run-time error texts -> cel-go's, where users see them (the 401's logged detail).
 _RUNTIME_ERRORS = (
-    (re.compile(r'^NOT_FOUND: Key not found in map : "(?P<key>.*)"$', re.DOTALL), "no such key: {key}"),
+    (re.compile(r'^NOT_FOUND: Key not found in map : "(?P<key>.*)"$', re.DOTALL),
+     "no such key: {key}"),
     (re.compile(r"^UNKNOWN: No matching overloads found : (?P<name>.*)$", re.DOTALL),
      "no such overload: {name}"),
 )

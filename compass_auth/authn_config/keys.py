@@ -25,8 +25,8 @@ def domain_prefixed_path_errors(key: str, path: str) -> list[FieldError]:
         return [FieldError(path, "Required")]
     host, slash, rest = key.partition("/")
     if not slash or not host or not rest:
-        return [FieldError(path, "Invalid", 'must be a domain-prefixed path (such as "acme.io/foo")',
-                           key)]
+        return [FieldError(path, "Invalid",
+                           'must be a domain-prefixed path (such as "acme.io/foo")', key)]
     errors = []
     if len(host) > 253:
         errors.append(FieldError(path, "Invalid", "must be no more than 253 characters", host))

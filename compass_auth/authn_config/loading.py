@@ -43,26 +43,38 @@ class AuthenticationConfig:
         raise IssuerUnknown(f"no jwt authenticator in {self.source} has issuer {issuer!r}")
 
 
+def _duplicate_key(node: Any) -> Any:
+    """The first mapping key node given twice in a composed YAML tree, or None."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.id == "mapping":
+            seen = set()
+            for key, value in current.value:
+                if key.id == "scalar" and key.value in seen:
+                    return key
+                seen.add(key.value if key.id == "scalar" else id(key))
+                stack.append(value)
+        elif current.id == "sequence":
+            stack.extend(current.value)
+    return None
+
+
 def _parse_document(text: str, source: str) -> Any:
-    import yaml  # noqa: PLC0415 - only a service with a configuration file pays for the import
+    # Imported here: only a service with a configuration file pays for it. PyYAML has no type
+    # information (as in compass_auth/testing/files.py).
+    import yaml  # type: ignore[import-untyped]
 
-    class StrictLoader(yaml.SafeLoader):
-        """SafeLoader that refuses a mapping key given twice."""
-
-    def construct_mapping(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-        mapping: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
-            if key in mapping:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate field {key!r}", key_node.start_mark)
-            mapping[key] = loader.construct_object(value_node, deep=True)
-        return mapping
-
-    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                 construct_mapping)
     try:
-        documents = list(yaml.load_all(text, Loader=StrictLoader))  # noqa: S506 - SafeLoader
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        for node in nodes:
+            duplicate = _duplicate_key(node)
+            if duplicate is not None:
+                mark = duplicate.start_mark
+                raise AuthenticationConfigError(source, [FieldError(
+                    "<file>", "Invalid", f"duplicate field {duplicate.value!r} at line "
+                    f"{mark.line + 1}, column {mark.column + 1}")])
+        documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as error:
         raise AuthenticationConfigError(
             source, [FieldError("<file>", "Invalid", f"not YAML or JSON: {error}")]) from None

@@ -1,12 +1,13 @@
 """kube-apiserver's start-up validation of an AuthenticationConfiguration, rule for rule, with
 its messages (``staging/src/k8s.io/apiserver/pkg/apis/apiserver/validation/validation.go``; the
-wording follows the upstream test table ported in tests/test_authn_config_validation.py).
+wording follows the upstream test table ported in tests/test_authn_config_upstream_validation.py).
 
-Validation also compiles the CEL expressions, as upstream does (``CompileAndValidateJWTAuthenticator``
-returns the compiled mapper): a file that validates is ready to use. One difference is stated
-where it applies: the "claims.email needs claims.email_verified" rule looks for ``claims.email``
-and ``claims.?email`` in the expression's text (string literals removed) where upstream walks the
-checked AST; both see selections of the ``claims`` variable, not ``claims['email']``.
+Validation also compiles the CEL expressions, as upstream does
+(``CompileAndValidateJWTAuthenticator`` returns the compiled mapper): a file that validates is
+ready to use. One difference is stated where it applies: the "claims.email needs
+claims.email_verified" rule looks for ``claims.email`` and ``claims.?email`` in the expression's
+text (string literals removed) where upstream walks the checked AST; both see selections of the
+``claims`` variable, not ``claims['email']``.
 """
 
 from __future__ import annotations
