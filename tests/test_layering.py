@@ -120,3 +120,25 @@ def test_the_checker_reports_forbidden_imports(tmp_path: Path) -> None:
         "kube (edge) imports verifier (core)",
         "kube imports the example service (service.app)",
     ]
+
+
+#: Sub-packages that are pure layers of their own: no I/O but reading their input, no asyncio;
+#: of the library they import only the leaves and themselves (issue 22: authn_config).
+PURE_SUBPACKAGES = {"authn_config"}
+
+
+@pytest.mark.parametrize("path", sorted(
+    path for name in PURE_SUBPACKAGES for path in (PACKAGE / name).glob("*.py")),
+    ids=lambda path: f"{path.parent.name}.{path.stem}")
+def test_pure_subpackages_import_only_leaves(path: Path) -> None:
+    package = f"compass_auth.{path.parent.name}"
+    found = []
+    for name in sorted(imported_modules(path, package)):
+        parts = name.split(".")
+        io_or_app = parts[0] in {"asyncio", "aiohttp", "tornado", "kubernetes_asyncio", "service"}
+        library = parts[0] == "compass_auth" and len(parts) > 1
+        not_a_leaf = library and parts[1] != path.parent.name \
+            and (PACKAGE / f"{parts[1]}.py").exists() and parts[1] not in LEAVES
+        if io_or_app or not_a_leaf or parts[:2] == ["compass_auth", "testing"]:
+            found.append(name)
+    assert found == [], f"{path.parent.name}/{path.name} imports {found}"

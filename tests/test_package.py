@@ -80,7 +80,8 @@ def test_import_loads_no_service_test_kit_or_sdk() -> None:
 
 def test_yaml_is_loaded_only_by_kubernetes_asyncio() -> None:
     """PyYAML comes with kubernetes-asyncio (a requirement of its), whose kubeconfig loader
-    imports it; the library itself never does (the scan below checks its source too)."""
+    imports it; the library imports it only when it reads an AuthenticationConfiguration
+    (compass_auth/authn_config/loading.py), never at import."""
     tree = import_tree()
     yaml_entries = [index for index, (_, module) in enumerate(tree)
                     if module == "yaml" or module.startswith("yaml.")]
@@ -202,9 +203,18 @@ def third_party(paths: list[Path]) -> dict[str, set[str]]:
 # service or the test kit, nor the test kit the verifier): tests/test_layering.py.
 
 
+#: Distributions of an optional extra, each imported by one module only (which says what to
+#: install when it is missing): distribution -> (extra, the module).
+OPTIONAL_IMPORTS = {"cel-expr-python": ("cel", "compass_auth/authn_config/expressions.py")}
+
+
 def test_library_imports_only_its_declared_dependencies() -> None:
     used = third_party(modules_of(LIBRARY, skip=TEST_KIT))
     assert "pyjwt" in used  # the lookup works: the verifier imports jwt
+    for name, (extra, module) in OPTIONAL_IMPORTS.items():
+        assert name in declared(extra)
+        assert name not in declared()
+        assert used.pop(name, {module}) == {module}
     undeclared = {name: files for name, files in used.items() if name not in declared()}
     assert undeclared == {}
 
