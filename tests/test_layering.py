@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "compass_auth"
 
 #: Modules that import nothing else of the library but other leaves.
-LEAVES = {"version", "errors", "identity", "segments", "bearer", "settings", "backoff",
+LEAVES = {"version", "errors", "identity", "segments", "bearer", "settings", "backoff", "answers",
           "projected_token", "keyset", "cache", "cli", "access", "logtext", "logbudget",
           "budget", "readiness", "caller_slots"}
 #: The pure verification core: no I/O, no asyncio.
@@ -22,8 +22,8 @@ EDGES = {"resolver", "tokenfile", "troubleshoot", "middlewares", "kube", "discov
          "unknown_keys", "tokenreview", "subjectaccess", "telemetry"}
 #: Where core and edges meet: the verification paths, the authenticator, the wiring, Tornado.
 COMPOSITION = {"local_path", "review_path", "key_lifecycle", "issuer_check", "authenticator",
-               "authorizer", "factory", "handler", "websocket", "server_spans", "routes",
-               "__init__"}
+               "authorizer", "factory", "admission", "handler", "websocket", "server_spans",
+               "routes", "__init__"}
 
 ALLOWED = {
     "leaf": LEAVES,
