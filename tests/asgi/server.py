@@ -52,7 +52,15 @@ async def serve_asgi(make_app: MakeApp, kubeconfig: Path,
     if require_local_keys:
         assert authenticator.active_path() == "jwks", "start-up discovery loaded no keys"
     auth = Auth(authenticator=authenticator)
-    config = uvicorn.Config(make_app(auth), lifespan="off", log_level="warning", ws=ws)
+    server, task, port = await start_uvicorn(make_app(auth), lifespan="off", ws=ws)
+    return ServedAsgi(f"http://127.0.0.1:{port}", port, auth, authenticator, server, task)
+
+
+async def start_uvicorn(app: Any, *, lifespan: str,
+                        ws: str = "websockets-sansio") -> tuple[uvicorn.Server,
+                                                                asyncio.Task[None], int]:
+    """uvicorn serving ``app`` on a free loopback port, in this event loop."""
+    config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", ws=ws)
     server = uvicorn.Server(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -64,4 +72,4 @@ async def serve_asgi(make_app: MakeApp, kubeconfig: Path,
             break
         await asyncio.sleep(0.01)
     assert server.started, "uvicorn did not start"
-    return ServedAsgi(f"http://127.0.0.1:{port}", port, auth, authenticator, server, task)
+    return server, task, port
