@@ -115,3 +115,29 @@ def test_the_checker_reports_forbidden_imports(tmp_path: Path) -> None:
         "kube (edge) imports verifier (core)",
         "kube imports the example service (service.app)",
     ]
+
+
+#: The ASGI adapter (compass_auth/asgi/, the asgi and fastapi extras): an adapter like handler.py,
+#: so it may import the library's leaves, core, edges and composition modules; nothing in the
+#: library imports it (``import compass_auth`` must not load Starlette).
+ASGI = PACKAGE / "asgi"
+
+
+@pytest.mark.parametrize("path", sorted(ASGI.glob("*.py")), ids=lambda path: path.stem)
+def test_the_asgi_adapter_is_an_adapter(path: Path) -> None:
+    for name in sorted(imported_modules(path, "compass_auth.asgi")):
+        parts = name.split(".")
+        assert parts[0] != "service", f"asgi/{path.name} imports the example service"
+        assert parts[:2] != ["compass_auth", "testing"], f"asgi/{path.name} imports {name}"
+        if parts[0] == "compass_auth" and len(parts) > 1 and parts[1] != "asgi" \
+                and (PACKAGE / f"{parts[1]}.py").exists():
+            assert parts[1] in ALLOWED["composition"], f"asgi/{path.name} imports {name}"
+
+
+def test_nothing_in_the_library_imports_the_asgi_adapter() -> None:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.is_relative_to(ASGI):
+            continue
+        package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+        names = imported_modules(path, package)
+        assert not any(name.split(".")[:2] == ["compass_auth", "asgi"] for name in names), path
