@@ -57,6 +57,6 @@ class AnswerResponse(Response):
         super().__init__(answer.body, answer.status, dict(answer.headers))
         self.answer, self.reason = answer, reason
 
-    async def __call__(self, scope: Scope, receive: Receive,  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive,
                        send: Send) -> None:
         await send_answer(scope, send, self.answer, self.reason)
