@@ -79,7 +79,16 @@ SCENARIOS = (
     Scenario("Go peer: known token", "go", "/whoami", "known"),
     Scenario("fresh token per request, telemetry off", "fresh_bare", "/whoami", "fresh"),
     Scenario("Go peer: no auth", "go", "/noauth", "known"),
+    # Issue 23: the example ASGI service (benchmarks/asgi_app.py: Starlette on uvicorn), one
+    # process on the same CPU, exporters off unless said; "no auth" is the same app built
+    # without the middleware.
+    Scenario("ASGI: known token", "asgi", "/whoami", "known"),
+    Scenario("ASGI: no auth", "asgi_noauth", "/whoami", "known"),
+    Scenario("ASGI: fresh token per request", "asgi_fresh", "/whoami", "fresh"),
+    Scenario("ASGI: known token, 10% of traces sampled", "asgi_sampled", "/whoami", "known"),
 )
+#: The instances that run the ASGI example, not the Tornado bench app.
+ASGI_INSTANCES = {"asgi", "asgi_noauth", "asgi_fresh", "asgi_sampled"}
 
 
 class _Sink(tornado.web.RequestHandler):
@@ -131,6 +140,14 @@ def start_service(environ: dict[str, str], loop: str, cpu: int | None) -> tuple[
     return start_process(
         [sys.executable, "-m", "benchmarks.bench_app", "--port", str(port), "--loop", loop],
         environ, cpu, port)
+
+
+def start_asgi(environ: dict[str, str], cpu: int | None) -> tuple[
+        subprocess.Popen[bytes], str, float]:
+    """The example ASGI service under uvicorn on a free port (benchmarks/asgi_app.py)."""
+    port = free_port()
+    return start_process([sys.executable, "-m", "benchmarks.asgi_app", "--port", str(port)],
+                         environ, cpu, port)
 
 
 def start_process(command: list[str], environ: dict[str, str], cpu: int | None,
@@ -203,11 +220,21 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
             "sampled": {**base, **telemetry, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                         "OTEL_TRACES_SAMPLER_ARG": "0.1"},
             "bare": {**base, **EXPORTERS_OFF},
+            "asgi": {**base, **EXPORTERS_OFF},
+            "asgi_noauth": {**base, **EXPORTERS_OFF, "COMPASS_NO_AUTH": "1"},
+            "asgi_fresh": {**base, **EXPORTERS_OFF, "AUTH_CACHE_SIZE": "0"},
+            "asgi_sampled": {**base, **telemetry,
+                             "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                             "OTEL_TRACES_SAMPLER_ARG": "0.1"},
         }
         processes: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         startup: list[float] = []
         try:
             for name, environ in environments.items():
+                if name in ASGI_INSTANCES:
+                    process, url, _ = start_asgi(environ, server_cpu)
+                    processes[name] = (process, url)
+                    continue
                 process, url, seconds = start_service(environ, args.loop, server_cpu)
                 processes[name] = (process, url)
                 startup.append(seconds)
@@ -357,6 +384,7 @@ def report(results: dict[str, object]) -> str:
     naive = per_round("known token", "naive peer: PyJWT per request")
     lines.append(f"   known token / naive peer: {naive[0]:.2f}x")
     lines += _issue_14_lines(results, per_round)
+    lines += _issue_23_lines(results, per_round)
     lines += ["", "in-process (µs per call, median over rounds):"]
     for figure in results["micro"]:  # type: ignore[attr-defined]
         lines.append(f"   {figure['name']:<42} {figure['median_us']:>8.1f} "
@@ -386,6 +414,43 @@ def _issue_14_lines(results: dict[str, object],
         verdict = "met" if value >= goal else "not met"
         lines.append(f"   {label}: {value:.3f} ({low:.3f}-{high:.3f}), goal >= {goal:.2f}: "
                      f"{verdict}")
+    if not peer["measured"]:
+        lines.append(f"   ratios against Go: not measured, so none: {peer['reason']}")
+    return lines
+
+
+def _issue_23_lines(results: dict[str, object],
+                    per_round: Callable[[str, str], tuple[float, float, float]]) -> list[str]:
+    """The goals of issue 23: the ASGI example against the Go peer and against itself without
+    authentication, and the Tornado service's own ratio and ceiling."""
+    peer = results["go_peer"]
+    assert isinstance(peer, dict)
+    names = {row["scenario"] for row in results["scenarios"]}  # type: ignore[attr-defined]
+    if "ASGI: known token" not in names:
+        return ["", "issue 23 goals: the ASGI example was not measured in this run"]
+    goals: list[tuple[str, str, str, float | None]] = [
+        ("ASGI known token / ASGI no auth", "ASGI: known token", "ASGI: no auth", 0.95),
+        ("Tornado known token / Tornado no auth (exporters off)", "known token, telemetry off",
+         "no auth, telemetry off", 0.95),
+    ]
+    if peer["measured"]:
+        goals = [
+            ("ASGI known token / Go", "ASGI: known token", "Go peer: known token", 1.5),
+            ("ASGI fresh token / Go", "ASGI: fresh token per request", "Go peer: known token",
+             0.5),
+            *goals,
+            ("ASGI 10% sampled, OTLP: known token / Go",
+             "ASGI: known token, 10% of traces sampled", "Go peer: known token", 1.2),
+            ("Tornado ceiling: Tornado no auth / Go (exporters off)", "no auth, telemetry off",
+             "Go peer: known token", None),
+            ("ASGI no auth / Go", "ASGI: no auth", "Go peer: known token", None),
+        ]
+    lines = ["", "issue 23 goals (median of per-round ratios, range):"]
+    for label, a, b, goal in goals:
+        value, low, high = per_round(a, b)
+        verdict = "" if goal is None else (
+            f", goal >= {goal:.2f}: {'met' if value >= goal else 'not met'}")
+        lines.append(f"   {label}: {value:.3f} ({low:.3f}-{high:.3f}){verdict}")
     if not peer["measured"]:
         lines.append(f"   ratios against Go: not measured, so none: {peer['reason']}")
     return lines

@@ -25,7 +25,9 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.log import app_log
 
-from .access import MAX_CHECKS, Check, NonResourceCheck, ResourceCheck
+from .access import Check
+from .admission import Pending, admit, admit_cached, all_checks, validate_checks
+from .answers import rejection
 from .authenticator import Authenticator
 from .errors import AuthError
 from .identity import Identity
@@ -111,37 +113,30 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
             self._compass_authenticated = True
             return
         authenticator = self.get_authenticator()
-        # Most requests are answered here, without creating another coroutine.
-        answer = authenticator.authenticate_cached(
-            self.request.headers.get_list("Authorization"), self.allowed_subjects)
-        if not isinstance(answer, Identity):
-            try:
-                answer = await authenticator.authenticate_uncached(answer, self.allowed_subjects)
-            except AuthError as error:
-                self.send_auth_error(error)
+        checks = all_checks(authenticator.settings.required_access, self.get_required_access())
+        # The decision every adapter makes (admission.py); most requests are answered by the
+        # caches, without creating another coroutine.
+        try:
+            answer = admit_cached(authenticator, self.request.headers.get_list("Authorization"),
+                                  self.allowed_subjects, checks, self.path_kwargs)
+            if isinstance(answer, Pending):
+                answer = await admit(authenticator, answer, self.allowed_subjects, checks,
+                                     self.path_kwargs)
+        except AuthError as error:
+            self.send_auth_error(error)
         self.current_user = answer
-        identity = cast(Identity, answer)  # send_auth_error raised Finish otherwise
-        checks = _all_checks(authenticator.settings.required_access, self.get_required_access())
-        if checks:
-            # Most decisions come from the cache, again without another coroutine.
-            authorizer = authenticator.authorizer
-            try:
-                if not authorizer.authorize_cached(identity, checks, self.path_kwargs):
-                    await authorizer.authorize(identity, checks, self.path_kwargs)
-            except AuthError as error:
-                self.send_auth_error(error)
         self._compass_authenticated = True
 
     def send_auth_error(self, error: AuthError) -> None:
         """Answer with the status, challenge and JSON body for ``error``; raises ``Finish``."""
+        # The same answer as the ASGI adapter's, built by the same code (answers.py).
+        authenticator = self.get_authenticator()
+        answer = rejection(error, authenticator.settings.realm, authenticator.retry_after)
         self.clear()
-        self.set_status(error.status)
-        self.set_header("Cache-Control", "no-store")
-        if error.outcome == "unavailable":
-            self.set_header("Retry-After", str(self.get_authenticator().retry_after(error)))
-        else:
-            self.set_header("WWW-Authenticate", self._challenge(error))
-        self.finish(error_body(error))
+        self.set_status(answer.status)
+        for name, value in answer.headers:
+            self.set_header(name, value)
+        self.finish(answer.body)
         raise tornado.web.Finish()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -156,26 +151,6 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
                       tb: TracebackType | None) -> None:
         log_uncaught(self, typ, value, tb)
-
-    def _challenge(self, error: AuthError) -> str:
-        realm = self.get_authenticator().settings.realm
-        challenge = f'Bearer realm="{realm}"'
-        if error.error_code is not None:
-            challenge += (
-                f', error="{error.error_code}", error_description="{_quoted(error.description)}"'
-            )
-        return challenge
-
-
-def error_body(error: AuthError) -> dict[str, str]:
-    """The JSON body of a rejection: OAuth-style fields plus our stable reason code."""
-    if error.error_code is not None:
-        code = error.error_code
-    elif error.outcome == "unavailable":
-        code = "temporarily_unavailable"  # RFC 6749 §4.1.2.1
-    else:
-        code = "unauthorized"
-    return {"error": code, "error_description": error.description, "reason": error.reason}
 
 
 def write_json_error(handler: tornado.web.RequestHandler, status_code: int) -> None:
@@ -224,41 +199,11 @@ def log_uncaught(handler: tornado.web.RequestHandler, typ: type[BaseException] |
     app_log.error(LogText(text, MSG_UNCAUGHT), exc_info=exc_info, extra=fields)
 
 
-def _all_checks(service_wide: Sequence[Check],
-                own: Sequence[Check] | None) -> Sequence[Check]:
-    """The service-wide checks, then the handler's own (each once, in that order)."""
-    if not own:
-        return service_wide
-    if not service_wide:
-        return own
-    return tuple(dict.fromkeys((*service_wide, *own)))
-
-
 def _check_required_access(cls: type[AuthenticatedHandler]) -> None:
-    """What can be checked of ``required_access`` when the class is defined: a sequence of at
-    most ``MAX_CHECKS`` check objects. Whether a route can fill its templates is known only
-    with the application (``compass_auth.routes.check_routes``)."""
-    checks = cls.__dict__.get("required_access")
-    if checks is None:
-        return
-    where = f"{cls.__name__}.required_access"
-    if isinstance(checks, ResourceCheck | NonResourceCheck | str) or not isinstance(
-            checks, Sequence):
-        raise TypeError(f"{where} is {checks!r}: it must be a tuple of checks, e.g. "
-                        "(ResourceCheck(...),)")
-    if len(checks) > MAX_CHECKS:
-        raise TypeError(f"{where} holds {len(checks)} checks; at most {MAX_CHECKS} are "
-                        "accepted (each one costs a review per caller)")
-    for check in checks:
-        if not isinstance(check, ResourceCheck | NonResourceCheck):
-            raise TypeError(
-                f"{where} holds {check!r}: each check must be a ResourceCheck or "
-                "NonResourceCheck (compass_auth.access.parse_access reads the text form)")
-
-
-def _quoted(text: str) -> str:
-    # error_description is a quoted-string (RFC 6750 §3): no quotes, backslashes or controls.
-    return "".join(ch for ch in text if ch.isprintable() and ch not in '"\\')
+    """What can be checked of ``required_access`` when the class is defined
+    (``admission.validate_checks``). Whether a route can fill its templates is known only with
+    the application (``compass_auth.routes.check_routes``)."""
+    validate_checks(cls.__dict__.get("required_access"), f"{cls.__name__}.required_access")
 
 
 def _require_authentication(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prove the package like a user: build the wheel and the sdist, install the wheel into clean
-# virtualenvs (no extras, [testing], [service]) and check what each brought, then run the
+# virtualenvs (no extras, [testing], [service], [fastapi]) and check what each brought, then run the
 # downstream example project (examples/downstream) against the installed [testing] extra.
 # Everything happens under a temporary folder, removed at the end. `make package-test`.
 #
@@ -57,6 +57,13 @@ new_venv service
 pip_install service "$WHEEL[service]"
 "$PYTHON" "$CHECKS" installed "$WORK/service" "$WORK/service.baseline" service
 
+step "the wheel with [fastapi] (which brings [asgi]): the ASGI adapter imports"
+new_venv asgi
+pip_install asgi "$WHEEL[fastapi]"
+"$PYTHON" "$CHECKS" installed "$WORK/asgi" "$WORK/asgi.baseline" fastapi
+"$WORK/asgi/bin/python" -c "import compass_auth.asgi, compass_auth.asgi.fastapi" \
+    && echo "compass-auth[fastapi]: compass_auth.asgi and compass_auth.asgi.fastapi import"
+
 step "the wheel with [testing], then the downstream example project against it"
 new_venv downstream
 pip_install downstream "$WHEEL[testing]"
@@ -71,4 +78,5 @@ pip_install downstream "$WHEEL[testing]" "$WORK/example[test]"
 step "distributions installed, beyond a fresh virtualenv's own"
 echo "compass-auth wheel, no extras: $(count bare)"
 echo "compass-auth[service]:         $(count service)"
+echo "compass-auth[fastapi]:         $(count asgi)"
 echo "compass-auth[testing]:         $TESTING_COUNT"

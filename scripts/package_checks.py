@@ -33,13 +33,13 @@ PROJECT = "compass-auth"
 #: instrumentation, metrics server and event loop, and the test kit's runner.
 DENIED_DISTRIBUTIONS = re.compile(
     r"^(opentelemetry-sdk|opentelemetry-exporter-.*|opentelemetry-instrumentation.*"
-    r"|opentelemetry-proto|prometheus-client|uvloop|pytest.*)$"
+    r"|opentelemetry-proto|prometheus-client|uvloop|pytest.*|starlette|fastapi|uvicorn)$"
 )
 #: Modules `import compass_auth` must not load (PyYAML is allowed: kubernetes-asyncio's
 #: kubeconfig loader imports it, see tests/test_package.py).
 DENIED_MODULES = ("service", "compass_auth.testing", "opentelemetry.sdk",
                   "opentelemetry.exporter", "opentelemetry.instrumentation", "prometheus_client",
-                  "uvloop", "pytest", "_pytest")
+                  "uvloop", "pytest", "_pytest", "compass_auth.asgi", "starlette", "fastapi")
 PUBLIC_API = ("AuthenticatedHandler", "Authenticator", "AuthSettings", "Identity")
 #: Top-level modules that only the testing extra brings (pytest, pytest-asyncio, protobuf).
 TESTING_ONLY_MODULES = ("pytest", "_pytest", "pytest_asyncio", "google")

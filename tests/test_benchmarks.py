@@ -21,10 +21,13 @@ def test_the_suite_runs_on_the_quick_setting(tmp_path: Path) -> None:
     report = result.stdout
     for scenario in ("no auth", "known token", "fresh token per request", "wrong audience",
                      "TokenReview fallback, cached", "10% garbage mixed in",
-                     "naive peer: PyJWT per request"):
+                     "naive peer: PyJWT per request", "ASGI: known token", "ASGI: no auth",
+                     "ASGI: fresh token per request",
+                     "ASGI: known token, 10% of traces sampled"):
         assert re.search(rf"^{re.escape(scenario)}\s+\d+", report, re.MULTILINE), report
     for goal in ("1. known token / no auth", "2. fresh token", "3. known token req/s",
-                 "4. TokenReview cached", "5. "):
+                 "4. TokenReview cached", "5. ", "issue 23 goals",
+                 "ASGI known token / ASGI no auth"):
         assert goal in report, report
     # Denials are counted as such: the wrong-audience scenario got only non-2xx answers.
     wrong = re.search(r"^wrong audience\s+(\d+).*\s(\d+)$", report, re.MULTILINE)

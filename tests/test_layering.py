@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "compass_auth"
 
 #: Modules that import nothing else of the library but other leaves.
-LEAVES = {"version", "errors", "identity", "segments", "bearer", "settings", "backoff",
+LEAVES = {"version", "errors", "identity", "segments", "bearer", "settings", "backoff", "answers",
           "projected_token", "keyset", "cache", "cli", "access", "logtext", "logbudget",
           "budget", "readiness", "caller_slots"}
 #: The pure verification core: no I/O, no asyncio.
@@ -22,8 +22,8 @@ EDGES = {"resolver", "tokenfile", "troubleshoot", "middlewares", "kube", "discov
          "unknown_keys", "tokenreview", "subjectaccess", "telemetry"}
 #: Where core and edges meet: the verification paths, the authenticator, the wiring, Tornado.
 COMPOSITION = {"local_path", "review_path", "key_lifecycle", "issuer_check", "authenticator",
-               "authorizer", "factory", "handler", "websocket", "server_spans", "routes",
-               "__init__"}
+               "authorizer", "factory", "admission", "handler", "websocket", "server_spans",
+               "routes", "__init__"}
 
 ALLOWED = {
     "leaf": LEAVES,
@@ -142,3 +142,29 @@ def test_pure_subpackages_import_only_leaves(path: Path) -> None:
         if io_or_app or not_a_leaf or parts[:2] == ["compass_auth", "testing"]:
             found.append(name)
     assert found == [], f"{path.parent.name}/{path.name} imports {found}"
+
+
+#: The ASGI adapter (compass_auth/asgi/, the asgi and fastapi extras): an adapter like handler.py,
+#: so it may import the library's leaves, core, edges and composition modules; nothing in the
+#: library imports it (``import compass_auth`` must not load Starlette).
+ASGI = PACKAGE / "asgi"
+
+
+@pytest.mark.parametrize("path", sorted(ASGI.glob("*.py")), ids=lambda path: path.stem)
+def test_the_asgi_adapter_is_an_adapter(path: Path) -> None:
+    for name in sorted(imported_modules(path, "compass_auth.asgi")):
+        parts = name.split(".")
+        assert parts[0] != "service", f"asgi/{path.name} imports the example service"
+        assert parts[:2] != ["compass_auth", "testing"], f"asgi/{path.name} imports {name}"
+        if parts[0] == "compass_auth" and len(parts) > 1 and parts[1] != "asgi" \
+                and (PACKAGE / f"{parts[1]}.py").exists():
+            assert parts[1] in ALLOWED["composition"], f"asgi/{path.name} imports {name}"
+
+
+def test_nothing_in_the_library_imports_the_asgi_adapter() -> None:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.is_relative_to(ASGI):
+            continue
+        package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+        names = imported_modules(path, package)
+        assert not any(name.split(".")[:2] == ["compass_auth", "asgi"] for name in names), path

@@ -24,12 +24,13 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "compass_auth"
 TEST_KIT = LIBRARY / "testing"
+ASGI = LIBRARY / "asgi"
 
 #: Never loaded by `import compass_auth`: the example service, the test kit and its runner, and
 #: the OpenTelemetry SDK side (the library calls only the API, a no-op until an app sets an SDK).
 DENIED = ("service", "compass_auth.testing", "pytest", "_pytest", "opentelemetry.sdk",
           "opentelemetry.exporter", "opentelemetry.instrumentation", "prometheus_client",
-          "uvloop")
+          "uvloop", "compass_auth.asgi", "starlette", "fastapi", "uvicorn")
 
 
 def canonical(name: str) -> str:
@@ -165,12 +166,12 @@ def origin_of(module: str) -> str | None:
     return spec.origin
 
 
-def declared(extra: str | None = None) -> set[str]:
+def declared(*extras: str) -> set[str]:
     """Distributions pyproject.toml declares for the library (plus ``extra``), with the
     requirements that their own requested extras add (``pyjwt[crypto]`` -> cryptography)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     texts = list(project["dependencies"])
-    if extra is not None:
+    for extra in extras:
         texts += project["optional-dependencies"][extra]
     names = set()
     for requirement in map(Requirement, texts):
@@ -209,7 +210,8 @@ OPTIONAL_IMPORTS = {"cel-expr-python": ("cel", "compass_auth/authn_config/expres
 
 
 def test_library_imports_only_its_declared_dependencies() -> None:
-    used = third_party(modules_of(LIBRARY, skip=TEST_KIT))
+    used = third_party([path for path in modules_of(LIBRARY, skip=TEST_KIT)
+                        if not path.is_relative_to(ASGI)])
     assert "pyjwt" in used  # the lookup works: the verifier imports jwt
     for name, (extra, module) in OPTIONAL_IMPORTS.items():
         assert name in declared(extra)
@@ -225,3 +227,17 @@ def test_test_kit_imports_only_the_library_and_testing_dependencies() -> None:
     undeclared = {name: files for name, files in used.items()
                   if name not in declared("testing")}
     assert undeclared == {}
+
+
+def test_the_asgi_adapter_imports_only_the_library_and_its_extras() -> None:
+    """compass_auth.asgi needs Starlette (the asgi extra); its FastAPI module FastAPI (the
+    fastapi extra, which brings the asgi one)."""
+    fastapi_module = ASGI / "fastapi.py"
+    used = third_party([path for path in modules_of(ASGI) if path != fastapi_module])
+    assert "starlette" in used
+    assert {name: files for name, files in used.items()
+            if name not in declared("asgi")} == {}
+    used = third_party([fastapi_module])
+    assert "fastapi" in used
+    assert {name: files for name, files in used.items()
+            if name not in declared("fastapi", "asgi")} == {}

@@ -1,0 +1,1 @@
+"""The example ASGI service: the example Tornado service's endpoints on Starlette (docs/asgi.md)."""
