@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     args.wave = min(args.phase_seconds * 0.75, 60.0)
     if min(args.replicas, args.callers) < 1 or args.rate <= 0 or args.phase_seconds <= 0:
         parser.error("--replicas, --callers, --rate and --phase-seconds must be positive")
+    if args.callers > 1000:  # one RoleBinding names them all; the emulator takes 1,000 subjects
+        parser.error("at most 1000 callers")
     if args.callers * args.rate > 2000:
         parser.error("at most 2000 requests/s in all (callers x rate)")
     results = run(args)

@@ -6,9 +6,9 @@ server follows from the settings (compass_auth/settings.py):
 * discovery and JWKS: one of each per ``AUTH_JWKS_REFRESH_INTERVAL`` (±10 % jitter); once a
   refresh has failed, one discovery attempt per ``AUTH_REDISCOVERY_INTERVAL`` (the JWKS is not
   asked for until discovery answers);
-* SubjectAccessReview: one per distinct (caller, check) per ``AUTH_AUTHZ_ALLOWED_TTL`` (the
-  decision cache is keyed by the caller's identity, so a new token of the same caller costs
-  nothing);
+* SubjectAccessReview: at most one per distinct (token, check) per ``AUTH_AUTHZ_ALLOWED_TTL``
+  (the decision cache is keyed by the whole principal, the token's credential id included, so
+  a caller's new token is decided afresh);
 * TokenReview: none while the replica holds a key set; without one (started during a discovery
   outage, or the last good set older than ``AUTH_JWKS_MAX_STALE``), one per distinct token per
   ``AUTH_TOKENREVIEW_CACHE_TTL``.
@@ -60,10 +60,13 @@ def expected(fleet: Fleet, phase: str, seconds: float) -> dict[str, float]:
     refreshes = n * seconds / fleet.refresh_interval
     decisions = n * m * seconds / fleet.allowed_ttl
     reviews = n * m * seconds / fleet.tokenreview_ttl
-    if phase in ("steady", "rotation wave"):
-        # A rotation wave costs the API server nothing today: a new token of a known caller is
-        # verified locally and its authorisation decision is cached per caller.
+    if phase == "steady":
         return _row(refreshes, refreshes, 0, decisions)
+    if phase == "rotation wave":
+        # A new token is verified locally: no TokenReview. But the decision cache is keyed by
+        # everything the review names, the token's credential id (JTI) included
+        # (compass_auth/access.py, ``principal``): each new token is decided once per replica.
+        return _row(refreshes, refreshes, 0, n * m + decisions)
     if phase == "outage, keys held":
         # A replica with keys notices the outage at its next scheduled refresh (on average half
         # an interval in), then retries discovery every rediscovery interval.
@@ -71,16 +74,18 @@ def expected(fleet: Fleet, phase: str, seconds: float) -> dict[str, float]:
         later = n * max(0.0, seconds - fleet.refresh_interval / 2) / fleet.rediscovery_interval
         return _row(noticed + later, 0, 0, decisions)
     if phase == "outage, restarted":
-        # Start-up discovery (every attempt fails), then the retries; every cache starts empty:
-        # each (replica, token) is reviewed once at first sight, each (replica, caller) decided.
+        # Start-up discovery (every attempt fails), then the retries. Every cache starts empty:
+        # each (replica, token) is reviewed and decided at first sight, then once per TTL.
         startup = n * sum(1 for at in STARTUP_ATTEMPTS_AT if at < seconds)
         later = n * max(0.0, seconds - STARTUP_SECONDS) / fleet.rediscovery_interval
-        return _row(startup + later, 0, n * m + reviews, n * m + decisions)
+        return _row(startup + later, 0, max(n * m, reviews), max(n * m, decisions))
     if phase == "recovery":
-        # Within one retry interval each replica gets discovery and the JWKS once, then
-        # refreshes on the normal schedule; until then it still reviews (at most one TTL's worth
-        # more, already counted in the outage's rate).
-        return _row(n + refreshes, n + refreshes, 0, decisions)
+        # Each replica's next retry (within one rediscovery interval) gets discovery and the
+        # JWKS, which then refresh on the normal schedule. Until that retry, tokens whose
+        # TokenReview answer expires are reviewed again.
+        fetches = n * max(1.0, seconds / fleet.refresh_interval)
+        pending = min(seconds, fleet.rediscovery_interval)
+        return _row(fetches, fetches, n * m * pending / fleet.tokenreview_ttl, decisions)
     raise ValueError(f"no model for phase {phase!r}")
 
 

@@ -59,7 +59,7 @@ class Case:
     error: str = ""
 
 
-SA_ONLY = {"serviceaccount": None}
+SA_ONLY: dict[str, int | None] = {"serviceaccount": None}
 GOOD_SA = {"serviceaccount": "{serviceaccount}"}
 
 FIXED = [
