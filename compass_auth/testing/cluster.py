@@ -208,7 +208,8 @@ class DevCluster(RbacControls, ClusterCore):
         return self._state.requests.records()
 
     def reset(self) -> None:
-        """Back to a clean slate between tests; keys and objects are kept."""
+        """Back to a clean slate between tests: faults, switches, the clock's offset; objects
+        being deleted gracefully are removed; keys and the other objects are kept."""
         self._state.reset()
         if self._context_changed:
             self._server.set_context(self._default_context)

@@ -6,7 +6,8 @@ import logging
 import shutil
 import ssl
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -55,7 +56,10 @@ class ClusterCore:
         server_cert_names: Sequence[str] = DEFAULT_SERVER_CERT_NAMES,
         host: str = "127.0.0.1",
         port: int = 0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        # ``clock``: seconds since the epoch, the API server's "now" (a fixed time makes a test
+        # exact, as upstream's claims_test.go fixes ``now``); advance_clock() adds to it.
         self._state = ClusterState(
             issuer=issuer,
             extra_issuers=extra_issuers,
@@ -63,6 +67,7 @@ class ClusterCore:
             api_audiences=api_audiences,
             external_address=external_address,
             fault_endpoints=FAULT_ENDPOINTS,
+            clock=clock,
         )
         self._tokens = TokenFactory(self._state)
         self._ca = CertificateAuthority()
@@ -216,13 +221,66 @@ class ClusterCore:
         """UID of the pod, creating it (without a node) if it does not exist yet."""
         return self._state.objects.ensure("pod", namespace, name)
 
-    def delete_pod(self, namespace: str, name: str) -> None:
-        """Delete a pod: its tokens fail TokenReview (JWKS verification still passes)."""
-        self._state.objects.delete("pod", namespace, name)
+    def secret_uid(self, namespace: str, name: str) -> str:
+        """UID of the Secret, creating it if it does not exist yet (a token bound to a Secret
+        names it in ``kubernetes.io.secret``)."""
+        return self._state.objects.ensure("secret", namespace, name)
 
-    def delete_service_account(self, namespace: str, name: str) -> None:
-        """Delete a service account: all its tokens fail TokenReview."""
-        self._state.objects.delete("serviceaccount", namespace, name)
+    def delete_secret(self, namespace: str, name: str, grace_period: int | None = None) -> None:
+        """Delete a Secret: tokens bound to it, and its legacy token, fail TokenReview;
+        ``grace_period`` as for :meth:`delete_pod`."""
+        self._state.objects.delete("secret", namespace, name, grace_period=grace_period)
+
+    def node_uid(self, name: str) -> str:
+        """UID of the node, creating it if it does not exist yet."""
+        return self._state.objects.ensure("node", "", name)
+
+    def delete_pod(self, namespace: str, name: str, grace_period: int | None = None) -> None:
+        """Delete a pod: its tokens fail TokenReview (JWKS verification still passes).
+
+        ``grace_period`` None removes it at once (tokens refused from then on). A number
+        deletes it gracefully, as ``kubectl delete pod`` does (default 30 s): the pod stays,
+        ``deletionTimestamp`` = now + ``grace_period``, and TokenReview keeps accepting its
+        tokens until 60 s after that timestamp (``advance_clock`` skips the wait), or until a
+        second call without grace removes it (the kubelet's final delete).
+        """
+        self._state.objects.delete("pod", namespace, name, grace_period=grace_period)
+
+    def delete_service_account(
+        self, namespace: str, name: str, grace_period: int | None = None
+    ) -> None:
+        """Delete a service account: all its tokens fail TokenReview.
+
+        ``grace_period`` as for :meth:`delete_pod`; a service account held by a finalizer is
+        ``grace_period=0``: ``deletionTimestamp`` now, refused 60 s later.
+        """
+        self._state.objects.delete("serviceaccount", namespace, name, grace_period=grace_period)
+
+    def delete_node(self, name: str, grace_period: int | None = None) -> None:
+        """Delete a node: tokens bound to it alone fail TokenReview (pod-bound tokens only
+        carry the node's name); ``grace_period`` as for :meth:`delete_pod`."""
+        self._state.objects.delete("node", "", name, grace_period=grace_period)
+
+    def recreate_service_account(self, namespace: str, name: str) -> str:
+        """Remove the service account and create it again under the same name; returns the new
+        UID. Its old tokens fail TokenReview (UID mismatch); new mints carry the new UID."""
+        return self._state.objects.recreate("serviceaccount", namespace, name)
+
+    def recreate_pod(self, namespace: str, name: str) -> str:
+        """Remove the pod and create it again under the same name (a StatefulSet's pod);
+        returns the new UID."""
+        return self._state.objects.recreate("pod", namespace, name)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's clock forward (TokenReview's time checks and deletion leeway,
+        minting, TokenRequest), so a test need not wait out the 60 s leeway. Tokens minted
+        afterwards carry the advanced ``iat``; :meth:`reset` puts the clock back."""
+        self._state.clock.advance(seconds)
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the emulator's clock runs ahead of the host's (see :meth:`advance_clock`)."""
+        return self._state.clock.offset
 
     # ---- keys ------------------------------------------------------------
     @property

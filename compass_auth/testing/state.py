@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 
+from compass_auth.testing.clock import EmulatorClock
 from compass_auth.testing.credentials.keys import KeyRing
 from compass_auth.testing.credentials.validation import TokenValidator, UserInfo
 from compass_auth.testing.objects import ObjectStore
@@ -56,11 +57,13 @@ class ClusterState:
             tuple(api_audiences) if api_audiences else (issuer,)
         )
         self.external_address = external_address.rstrip("/")
-        self.clock = clock
+        # One clock for everything that reads the time, so advancing it (DevCluster.advance_clock)
+        # moves the deletion leeway, the token time checks and minting together.
+        self.clock = EmulatorClock(clock)
         self.keys = KeyRing("RSA" if key_type == "RSA" else "EC")
-        self.objects = ObjectStore()
+        self.objects = ObjectStore(self.clock)
         self.faults = FaultBoard(fault_endpoints)
-        self.rbac = RbacStore(clock)
+        self.rbac = RbacStore(self.clock)
         self.requests = RequestLog()
         self.admin_token = secrets.token_urlsafe(32)
         self.tokenreview_allowed = True
@@ -79,7 +82,7 @@ class ClusterState:
             self.objects,
             self.accepted_issuers,
             self.api_audiences,
-            clock,
+            self.clock,
             self.is_revoked,
         )
 
@@ -144,8 +147,11 @@ class ClusterState:
         return self.discovery_allowed and "system:serviceaccounts" in user.groups
 
     def reset(self) -> None:
-        """Forget faults, counters, switches and test-scoped RBAC; keep keys and objects."""
+        """Forget faults, counters, switches, the clock's offset and test-scoped RBAC; finish
+        graceful deletions; keep keys and the other objects."""
         self.faults.clear()
+        self.clock.reset()
+        self.objects.remove_terminating()
         self.requests.clear()
         with self._revoked_lock:
             self._revoked.clear()

@@ -121,7 +121,7 @@ def test_deleted_service_account(devcluster: DevCluster) -> None:
     devcluster.delete_service_account("default", "gone")
     _assert_rejected(
         review(devcluster, token, ["compass-internal"]).json(),
-        'serviceaccount "gone" not found',
+        'serviceaccounts "gone" not found',
     )
 
 

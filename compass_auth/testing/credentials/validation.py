@@ -20,7 +20,7 @@ from typing import Any
 from compass_auth.testing.credentials import jws
 from compass_auth.testing.credentials.keys import KeyRing
 from compass_auth.testing.credentials.minting import LEGACY_ISSUER, LEGACY_PREFIX, subject
-from compass_auth.testing.objects import ObjectStore
+from compass_auth.testing.objects import ObjectRecord, ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +222,11 @@ class TokenValidator:
             raise TokenInvalid("service account token is issued in the future")
 
     def _validate_bound(self, claims: dict[str, Any]) -> UserInfo:
+        """``validator.Validate`` of upstream ``pkg/serviceaccount/claims.go``: the times, then
+        the bound objects in its order and with its words (service account, secret, pod, and the
+        node of a token bound to a node alone), each refused when missing, of another UID, or
+        deleted (``deletionTimestamp``) more than the leeway ago. Ported cases:
+        tests/devcluster/test_claims_upstream.py."""
         self._check_times(claims)
         kube = claims.get("kubernetes.io")
         if not isinstance(kube, dict):
@@ -236,47 +241,57 @@ class TokenValidator:
             raise TokenInvalid(
                 "service account token claims are missing the service account"
             )
+        # "consider things deleted prior to now()-leeway to be invalid"; Before() is strict.
+        invalid_if_deleted_before = self._clock() - LEEWAY_SECONDS
         record = self._objects.get("serviceaccount", namespace, sa[0])
         if record is None:
-            raise TokenInvalid(f'serviceaccount "{sa[0]}" not found')
+            # The getter falls back from its informer to a live GET, whose NotFound names the
+            # plural resource (pkg/controller/serviceaccount/tokengetter.go).
+            raise TokenInvalid(f'serviceaccounts "{sa[0]}" not found')
         if record.uid != sa[1]:
             raise TokenInvalid(
                 f"service account UID ({record.uid}) does not match claim ({sa[1]})"
             )
+        if _deleted_before(record, invalid_if_deleted_before):
+            raise TokenInvalid(f"service account {namespace}/{sa[0]} has been deleted")
         extra: dict[str, list[str]] = {}
         for kind in ("secret", "pod"):
             ref = refs[kind]
             if ref is None:
                 continue
-            bound = self._objects.get(kind, namespace, ref[0])
-            if bound is None:
-                raise TokenInvalid("service account token has been invalidated")
-            if bound.uid != ref[1]:
-                raise TokenInvalid(
-                    f"{kind} UID ({bound.uid}) does not match service account "
-                    f"{kind} ref claim ({ref[1]})"
-                )
+            self._check_bound(self._objects.get(kind, namespace, ref[0]), kind, ref,
+                              invalid_if_deleted_before)
             if kind == "pod":
                 extra[_EXTRA + "pod-name"] = [ref[0]]
                 extra[_EXTRA + "pod-uid"] = [ref[1]]
         node = refs["node"]
         if node is not None:
-            if refs["pod"] is None and refs["secret"] is None:
-                # Node-only binding: the node itself must still exist.
-                bound = self._objects.get("node", "", node[0])
-                if bound is None:
-                    raise TokenInvalid("service account token has been invalidated")
-                if bound.uid != node[1]:
-                    raise TokenInvalid(
-                        f"node UID ({bound.uid}) does not match service account "
-                        f"node ref claim ({node[1]})"
-                    )
+            if refs["pod"] is None:
+                # Bound to the node itself (ServiceAccountTokenNodeBindingValidation, GA and
+                # locked on since 1.32): the node must still be there. On a pod-bound token
+                # the node is only information (ServiceAccountTokenPodNodeInfo).
+                self._check_bound(self._objects.get("node", "", node[0]), "node", node,
+                                  invalid_if_deleted_before)
             extra[_EXTRA + "node-name"] = [node[0]]
             extra[_EXTRA + "node-uid"] = [node[1]]
         jti = _claim_str(claims, "jti")
         if jti:
             extra[_EXTRA + "credential-id"] = [f"JTI={jti}"]
         return _sa_user(namespace, sa[0], sa[1], extra)
+
+    @staticmethod
+    def _check_bound(bound: ObjectRecord | None, kind: str, ref: tuple[str, str],
+                     invalid_if_deleted_before: float) -> None:
+        """Missing, then UID, then deletion: upstream's order for secret, pod and node."""
+        if bound is None:
+            raise TokenInvalid("service account token has been invalidated")
+        if bound.uid != ref[1]:
+            raise TokenInvalid(
+                f"{kind} UID ({bound.uid}) does not match service account "
+                f"{kind} ref claim ({ref[1]})"
+            )
+        if _deleted_before(bound, invalid_if_deleted_before):
+            raise TokenInvalid("service account token has been invalidated")
 
     def _validate_legacy(self, token: str, claims: dict[str, Any]) -> UserInfo:
         names = {
@@ -299,20 +314,28 @@ class TokenValidator:
         namespace, name = names["namespace"], names["service-account.name"]
         if _claim_str(claims, "sub") != subject(namespace, name):
             raise TokenInvalid("sub claim is invalid")
+        # legacy.go has no leeway: any deletionTimestamp invalidates the Secret's token.
         secret = self._objects.get("secret", namespace, names["secret.name"])
-        if secret is None:
+        if secret is None or secret.deletion_timestamp is not None:
             raise TokenInvalid("Token has been invalidated")
         if secret.token != token:
             raise TokenInvalid("Token does not match server's copy")
         record = self._objects.get("serviceaccount", namespace, name)
         if record is None:
-            raise TokenInvalid(f'serviceaccount "{name}" not found')
+            raise TokenInvalid(f'serviceaccounts "{name}" not found')
+        if record.deletion_timestamp is not None:
+            raise TokenInvalid(f"ServiceAccount {namespace}/{name} has been deleted")
         if record.uid != names["service-account.uid"]:
             raise TokenInvalid(
                 f"ServiceAccount UID ({record.uid}) does not match claim "
                 f"({names['service-account.uid']})"
             )
         return _sa_user(namespace, name, record.uid, {})
+
+
+def _deleted_before(record: ObjectRecord, instant: float) -> bool:
+    """``DeletionTimestamp != nil && DeletionTimestamp.Time.Before(instant)``."""
+    return record.deletion_timestamp is not None and record.deletion_timestamp < instant
 
 
 def _sa_user(
