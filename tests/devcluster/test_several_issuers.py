@@ -70,7 +70,7 @@ def test_three_issuers_each_have_their_own_ca_keys_and_issuer(
         "remote": fetch_keys(remote),  # anonymous, as another cluster fetches it
         "oidc": fetch_keys(oidc),
     }
-    sources = {"local": local, "remote": remote, "oidc": oidc}
+    sources: dict[str, Issuer] = {"local": local, "remote": remote, "oidc": oidc}
     for name, (document, _) in fetched.items():
         assert document["issuer"] == sources[name].issuer
     # The remote cluster's keys are on its own served URL; the local one's on a kind address.
