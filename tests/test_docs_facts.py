@@ -19,8 +19,9 @@ What counts as a quote, so that a page can be written to be checked:
   (``compass_auth.settings.VARIABLES``) or one the example service reads itself.
 * **A method**: a code span ``Class.member`` or ``Class.member(...)`` whose class is one of this
   repository's, ``obj.member(...)`` for the objects below, ``module.name(...)`` for an importable
-  module: the member must exist. The testing README's API table: each ``call(...)`` is a
-  ``DevCluster`` member, and the constructor's parameters are ``DevCluster``'s.
+  module: the member must exist. The testing README's API tables: each ``call(...)`` and bare
+  name is a member of ``DevCluster`` (``OidcIssuer`` in its table), and the constructor's
+  parameters are the class's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import pytest
 import compass_auth
 import service
 from compass_auth.settings import VARIABLES
-from compass_auth.testing import DevCluster
+from compass_auth.testing import DevCluster, OidcIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", ROOT / "SECURITY.md", *(ROOT / "docs").glob("*.md"),
@@ -399,24 +400,32 @@ def test_the_docs_name_only_what_exists(check: str) -> None:
     assert not found, "\n".join(sorted(found))
 
 
-def test_the_testing_readme_api_table_names_devcluster_members() -> None:
+@pytest.mark.parametrize(("heading", "emulator", "least"),
+                         [("area", DevCluster, 40), ("oidcissuer", OidcIssuer, 25)],
+                         ids=["DevCluster", "OidcIssuer"])
+def test_the_testing_readme_api_tables_name_members(heading: str, emulator: type,
+                                                    least: int) -> None:
+    """Each emulator's table (first column headed "area", or the class's name): every
+    ``call(...)`` and every bare name is a member, the constructor's parameters are the class's
+    (issue 22 item 7 added ``OidcIssuer``'s table and the bare names)."""
     text = prose(ROOT / "compass_auth" / "testing" / "README.md")
-    [rows] = [rows for header, rows in tables(text) if header[:2] == ["area", "calls"]]
-    parameters = set(inspect.signature(DevCluster).parameters)
+    [rows] = [rows for header, rows in tables(text) if header[:2] == [heading, "calls"]]
+    parameters = set(inspect.signature(emulator).parameters)
     missing, checked = [], 0
     for area, calls in rows:
         for match in spans(calls):
-            call = re.fullmatch(r"(\w+)\((.*)\)", span_text(match))
+            shown = span_text(match)
+            call = re.fullmatch(r"(\w+)\((.*)\)", shown) or re.fullmatch(r"(\w+)()", shown)
             if call is None or call.group(1) == "Fault":
                 continue
             checked += 1
             name, arguments = call.groups()
-            if name == "DevCluster":
-                missing += [f"DevCluster({argument})" for argument in
+            if name == emulator.__name__:
+                missing += [f"{name}({argument})" for argument in
                             re.findall(r"\w+", arguments) if argument not in parameters]
-            elif not has_member(DevCluster, name):
-                missing.append(f"{area}: {name}()")
-    assert checked >= 15
+            elif not has_member(emulator, name):
+                missing.append(f"{area}: {name}")
+    assert checked >= least
     assert not missing, missing
 
 

@@ -52,7 +52,7 @@ class ClusterCore:
         extra_issuers: Sequence[str] = (),
         key_type: Literal["RSA", "EC"] = "RSA",
         api_audiences: Sequence[str] | None = None,
-        external_address: str = DEFAULT_EXTERNAL_ADDRESS,
+        external_address: str | None = DEFAULT_EXTERNAL_ADDRESS,
         server_cert_names: Sequence[str] = DEFAULT_SERVER_CERT_NAMES,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -60,12 +60,16 @@ class ClusterCore:
     ) -> None:
         # ``clock``: seconds since the epoch, the API server's "now" (a fixed time makes a test
         # exact, as upstream's claims_test.go fixes ``now``); advance_clock() adds to it.
+        # ``external_address`` None: the served URL, known once the port is (start()), so the
+        # discovery document's jwks_uri is reachable, as a cluster trusted by another one
+        # through ``discoveryURL`` must be (kube-apiserver's --service-account-jwks-uri).
+        self._jwks_on_served_url = external_address is None
         self._state = ClusterState(
             issuer=issuer,
             extra_issuers=extra_issuers,
             key_type=key_type,
             api_audiences=api_audiences,
-            external_address=external_address,
+            external_address=external_address or "",
             fault_endpoints=FAULT_ENDPOINTS,
             clock=clock,
         )
@@ -93,6 +97,8 @@ class ClusterCore:
         self.ca_path.write_bytes(self.ca_pem)
         try:
             self._server.start()
+            if self._jwks_on_served_url:
+                self._state.external_address = self.url
         except BaseException:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -144,6 +150,18 @@ class ClusterCore:
     def issuer(self) -> str:
         """The issuer discovery declares now (see :meth:`set_issuer`)."""
         return self._state.issuer
+
+    @property
+    def discovery_url(self) -> str:
+        """Where this server serves its discovery document: what an ``AuthenticationConfiguration``
+        of another cluster names as ``discoveryURL`` (the issuer is not a served URL)."""
+        return self.url + "/.well-known/openid-configuration"
+
+    @property
+    def jwks_uri(self) -> str:
+        """The ``jwks_uri`` the discovery document declares: on ``external_address``, which is
+        not loopback by default (``DevCluster(external_address=None)``: on :attr:`url`)."""
+        return self._state.external_address + "/openid/v1/jwks"
 
     @property
     def api_audiences(self) -> tuple[str, ...]:

@@ -1,6 +1,8 @@
 """The pytest plugin of the test kit, registered under the ``pytest11`` entry point: installing
 ``compass-auth[testing]`` is enough to get the fixtures ``devcluster``, ``devcluster_session``,
-``devcluster_sa_dir``, ``devcluster_kubeconfig`` and ``devcluster_serve``.
+``devcluster_sa_dir``, ``devcluster_kubeconfig`` and ``devcluster_serve``; for several issuers,
+``oidc_issuer``, ``second_cluster`` (and their ``_session`` forms) and
+``authentication_config_file``.
 
 One emulator per test session (start-up costs an RSA key), reset before and
 after every test so a fault or a revoked switch never leaks into the next one.
@@ -14,14 +16,20 @@ whatever the project configures; a project that configures nothing gets
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 import pytest_asyncio
 
+from compass_auth.testing.authnconfig import (
+    ANONYMOUS_DISCOVERY_RBAC,
+    TrustedIssuer,
+    write_authentication_config,
+)
 from compass_auth.testing.cluster import DevCluster
+from compass_auth.testing.issuer.emulator import OidcIssuer
 
 if TYPE_CHECKING:  # the library is imported only when an application is served
     from compass_auth.testing.appserver import AppSpec
@@ -33,6 +41,12 @@ logger = logging.getLogger(__name__)
 #: the next major release, and the loop ``@pytest.mark.asyncio`` tests get by default, so a
 #: test and its function-scoped async fixtures share one loop. A project's own value wins.
 FIXTURE_LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
+#: The issuer of ``second_cluster``: not a served URL (its discovery is reached through
+#: ``discoveryURL``), never the first cluster's (an AuthenticationConfiguration may not name the
+#: local service-account issuer), and in ``.example``, a name that resolves nowhere (RFC 2606).
+SECOND_CLUSTER_ISSUER = "https://second-cluster.example"
+#: ``oidc_issuer``'s path: an issuer URL with a path, as Keycloak's and Okta's have.
+OIDC_ISSUER_PATH = "/realms/compass"
 
 
 def pytest_load_initial_conftests(
@@ -117,3 +131,69 @@ async def devcluster_serve(
     finally:
         for running in reversed(served):
             await running.close()
+
+
+# ---- several issuers (AuthenticationConfiguration, issue 22) ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer_session() -> Iterator[OidcIssuer]:
+    """A started plain OIDC issuer (``https://127.0.0.1:PORT/realms/compass``), its own CA and
+    keys; stopped when the session ends."""
+    issuer = OidcIssuer(OIDC_ISSUER_PATH)
+    issuer.start()
+    try:
+        yield issuer
+    finally:
+        issuer.stop()
+
+
+@pytest.fixture
+def oidc_issuer(oidc_issuer_session: OidcIssuer) -> Iterator[OidcIssuer]:
+    """The session issuer with faults, request log, clock and certificate reset (keys kept)."""
+    oidc_issuer_session.reset()
+    yield oidc_issuer_session
+    oidc_issuer_session.reset()
+
+
+@pytest.fixture(scope="session")
+def second_cluster_session() -> Iterator[DevCluster]:
+    """Another emulated cluster: issuer ``https://second-cluster.example``, its own CA and keys,
+    ``jwks_uri`` on its served URL, discovery readable without credentials
+    (``ANONYMOUS_DISCOVERY_RBAC``), as a cluster trusted through ``discoveryURL`` must be."""
+    cluster = DevCluster(issuer=SECOND_CLUSTER_ISSUER, external_address=None)
+    cluster.start()
+    try:
+        cluster.load_rbac(ANONYMOUS_DISCOVERY_RBAC, persistent=True)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def second_cluster(second_cluster_session: DevCluster) -> Iterator[DevCluster]:
+    """The second cluster, reset before and after each test like ``devcluster``."""
+    second_cluster_session.reset()
+    yield second_cluster_session
+    second_cluster_session.reset()
+
+
+class WriteConfig(Protocol):
+    """``authentication_config_file``: write a configuration, get its path."""
+
+    def __call__(self, issuers: Iterable[TrustedIssuer | Mapping[str, Any]],
+                 name: str = "authentication-config.yaml", **options: Any) -> Path: ...
+
+
+@pytest.fixture
+def authentication_config_file(tmp_path: Path) -> WriteConfig:
+    """``path = authentication_config_file([oidc_issuer, second_cluster], **options)``: an
+    ``AuthenticationConfiguration`` trusting those issuers, in the test's ``tmp_path``
+    (``options``: those of ``write_authentication_config``). Calling it again with the same
+    ``name`` replaces the file atomically (a reload)."""
+
+    def write(issuers: Iterable[TrustedIssuer | Mapping[str, Any]],
+              name: str = "authentication-config.yaml", **options: Any) -> Path:
+        return write_authentication_config(tmp_path / name, issuers, **options)
+
+    return write

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from compass_auth.testing import DevCluster, Issued
 
@@ -159,3 +160,23 @@ def read_standalone_banner(stdout: Iterable[str]) -> dict[str, str]:
         key, _, value = line.partition(":")
         printed[key.strip()] = value.strip()
     return printed
+
+
+def get_url(url: str, ca_pem: bytes | str, *, token: str | None = None,
+            timeout: float = 5.0) -> Response:
+    """GET an absolute https URL trusting only ``ca_pem`` (host names checked), as another
+    cluster's JWT authenticator fetches discovery: no credentials unless ``token``."""
+    parts = urlsplit(url)
+    assert parts.scheme == "https", url
+    assert parts.hostname is not None, url
+    cadata = ca_pem.decode("ascii") if isinstance(ca_pem, bytes) else ca_pem
+    connection = http.client.HTTPSConnection(
+        parts.hostname, parts.port, context=ssl.create_default_context(cadata=cadata),
+        timeout=timeout)
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    try:
+        connection.request("GET", parts.path or "/", headers=headers)
+        answer = connection.getresponse()
+        return Response(answer.status, answer.headers, answer.read())
+    finally:
+        connection.close()

@@ -60,7 +60,10 @@ class ServerThread:
         context: ssl.SSLContext,
         host: str,
         port: int,
+        name: str = "devcluster",
     ) -> None:
+        # ``name``: of the thread and in log lines, to tell several emulators in one process apart.
+        self._name = name
         self._app = app
         self._context = context
         self._host = host
@@ -98,15 +101,15 @@ class ServerThread:
             finally:
                 loop.close()
 
-        self._thread = threading.Thread(target=run, name="devcluster", daemon=True)
+        self._thread = threading.Thread(target=run, name=self._name, daemon=True)
         self._thread.start()
         if not ready.wait(_CROSS_THREAD_TIMEOUT):
-            raise RuntimeError("devcluster server thread did not start")
+            raise RuntimeError(f"{self._name} server thread did not start")
         if failure:
             self._thread.join()
             self._thread = None
             raise failure[0]
-        logger.info("devcluster listening on %s:%s", self._host, self.port)
+        logger.info("%s listening on %s:%s", self._name, self._host, self.port)
 
     def stop(self) -> None:
         """Close the server and connections and end the thread."""
@@ -116,7 +119,7 @@ class ServerThread:
         self._thread.join(timeout=_CROSS_THREAD_TIMEOUT + _CLOSE_CONNECTIONS_TIMEOUT)
         self._thread = None
         self._loop = None
-        logger.info("devcluster stopped")
+        logger.info("%s stopped (port %s)", self._name, self.port)
 
     def pause(self) -> None:
         """Stop listening and drop open connections: clients get connection refused."""
@@ -168,7 +171,8 @@ class ServerThread:
             )
         except TimeoutError:
             logger.warning(
-                "devcluster: connections still open after %ss",
+                "%s: connections still open after %ss",
+                self._name,
                 _CLOSE_CONNECTIONS_TIMEOUT,
             )
 

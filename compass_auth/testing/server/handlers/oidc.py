@@ -27,7 +27,7 @@ class OidcHandler(KubeHandler):
         self.reply(200, body, content_type)
 
     def authorized(self, user: UserInfo) -> bool:
-        return self.state.may_get_discovery(user)
+        return self.state.may_get_discovery(user, self.request.path)
 
 
 class DiscoveryHandler(OidcHandler):
