@@ -29,7 +29,8 @@ import tornado.websocket
 from tornado.routing import Matcher, PathMatches, RuleRouter
 
 from .access import Check
-from .admission import RouteAccessError, unfillable
+from .admission import RouteAccessError as RouteAccessError
+from .admission import unfillable
 from .authenticator import Authenticator
 from .handler import AuthenticatedHandler
 

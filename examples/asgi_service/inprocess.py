@@ -8,10 +8,11 @@ import socket
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LifespanType, WSProtocolType
 
 
-async def start_uvicorn(app: Any, *, lifespan: str,
-                        ws: str = "websockets-sansio") -> tuple[uvicorn.Server,
+async def start_uvicorn(app: Any, *, lifespan: LifespanType,
+                        ws: WSProtocolType = "websockets-sansio") -> tuple[uvicorn.Server,
                                                                 asyncio.Task[None], int]:
     """uvicorn serving ``app`` on ``127.0.0.1`` (a port the kernel picks), in this event loop;
     stop it with ``server.should_exit = True`` and await the task. ``ws``: uvicorn's WebSocket
