@@ -18,13 +18,14 @@ $(STAMP): setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev,deploy]'
 	touch $(STAMP) $(DEMO_STAMP)
 
-# The demo needs the example service's extra and the emulator's, not the linters and test
-# tools: a first `make demo` installs those two only, saying so on one line.
+# The demo needs the example service's extra, the emulator's and the ASGI adapter's with uvicorn
+# (the [demo] extra), not the linters and test tools: a first `make demo` installs those only,
+# saying so on one line.
 DEMO_STAMP := $(VENV)/.installed-demo
 $(DEMO_STAMP): setup.py pyproject.toml
-	@echo "make demo: installing compass-auth[service,testing] into $(VENV) (once; about a minute)"
+	@echo "make demo: installing compass-auth[demo] into $(VENV) (once; about a minute)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[service,testing]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[demo]'
 	@touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)

@@ -13,13 +13,20 @@ answered without creating a coroutine: most requests never reach ``admit``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import difflib
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from .access import MAX_CHECKS, Check, NonResourceCheck, ResourceCheck
+from .access import MAX_CHECKS, SERVICE_NAMESPACE, Check, NonResourceCheck, ResourceCheck
 from .authenticator import Authenticator
 from .bearer import Credential
 from .identity import Identity
+from .settings import SettingsError
+
+
+class RouteAccessError(SettingsError):
+    """A route cannot fill a check's template; the message names the setting or handler and
+    the route."""
 
 
 @dataclass(slots=True)
@@ -82,7 +89,8 @@ def all_checks(service_wide: Sequence[Check], own: Sequence[Check] | None) -> Se
 def validate_checks(checks: object, where: str) -> None:
     """What can be checked of a route's ``required_access`` when it is declared: a sequence of at
     most ``MAX_CHECKS`` check objects; raises ``TypeError`` naming ``where``. Whether a route can
-    fill the templates is known only with its path (``routes.check_routes`` for Tornado)."""
+    fill the templates is known only with its path (``unfillable``: ``routes.check_routes`` for
+    Tornado, ``compass_auth.asgi.check_routes`` for ASGI)."""
     if checks is None:
         return
     if isinstance(checks, ResourceCheck | NonResourceCheck | str) or not isinstance(
@@ -97,3 +105,30 @@ def validate_checks(checks: object, where: str) -> None:
             raise TypeError(
                 f"{where} holds {check!r}: each check must be a ResourceCheck or "
                 "NonResourceCheck (compass_auth.access.parse_access reads the text form)")
+
+
+def unfillable(origin: str, checks: Sequence[Check], where: str, arguments: Collection[str],
+               namespace_known: bool, *, noun: str = "path argument",
+               listed: str = "named groups") -> Iterator[str]:
+    """A sentence for each template of ``checks`` that ``where`` cannot fill: a name that is
+    none of the route's ``arguments``, or ``{service_namespace}`` when the service's namespace
+    is unknown. ``origin`` names where the checks come from (``AUTH_REQUIRED_ACCESS``, a
+    handler's or middleware's ``required_access``); ``noun`` and ``listed`` are the framework's
+    words for the route's arguments. Without this refusal at start-up, such a check answers 500
+    to every authenticated request of the route (issue 18, finding 9)."""
+    for position, check in enumerate(checks, start=1):
+        for name in sorted(check.templates()):
+            if name == SERVICE_NAMESPACE:
+                if not namespace_known:
+                    yield (f"{origin}: check {position} ({check}) uses {{{SERVICE_NAMESPACE}}}, "
+                           "but the service's namespace is unknown (no namespace file in "
+                           "AUTH_SERVICEACCOUNT_DIR, or no namespace in the kubeconfig context)")
+                continue
+            if name in arguments:
+                continue
+            has = ", ".join(sorted(arguments)) if arguments else "none"
+            close = difflib.get_close_matches(name, [*arguments, SERVICE_NAMESPACE], n=1)
+            hint = f"; did you mean {{{close[0]}}}?" if close else ""
+            yield (f"{origin}: check {position} ({check}) uses {{{name}}}, but {where} has no "
+                   f"{noun} of that name ({listed}: {has}; "
+                   f"{{{SERVICE_NAMESPACE}}} is the service's namespace){hint}")

@@ -10,6 +10,9 @@ framework serves it (tests/test_asgi_parity.py compares them).
 * 503: ``Retry-After`` (seconds, from the authenticator: what the API server asked, or until the
   next discovery attempt) instead of a challenge.
 * Always ``Cache-Control: no-store`` and a JSON body ``{"error", "error_description", "reason"}``.
+
+``too_many_connections`` is the one answer that is not an ``AuthError``'s: the 429 of a WebSocket
+handshake whose caller holds its cap of connections.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from .errors import AuthError
 
 #: The Content-Type of every JSON answer (Tornado's own for ``finish(dict)``).
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
+#: The reason code of a WebSocket handshake refused at the caller's cap (``too_many_connections``).
+CALLER_LIMIT_REASON = "websocket_caller_limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,21 @@ def rejection(error: AuthError, realm: str, retry_after: Callable[[AuthError], i
         error.status,
         (("Cache-Control", "no-store"), *headers, ("Content-Type", JSON_CONTENT_TYPE)),
         json.dumps(error_body(error)).encode(),
+    )
+
+
+def too_many_connections(retry_after: int) -> Answer:
+    """The answer to a WebSocket handshake of a caller that already holds its cap of connections
+    (``AUTH_WEBSOCKET_MAX_PER_CALLER``, docs/websocket.md#a-memory-budget): 429 with
+    ``Retry-After``, before the upgrade; the body of ``AuthenticatedWebSocketHandler.prepare``
+    (tests/asgi/test_asgi_websocket_cap.py compares the two)."""
+    return Answer(
+        429,
+        (("Cache-Control", "no-store"), ("Retry-After", str(retry_after)),
+         ("Content-Type", JSON_CONTENT_TYPE)),
+        json.dumps({"error": "too_many_connections",
+                    "error_description": "too many WebSocket connections for this caller",
+                    "reason": CALLER_LIMIT_REASON}).encode(),
     )
 
 

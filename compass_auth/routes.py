@@ -20,7 +20,6 @@ any value that no namespace or name can have.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,17 +28,13 @@ import tornado.web
 import tornado.websocket
 from tornado.routing import Matcher, PathMatches, RuleRouter
 
-from .access import SERVICE_NAMESPACE, Check
+from .access import Check
+from .admission import RouteAccessError as RouteAccessError
+from .admission import unfillable
 from .authenticator import Authenticator
 from .handler import AuthenticatedHandler
-from .settings import SettingsError
 
 _METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
-
-
-class RouteAccessError(SettingsError):
-    """A route cannot fill a check's template; the message names the setting or handler and
-    the route."""
 
 
 @dataclass(frozen=True)
@@ -101,22 +96,7 @@ def _unfillable(origin: str, checks: Sequence[Check], route: RouteProtection,
                 namespace_known: bool) -> Iterator[str]:
     where = f"route {route.route} ({route.handler.__name__})" if route.route is not None else (
         f"the default handler {route.handler.__name__} (every unmatched path)")
-    for position, check in enumerate(checks, start=1):
-        for name in sorted(check.templates()):
-            if name == SERVICE_NAMESPACE:
-                if not namespace_known:
-                    yield (f"{origin}: check {position} ({check}) uses {{{SERVICE_NAMESPACE}}}, "
-                           "but the service's namespace is unknown (no namespace file in "
-                           "AUTH_SERVICEACCOUNT_DIR, or no namespace in the kubeconfig context)")
-                continue
-            if name in route.arguments:
-                continue
-            has = (", ".join(sorted(route.arguments)) if route.arguments else "none")
-            close = difflib.get_close_matches(name, [*route.arguments, SERVICE_NAMESPACE], n=1)
-            hint = f"; did you mean {{{close[0]}}}?" if close else ""
-            yield (f"{origin}: check {position} ({check}) uses {{{name}}}, but {where} has no "
-                   f"path argument of that name (named groups: {has}; "
-                   f"{{{SERVICE_NAMESPACE}}} is the service's namespace){hint}")
+    return unfillable(origin, checks, where, route.arguments, namespace_known)
 
 
 def _handlers(rules: Sequence[Any]) -> Iterator[tuple[Matcher, type[tornado.web.RequestHandler]]]:

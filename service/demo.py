@@ -3,7 +3,9 @@
 Starts the built-in cluster emulator (HTTPS on loopback, its own CA), points the service at it
 through a kubeconfig, calls ``/whoami`` with one token per case and prints what happened, then
 opens the WebSocket ``/ws/whoami`` with a token that expires in a few seconds and shows it being
-closed at expiry. Exits 0 when every case got the answer it should.
+closed at expiry; then fallback, authorization, and the example ASGI service
+(examples/asgi_service) on uvicorn against the same emulator. Exits 0 when every case got the
+answer it should.
 """
 
 from __future__ import annotations
@@ -127,20 +129,9 @@ async def run_websocket(base_url: str, cluster: DevCluster) -> list[Row]:
     """``/ws/whoami``: refusals are plain HTTP answers before any upgrade; an accepted
     connection is closed with 1008 when its token expires (``AUTH_WEBSOCKET_GRACE`` is 0)."""
     url = "ws" + base_url.removeprefix("http") + "/ws/whoami"
-    rows = []
-    for case in (Case("websocket: no token", lambda cluster: "", 401, "missing"),
-                 Case("websocket: subject not allowed", _not_allowed, 403,
-                      "subject_not_allowed")):
-        token = case.make_token(cluster)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            connection = await websocket_connect(HTTPRequest(url, headers=headers))
-        except HTTPClientError as error:  # not upgraded: the answer is a plain HTTP response
-            rows.append(_row(case, error.response) if error.response is not None
-                        else Row(case.name, error.code, "-", "-", "-", False))
-        else:  # upgraded: the case failed
-            connection.close()
-            rows.append(Row(case.name, 101, "-", "-", "-", False))
+    rows = await _refused_handshakes(base_url, cluster, (
+        Case("websocket: no token", lambda cluster: "", 401, "missing"),
+        Case("websocket: subject not allowed", _not_allowed, 403, "subject_not_allowed")))
     token = cluster.mint(namespace=CALLER[0], service_account=CALLER[1], audiences=(AUDIENCE,),
                          pod=CALLER_POD, lifetime=WEBSOCKET_TOKEN_LIFETIME)
     name = f"websocket: token expires in {WEBSOCKET_TOKEN_LIFETIME} s"
@@ -156,6 +147,26 @@ async def run_websocket(base_url: str, cluster: DevCluster) -> list[Row]:
     rows.append(Row(name, 101, hello.get("subject", "-"), hello.get("verified_by", "-"),
                     f"closed {connection.close_code} {connection.close_reason!r} "
                     f"{after_exp:.1f} s after exp", ok))
+    return rows
+
+
+async def _refused_handshakes(base_url: str, cluster: DevCluster,
+                              cases: tuple[Case, ...]) -> list[Row]:
+    """``/ws/whoami`` handshakes that must be refused before the upgrade, with the plain HTTP
+    answer of a request."""
+    url = "ws" + base_url.removeprefix("http") + "/ws/whoami"
+    rows = []
+    for case in cases:
+        token = case.make_token(cluster)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            connection = await websocket_connect(HTTPRequest(url, headers=headers))
+        except HTTPClientError as error:  # not upgraded: the answer is a plain HTTP response
+            rows.append(_row(case, error.response) if error.response is not None
+                        else Row(case.name, error.code, "-", "-", "-", False))
+        else:  # upgraded: the case failed
+            connection.close()
+            rows.append(Row(case.name, 101, "-", "-", "-", False))
     return rows
 
 
@@ -284,6 +295,45 @@ async def run_authorization(
     return rows
 
 
+async def run_asgi(
+    cluster: DevCluster, workdir: str, setup: otel.TelemetrySetup | None = None
+) -> list[Row]:
+    """The example ASGI service (Starlette behind ``AuthMiddleware``) on uvicorn, with the same
+    settings and RBAC as the authorization section: the Tornado service's answers."""
+    try:  # the demo extra (make demo installs it)
+        from compass_auth.asgi import Auth
+        from examples.asgi_service.app import make_app
+        from examples.asgi_service.inprocess import start_uvicorn
+    except ImportError as error:
+        print(f"  cannot run: {error} (pip install -e '.[demo]'; make demo installs it)")
+        return [Row("ASGI example service", 0, "-", "-", "not installed", False)]
+    cluster.load_rbac(WHOAMI_RBAC)
+    kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
+    telemetry = Telemetry(setup.tracer_provider, setup.meter_provider) if setup else None
+    auth = Auth({"KUBECONFIG": str(kubeconfig), "AUTH_AUDIENCE": AUDIENCE,
+                 "AUTH_REQUIRED_ACCESS": WHOAMI_ACCESS}, telemetry=telemetry)
+    server, task, port = await start_uvicorn(make_app(auth), lifespan="on")
+    base_url = f"http://127.0.0.1:{port}"
+    client = AsyncHTTPClient()
+    rows = []
+    try:
+        for case in (Case("asgi: valid token, granted", _valid, 200, None),
+                     Case("asgi: no token", lambda cluster: "", 401, "missing"),
+                     Case("asgi: wrong audience", _wrong_audience, 401, "audience_mismatch"),
+                     Case("asgi: valid token, no grant", _no_grant, 403, "access_denied")):
+            token = case.make_token(cluster)
+            response = await client.fetch(
+                base_url + "/whoami", raise_error=False,
+                headers={"Authorization": f"Bearer {token}"} if token else {})
+            rows.append(_row(case, response, "jwks"))
+        rows += await _refused_handshakes(base_url, cluster, (
+            Case("asgi websocket: no token", lambda cluster: "", 401, "missing"),))
+    finally:
+        server.should_exit = True
+        await task
+    return rows
+
+
 def _span_line(span: ReadableSpan) -> str:
     """One line per span: enough to see the tree, the outcome and why."""
     attributes = dict(span.attributes or {})
@@ -326,6 +376,11 @@ async def run_demo(telemetry: str = "none") -> bool:
         authorization = await run_authorization(cluster, workdir, setup)
         print(format_table(authorization))
         rows += authorization
+        print("\nASGI: the example ASGI service (examples/asgi_service, Starlette) on uvicorn, "
+              "the same settings and emulator")
+        asgi = await run_asgi(cluster, workdir, setup)
+        print(format_table(asgi))
+        rows += asgi
     print("\nlog lines (tokens appear only as token_fp fingerprints):")
     for line in collected.lines:
         print("  " + line)

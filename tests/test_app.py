@@ -182,10 +182,11 @@ def test_demo_prints_the_spans_with_telemetry_console() -> None:
     outcomes = {outcome: sum(f'"auth.outcome": "{outcome}"' in line for line in verify)
                 for outcome in ("allowed", "denied", "unavailable")}
     # /whoami: 1 allowed, 4 denied; /ws/whoami: 1 allowed, 2 denied; fallback: 2 allowed, 1 denied;
-    # authorization: both tokens verified (one is then denied by RBAC: an auth.authorize span).
-    assert outcomes == {"allowed": 6, "denied": 7, "unavailable": 0}, "\n".join(spans)
+    # authorization: both tokens verified (one is then denied by RBAC: an auth.authorize span);
+    # the ASGI example: 2 verified (one denied by RBAC), 3 denied (no token twice, audience).
+    assert outcomes == {"allowed": 8, "denied": 10, "unavailable": 0}, "\n".join(spans)
     authorize = [line for line in spans if "'auth.authorize'" in line]
-    assert sum('"auth.outcome": "denied"' in line for line in authorize) == 1, "\n".join(spans)
+    assert sum('"auth.outcome": "denied"' in line for line in authorize) == 2, "\n".join(spans)
     # The WebSocket handshakes' server spans end with their status, refusals included.
     handshakes = [re.findall(r'"http.response.status_code": (\d+)', line)
                   for line in spans if "'GET /ws/whoami'" in line]
@@ -209,6 +210,12 @@ def test_demo_shows_every_case_as_expected() -> None:
         ("forged, alg: none", "401", "unsupported_algorithm"),
         ("websocket: no token", "401", "missing"),
         ("websocket: subject not allowed", "403", "subject_not_allowed"),
+        # The example ASGI service on uvicorn, against the same emulator and RBAC.
+        ("asgi: valid token, granted", "200", "-"),
+        ("asgi: no token", "401", "missing"),
+        ("asgi: wrong audience", "401", "audience_mismatch"),
+        ("asgi: valid token, no grant", "403", "access_denied"),
+        ("asgi websocket: no token", "401", "missing"),
     ]:
         assert re.search(rf"^{re.escape(case)}\s+{status}\s.*\s{reason}\s+yes\s*$", table,
                          flags=re.MULTILINE), table

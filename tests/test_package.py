@@ -192,7 +192,7 @@ def third_party(paths: list[Path]) -> dict[str, set[str]]:
     for path in paths:
         for module in imported_modules(path):
             top = module.split(".")[0]
-            if top in sys.stdlib_module_names or top in ("compass_auth", "service"):
+            if top in sys.stdlib_module_names or top in ("compass_auth", "service", "examples"):
                 continue
             distribution = owner(module)
             if distribution is not None:
@@ -241,3 +241,21 @@ def test_the_asgi_adapter_imports_only_the_library_and_its_extras() -> None:
     assert "fastapi" in used
     assert {name: files for name, files in used.items()
             if name not in declared("fastapi", "asgi")} == {}
+
+
+def test_the_demo_imports_only_what_make_demo_installs() -> None:
+    """`make demo` installs the demo extra only: the example service (service/) and the example
+    ASGI service the demo runs (examples/asgi_service) must import nothing else."""
+    used = third_party([*modules_of(ROOT / "service"), *modules_of(ROOT / "examples" /
+                                                                    "asgi_service")])
+    assert {"tornado", "uvicorn", "starlette"} <= set(used)  # the lookup works
+    assert {name: files for name, files in used.items()
+            if name not in declared("demo") | demo_extras()} == {}
+
+
+def demo_extras() -> set[str]:
+    """What the demo extra's own ``compass-auth[...]`` brings: those extras' distributions."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    [itself] = [Requirement(text) for text in project["optional-dependencies"]["demo"]
+                if Requirement(text).name == project["name"]]
+    return declared(*itself.extras)

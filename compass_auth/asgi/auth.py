@@ -8,6 +8,9 @@ healthy cluster gives: local verification when the key set loaded), and closes i
 
     auth = Auth(os.environ)
     app = Starlette(routes=..., lifespan=auth.lifespan)
+
+Given the application, it also refuses to start when a route cannot fill a template of its
+checks (``routes.check_routes``), with a sentence naming the setting and the route.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from ..authenticator import Authenticator
+from ..caller_slots import CallerSlots
 from ..settings import AuthSettings
 from ..telemetry import Telemetry
+from .routes import check_routes
 
 
 class NotStarted(RuntimeError):
@@ -43,6 +48,9 @@ class Auth:
         self._telemetry = telemetry
         self._owned = authenticator is None
         self._authenticator = authenticator
+        #: WebSocket connections per caller, for ``AUTH_WEBSOCKET_MAX_PER_CALLER``: every route
+        #: of the application counts together, as the handlers of a Tornado application do.
+        self.websocket_slots = CallerSlots()
 
     @property
     def authenticator(self) -> Authenticator:
@@ -55,16 +63,23 @@ class Auth:
         return authenticator
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[Authenticator]:
-        """Connect, start and wait for start-up discovery; close on exit. With an authenticator
-        given to the constructor, only yield it (its owner closes it)."""
+    async def running(self, app: Any = None) -> AsyncIterator[Authenticator]:
+        """Connect, check ``app``'s routes (``routes.check_routes``: ``RouteAccessError``),
+        start and wait for start-up discovery; close on exit. With an authenticator given to
+        the constructor, only check the routes and yield it (its owner closes it)."""
         if not self._owned:
+            if app is not None:
+                check_routes(app, self, self.authenticator)
             yield self.authenticator
             return
         environ = self._environ if self._environ is not None else {}
         settings = self._settings or AuthSettings.from_env(environ)
         authenticator = await Authenticator.connect(settings, environ, self._telemetry)
         try:
+            if app is not None:
+                # Before anything starts: a route that cannot fill its checks refuses the
+                # start, as compass_auth.check_routes does for a Tornado application.
+                check_routes(app, self, authenticator)
             authenticator.start()
             # Until the first discovery attempt ends TokenReview verifies: the first requests
             # then cost a review each. A failed attempt ends the wait too (fallback).
@@ -76,8 +91,8 @@ class Auth:
             await authenticator.close()
 
     def lifespan(self, app: Any) -> AbstractAsyncContextManager[None]:
-        """A Starlette/FastAPI ``lifespan``: ``running()`` around the application's life."""
-        return _without_state(self.running())
+        """A Starlette/FastAPI ``lifespan``: ``running(app)`` around the application's life."""
+        return _without_state(self.running(app))
 
 
 @asynccontextmanager

@@ -1,7 +1,13 @@
-"""An accepted ASGI WebSocket, closed with 1008 when its caller's token expires.
+"""An admitted ASGI WebSocket: its place in the caller's cap, and its close at token expiry.
 
 What ``AuthenticatedWebSocketHandler`` does for Tornado (compass_auth/websocket.py), with its
-close codes, reasons, log lines and ``auth.websocket.closes`` counts: at ``exp`` plus the grace
+answers, close codes, reasons, log lines and ``auth.websocket.closes`` counts:
+
+* **A cap per caller.** Before ``websocket.accept``, ``take_slot`` counts the connection against
+  its caller (the subject) in the application's ``CallerSlots`` (``Auth.websocket_slots``); a
+  caller that holds ``AUTH_WEBSOCKET_MAX_PER_CALLER`` already is refused with the Tornado
+  handler's 429 (``answers.too_many_connections``). ``end`` gives the place back.
+* **Closed at expiry.** At ``exp`` plus the grace
 period (``AUTH_WEBSOCKET_GRACE``) the connection is closed with 1008 ``token expired``; an
 identity without an expiry is closed at once with ``token expiry unknown`` (fail closed). The
 token is not re-verified meanwhile.
@@ -21,10 +27,13 @@ from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
 
+from ..answers import CALLER_LIMIT_REASON, too_many_connections
 from ..authenticator import Authenticator
 from ..bearer import Bearer, fingerprint, read_bearer
+from ..caller_slots import CallerSlots
 from ..identity import Identity
 from ..websocket import (
+    CALLER_LIMIT_RETRY_AFTER,
     CLOSE_POLICY_VIOLATION,
     CLOSE_REASON_EXPIRED,
     CLOSE_REASON_EXPIRY_UNKNOWN,
@@ -32,18 +41,20 @@ from ..websocket import (
     MSG_EXPIRY_UNKNOWN,
     ClosedBy,
 )
-from .send import Message, Receive, Send
+from .send import Message, Receive, Scope, Send, send_answer
 
 #: The Tornado handler's logger, so that operators grep one logger for both adapters.
 logger = logging.getLogger("compass_auth.websocket")
 
 
 class Lifetime:
-    """The expiry close and the close count of one WebSocket connection."""
+    """The caller's place, the expiry close and the close count of one WebSocket connection."""
 
-    def __init__(self, authenticator: Authenticator, identity: Identity,
+    def __init__(self, authenticator: Authenticator, slots: CallerSlots, identity: Identity,
                  authorization: list[str], send: Send, receive: Receive) -> None:
         self._authenticator = authenticator
+        self._slots = slots
+        self._slot: str | None = None
         self._identity = identity
         self._authorization = authorization
         self._send, self._receive = send, receive
@@ -52,6 +63,15 @@ class Lifetime:
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
+
+    def take_slot(self) -> bool:
+        """Count this connection against its caller, before accept; ``False`` (nothing counted)
+        when the caller holds ``AUTH_WEBSOCKET_MAX_PER_CALLER`` connections already."""
+        caller = self._identity.subject
+        if not self._slots.take(caller, self._authenticator.settings.websocket_max_per_caller):
+            return False
+        self._slot = caller
+        return True
 
     def grace(self) -> float:
         return self._authenticator.settings.websocket_grace
@@ -80,8 +100,12 @@ class Lifetime:
         return message
 
     def end(self) -> None:
-        """The application returned: stop the timer and count the close of an accepted
-        connection (the server's when nobody else ended it: ASGI servers close then)."""
+        """The application returned: give the caller's place back, stop the timer and count the
+        close of an accepted connection (the server's when nobody else ended it: ASGI servers
+        close then)."""
+        if self._slot is not None:
+            self._slots.give_back(self._slot)
+            self._slot = None
         if self._timer is not None:
             self._timer.cancel()
         if self._closing is not None and not self._closing.done():
@@ -115,6 +139,15 @@ class Lifetime:
         self._closed = True
         self._closing = asyncio.ensure_future(self._send(
             {"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION, "reason": reason}))
+
+
+#: The 429 of a caller at its cap (one object: it never changes).
+CALLER_LIMIT = too_many_connections(CALLER_LIMIT_RETRY_AFTER)
+
+
+async def refuse_at_cap(scope: Scope, send: Send) -> None:
+    """Refuse the handshake of a caller at its cap with the 429, before accept."""
+    await send_answer(scope, send, CALLER_LIMIT, CALLER_LIMIT_REASON)
 
 
 def _no_key(token: str) -> bytes:

@@ -16,12 +16,14 @@ security scheme in the OpenAPI document::
 A refusal raises ``Rejected``; the handlers of ``auth_exception_handlers()`` answer it with the
 Tornado handler's answer (and refuse a WebSocket handshake with it). Without them FastAPI's own
 ``HTTPException`` handler answers: the same status and headers, the body under ``"detail"``.
-On a WebSocket route the dependency also closes the accepted connection with 1008 at the token's
-expiry (``expiry.Lifetime``).
+On a WebSocket route the dependency also refuses a caller that holds
+``AUTH_WEBSOCKET_MAX_PER_CALLER`` connections (429, before accept) and closes the accepted
+connection with 1008 at the token's expiry (``expiry.Lifetime``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
@@ -33,11 +35,11 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from ..access import Check
-from ..answers import Answer, error_body
+from ..answers import CALLER_LIMIT_REASON, Answer
 from ..errors import AuthError
 from ..identity import Identity
 from .auth import Auth
-from .expiry import Lifetime
+from .expiry import CALLER_LIMIT, Lifetime
 from .gate import Gate, authorization_of
 from .middleware import admitted
 from .send import AnswerResponse
@@ -47,12 +49,13 @@ SCHEME_NAME = "KubernetesServiceAccount"
 
 
 class Rejected(HTTPException):
-    """The dependency refused the caller; ``answer`` is the whole answer."""
+    """The dependency refused the caller; ``answer`` is the whole answer and ``reason`` its
+    reason code (``detail`` is the answer's JSON body, for FastAPI's own handler)."""
 
-    def __init__(self, error: AuthError, answer: Answer) -> None:
+    def __init__(self, answer: Answer, reason: str) -> None:
         headers = {name: value for name, value in answer.headers if name != "Content-Type"}
-        super().__init__(answer.status, detail=error_body(error), headers=headers)  # type: ignore[arg-type]
-        self.error, self.answer = error, answer
+        super().__init__(answer.status, detail=json.loads(answer.body), headers=headers)
+        self.answer, self.reason = answer, reason
 
 
 class Authenticated(SecurityBase):
@@ -77,15 +80,17 @@ class Authenticated(SecurityBase):
         try:
             identity = await gate.admit(conn.scope)
         except AuthError as error:
-            raise Rejected(error, gate.answer(error)) from None
+            raise Rejected(gate.answer(error), error.reason) from None
         admitted(conn.scope, identity)
         if not isinstance(conn, WebSocket):
             yield identity
             return
         # Route the WebSocket's messages through the lifetime, which closes it at expiry and
         # counts who ended it (Starlette's WebSocket keeps its ASGI callables as attributes).
-        lifetime = Lifetime(gate.auth.authenticator, identity, authorization_of(conn.scope),
-                            conn._send, conn._receive)
+        lifetime = Lifetime(gate.auth.authenticator, gate.auth.websocket_slots, identity,
+                            authorization_of(conn.scope), conn._send, conn._receive)
+        if not lifetime.take_slot():
+            raise Rejected(CALLER_LIMIT, CALLER_LIMIT_REASON)
         conn._send, conn._receive = lifetime.send, lifetime.receive
         try:
             yield identity
@@ -95,7 +100,7 @@ class Authenticated(SecurityBase):
 
 async def _answer_rejected(conn: HTTPConnection, exc: Exception) -> Response:
     assert isinstance(exc, Rejected)
-    return AnswerResponse(exc.answer, exc.error.reason)
+    return AnswerResponse(exc.answer, exc.reason)
 
 
 def auth_exception_handlers() -> dict[Any, Any]:

@@ -8,7 +8,7 @@ and the ``{name}`` templates filled from the route's path parameters.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..access import Check
 from ..admission import Pending, admit, admit_cached, all_checks, validate_checks
@@ -16,7 +16,9 @@ from ..answers import Answer, rejection
 from ..authenticator import Authenticator
 from ..errors import AuthError
 from ..identity import Identity
-from .auth import Auth
+
+if TYPE_CHECKING:  # auth.py checks the gates of an application's routes (routes.py)
+    from .auth import Auth
 
 #: The scope key under which the admitted ``Identity`` is kept (besides Starlette's ``user``).
 IDENTITY_KEY = "compass_auth.identity"
@@ -26,7 +28,7 @@ class Gate:
     """``allowed_subjects`` and ``required_access`` of a route (on top of the service-wide
     ``AUTH_ALLOWED_SUBJECTS`` and ``AUTH_REQUIRED_ACCESS``, as for ``AuthenticatedHandler``)."""
 
-    __slots__ = ("_checks", "allowed_subjects", "auth", "required_access")
+    __slots__ = ("_checks", "allowed_subjects", "auth", "required_access", "where")
 
     def __init__(self, auth: Auth, allowed_subjects: Collection[str] | None = None,
                  required_access: Sequence[Check] | None = None, *,
@@ -36,6 +38,8 @@ class Gate:
             raise TypeError(f"allowed_subjects is {allowed_subjects!r}: a collection of "
                             "subjects, e.g. {'system:serviceaccount:NS:NAME'}")
         self.auth = auth
+        #: What declared ``required_access`` (named in a start-up refusal: routes.py).
+        self.where = where
         self.allowed_subjects = frozenset(allowed_subjects) if allowed_subjects else None
         self.required_access = tuple(required_access) if required_access else None
         #: (authenticator, its checks combined with ours): the settings never change.

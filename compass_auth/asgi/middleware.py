@@ -4,8 +4,9 @@ For Starlette (or any ASGI application): HTTP requests and WebSocket handshakes 
 admitted caller get the Tornado handler's answers (``send.send_answer``); an admitted caller's
 ``Identity`` is in the scope (``request.user.identity``, ``identity_of(request)``), and
 ``request.auth.scopes`` is ``["authenticated"]``, as Starlette's ``AuthenticationMiddleware``
-would set them. An accepted WebSocket is closed with 1008 at its token's expiry
-(``expiry.Lifetime``).
+would set them. A WebSocket handshake of a caller that holds ``AUTH_WEBSOCKET_MAX_PER_CALLER``
+connections gets 429 before accept; an accepted WebSocket is closed with 1008 at its token's
+expiry (``expiry.Lifetime``).
 
 Application-wide it applies the service-wide settings to every route; on a ``Route``,
 ``WebSocketRoute`` or ``Mount`` (Starlette's ``middleware=`` argument) it also applies that
@@ -33,7 +34,7 @@ from ..admission import Pending
 from ..errors import AuthError
 from ..identity import Identity
 from .auth import Auth
-from .expiry import Lifetime
+from .expiry import Lifetime, refuse_at_cap
 from .gate import IDENTITY_KEY, Gate, authorization_of
 from .send import Receive, Scope, Send, send_answer
 from .user import ServiceAccountUser
@@ -77,8 +78,11 @@ class AuthMiddleware:
         if kind == "http":
             await self.app(scope, receive, send)
             return
-        lifetime = Lifetime(gate.auth.authenticator, answer, authorization_of(scope),
-                            send, receive)
+        lifetime = Lifetime(gate.auth.authenticator, gate.auth.websocket_slots, answer,
+                            authorization_of(scope), send, receive)
+        if not lifetime.take_slot():
+            await refuse_at_cap(scope, send)
+            return
         try:
             await self.app(scope, lifetime.receive, lifetime.send)
         finally:

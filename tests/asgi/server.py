@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,11 @@ import uvicorn
 
 from compass_auth import Authenticator, AuthSettings
 from compass_auth.asgi import Auth
+from examples.asgi_service.inprocess import start_uvicorn
 
 from ..conftest import AUDIENCE
+
+__all__ = ["MakeApp", "ServedAsgi", "serve_asgi", "start_uvicorn"]
 
 #: What is served: a factory that takes the application's ``Auth``.
 MakeApp = Callable[[Auth], Any]
@@ -54,22 +56,3 @@ async def serve_asgi(make_app: MakeApp, kubeconfig: Path,
     auth = Auth(authenticator=authenticator)
     server, task, port = await start_uvicorn(make_app(auth), lifespan="off", ws=ws)
     return ServedAsgi(f"http://127.0.0.1:{port}", port, auth, authenticator, server, task)
-
-
-async def start_uvicorn(app: Any, *, lifespan: str,
-                        ws: str = "websockets-sansio") -> tuple[uvicorn.Server,
-                                                                asyncio.Task[None], int]:
-    """uvicorn serving ``app`` on a free loopback port, in this event loop."""
-    config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", ws=ws)
-    server = uvicorn.Server(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    return server, task, port
