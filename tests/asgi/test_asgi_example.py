@@ -15,7 +15,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from compass_auth.asgi import Auth, KubernetesBackend, NotStarted
@@ -26,15 +26,10 @@ from ..conftest import AUDIENCE
 from ..helpers import RBAC, WHOAMI_CHECK
 from .apps import fastapi_app
 from .conftest import ServeAsgi
+from .http import get
 from .server import start_uvicorn
 
 COLLECTOR = "system:serviceaccount:default:collector"
-
-
-async def get(url: str, token: str | None = None) -> HTTPResponse:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return await AsyncHTTPClient().fetch(url, headers=headers, raise_error=False,
-                                         request_timeout=20)
 
 
 async def test_the_example_service_with_its_lifespan_and_required_access(

@@ -15,9 +15,7 @@ from compass_auth.testing.fixtures import Serve
 
 from .apps import APPS, GRANT, TORNADO_RULES
 from .conftest import ServeAsgi
-
-#: Headers each server adds of its own (its name, the time): everything else must be equal.
-SERVER_OWN = {"date", "server"}
+from .http import answer
 
 
 def tampered(token: str) -> str:
@@ -47,12 +45,6 @@ async def fetch(url: str, authorization: str | None) -> HTTPResponse:
     headers = {"Authorization": authorization} if authorization is not None else {}
     return await AsyncHTTPClient().fetch(url, headers=headers, raise_error=False,
                                          request_timeout=30)
-
-
-def answer(response: HTTPResponse) -> tuple[int, dict[str, str], bytes]:
-    headers = {name.lower(): value for name, value in response.headers.get_all()
-               if name.lower() not in SERVER_OWN}
-    return response.code, headers, response.body
 
 
 @pytest.mark.parametrize("framework", sorted(APPS))

@@ -30,8 +30,8 @@ from ..conftest import AUDIENCE
 from ..helpers import ROOT
 from .apps import GRANT, REPORTS
 from .conftest import ServeAsgi
+from .http import get
 from .server import start_uvicorn
-from .test_asgi_example import get
 
 #: ``AUTH_REQUIRED_ACCESS`` of finding 9: no route of the example ASGI service has {namespace}.
 UNFILLABLE = "verb=get,resource=pods,namespace={namespace}"

@@ -20,7 +20,7 @@ from compass_auth.websocket import AuthenticatedWebSocketHandler
 
 from .apps import APPS
 from .conftest import ServeAsgi
-from .test_asgi_parity import answer
+from .http import answer
 
 
 def handshake(url: str, token: str) -> HTTPRequest:
