@@ -72,12 +72,12 @@ def ratio(results: dict[str, list[float]], numerator: str, denominator: str) -> 
 
 def fresh_token_figures(cluster: DevCluster, authenticator: Authenticator, iterations: int,
                         rounds: int) -> tuple[list[Figure], dict[str, float]]:
-    keys = authenticator.keys.snapshot()
+    keys = authenticator.local.keys.snapshot()
     assert keys is not None
     key = keys.get(cluster.signing_key_id)
     assert key is not None
     tokens = [cluster.mint(audiences=(AUDIENCE,)) for _ in range(200)]
-    policy = authenticator.policy
+    policy = authenticator.local.policy
     state = {"i": 0}
 
     def next_token() -> str:

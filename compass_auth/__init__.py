@@ -2,7 +2,9 @@
 
 Public API::
 
-    from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, Identity
+    from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, Identity, connect
+
+    authenticator = await connect(AuthSettings.from_env(os.environ), os.environ)
 
 The test kit (the cluster emulator and its pytest fixtures) is ``compass_auth.testing``, installed
 with the ``testing`` extra.
@@ -37,6 +39,7 @@ from .errors import (
     UnsupportedAlgorithm,
     VerificationUnavailable,
 )
+from .factory import connect
 from .handler import AuthenticatedHandler
 from .identity import Identity
 from .readiness import Readiness
@@ -81,6 +84,7 @@ __all__ = [
     "VerificationUnavailable",
     "__version__",
     "check_routes",
+    "connect",
     "describe_routes",
     "parse_access",
 ]

@@ -4,8 +4,14 @@ The ``Authenticator`` is thin on purpose. It reads the header once (``bearer.rea
 the verification paths in order (``local_path.LocalPath``, then ``review_path.ReviewPath`` when
 the local path cannot verify now; in ``AUTH_MODE=review`` only the latter), applies the subject
 allow-lists, and records the outcome at one place: the ``auth.verify`` span, the metrics and,
-for a rejection, the log line. ``factory.py`` wires it; ``handler.AuthenticatedHandler`` is the
-Tornado adapter over it.
+for a rejection, the log line. ``factory.py`` builds it (``compass_auth.connect``);
+``handler.AuthenticatedHandler`` is the Tornado adapter over it. Authorization is the
+``Authorizer``'s (authorizer.py): the factory builds one beside it.
+
+Each request reads each cache at most once: ``authenticate_cached`` reads the caches of the paths
+that may answer now (in ``auto`` mode with a usable key set, the verified-token cache alone), and
+``authenticate_uncached`` continues from what they said (``Pending``), reading a cache it has not
+read yet only when its path is reached, and decoding the token once for every path.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .authorizer import Authorizer
@@ -22,14 +29,13 @@ from .cache import TokenHasher
 from .claims import check_subject_allowed, subject_allowed
 from .errors import (
     AuthError,
-    AuthorizationUnavailable,
     KeysUnavailable,
+    Refusal,
     TokenReviewUnavailable,
     VerificationUnavailable,
 )
 from .identity import Identity
 from .key_lifecycle import KeyLifecycle
-from .keys import KeyCache
 from .kube import ApiServer
 from .local_path import LocalPath
 from .logbudget import LogBudget
@@ -38,9 +44,8 @@ from .readiness import Readiness, explain
 from .review_path import ReviewPath
 from .settings import AuthSettings
 from .stale import StaleTokenLog
-from .telemetry import METHOD_JWKS, METHOD_TOKENREVIEW, Telemetry
-from .tokenreview import TokenReviewer
-from .verifier import VerificationPolicy
+from .telemetry import METHOD_JWKS, METHOD_TOKENREVIEW, Telemetry, Verification
+from .verifier import DecodedToken, decode
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +66,39 @@ class VerificationPath(Protocol):
 
     method: str
 
-    def cached(self, bearer: Bearer) -> Identity | None: ...
+    def cached(self, bearer: Bearer) -> Identity | Refusal | None:
+        """What this path's cache holds for the token, without I/O: the one read of that cache
+        in a request."""
+        ...
 
-    async def verify(self, bearer: Bearer) -> tuple[Identity, bool]: ...
+    async def verify(self, bearer: Bearer, token: DecodedToken) -> Identity:
+        """Verify the token, ``cached`` having missed (``token`` is it decoded)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A request ``authenticate_cached`` did not answer, for ``authenticate_uncached``: its
+    token, how many of the paths' caches were read (the first ``read``, in order), and what one
+    of them held that the full path must report or refuse (a stale or not-allowed identity, a
+    cached rejection) with that path's method."""
+
+    bearer: Bearer
+    read: int
+    hit: Identity | Refusal | None = None
+    method: str = METHOD_JWKS
+
+
+#: ``compass_auth.factory.connect``, installed by the factory module when it is imported (as
+#: ``compass_auth/__init__.py`` does): ``Authenticator.connect`` forwards to it. A hook, not an
+#: import, because the factory builds this class; importing it here would be an import cycle.
+_connect: Callable[[AuthSettings, Mapping[str, str], Telemetry | None],
+                   Awaitable[Authenticator]] | None = None
 
 
 class Authenticator:
-    """Verifies bearer tokens for one service (one audience); build it with ``connect``."""
+    """Verifies bearer tokens for one service (one audience); build it with
+    ``compass_auth.connect``."""
 
     def __init__(
         self,
@@ -82,7 +113,9 @@ class Authenticator:
         authorizer: Authorizer,
     ) -> None:
         self.settings = settings
-        #: Decides handlers' ``required_access`` for the identities verified here.
+        #: The ``Authorizer`` built with this authenticator, for applications that pass only
+        #: ``authenticator=`` to Tornado (``AuthenticatedHandler.get_authorizer``); this class
+        #: never calls it.
         self.authorizer = authorizer
         self.telemetry = telemetry
         self.local, self.review = local, review
@@ -99,28 +132,23 @@ class Authenticator:
         self._in_fallback = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: Called by ``close()`` (the authorizer's suppressed-line report, from the factory).
+        self._on_close: list[Callable[[], None]] = []
 
     @classmethod
     async def connect(
         cls, settings: AuthSettings, environ: Mapping[str, str],
         telemetry: Telemetry | None = None,
     ) -> Authenticator:
-        """Configure the API-server client (fails fast on bad configuration); call ``start()``."""
-        from .factory import connect  # the factory builds this class: imported when called
+        """The same as ``compass_auth.connect(settings, environ, telemetry)``, kept for code
+        written before that function existed."""
+        if _connect is None:  # pragma: no cover - compass_auth/__init__.py imports the factory
+            raise RuntimeError("import compass_auth first: its factory provides connect()")
+        return await _connect(settings, environ, telemetry)
 
-        return await connect(settings, environ, telemetry)
-
-    @property
-    def keys(self) -> KeyCache:
-        return self.local.keys
-
-    @property
-    def reviewer(self) -> TokenReviewer:
-        return self.review.reviewer
-
-    @property
-    def policy(self) -> VerificationPolicy:
-        return self.local.policy
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when ``close()`` runs, before the connection closes."""
+        self._on_close.append(callback)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -151,10 +179,10 @@ class Authenticator:
 
     def authenticate_cached(
         self, authorization: list[str], allowed_subjects: Collection[str] | None = None,
-    ) -> Identity | Credential:
+    ) -> Identity | HeaderProblem | Pending:
         """The common case, without I/O or ``await``: a token verified before (locally, or by a
-        TokenReview within its TTL) that is allowed here. Anything else returns the request's
-        credential, for ``authenticate_uncached``.
+        TokenReview within its TTL) that is allowed here. Anything else returns what
+        ``authenticate_uncached`` continues from (the header's problem, or ``Pending``).
 
         A client reuses its bound token for up to an hour, so this answers most requests for a
         hash and a dict lookup. The answer is counted and its attributes go on the request's
@@ -163,49 +191,52 @@ class Authenticator:
         credential = read_bearer(authorization, self._hasher)
         if isinstance(credential, HeaderProblem):
             return credential
-        for path in self._paths:
+        # In auto mode with a usable key set a token is verified locally: the TokenReview cache
+        # is read only when this request reaches that path (authenticate_uncached).
+        read = 1 if self._paths[0] is self.local and self.local.available() else len(self._paths)
+        for index in range(read):
+            path = self._paths[index]
             hit = path.cached(credential)
             if hit is not None:
                 break
         else:
-            return credential
-        if hit.stale or ((self.settings.allowed_subjects or allowed_subjects) and not
-                         subject_allowed(hit.subject, self.settings.allowed_subjects,
-                                         allowed_subjects)):
-            return credential  # the full path reports or refuses it
+            return Pending(credential, read)
+        if (isinstance(hit, Refusal) or hit.stale
+                or ((self.settings.allowed_subjects or allowed_subjects) and not
+                    subject_allowed(hit.subject, self.settings.allowed_subjects,
+                                    allowed_subjects))):
+            return Pending(credential, read, hit, path.method)  # the full path reports it
         self.telemetry.cache_hit(hit, path.method)
         return hit
 
     async def authenticate_uncached(
-        self, credential: Credential, allowed_subjects: Collection[str] | None = None,
+        self, pending: Pending | Credential, allowed_subjects: Collection[str] | None = None,
     ) -> Identity:
         """The full path for what ``authenticate_cached`` did not answer, with its span, duration
         sample and, for a rejection, the log line. Raises an ``AuthError`` (already logged,
-        counted and traced) when the caller is not let in."""
-        token = credential.token if isinstance(credential, Bearer) else ""
+        counted and traced) when the caller is not let in. (Given a ``Bearer`` instead of a
+        ``Pending``, it reads every cache itself.)"""
+        if isinstance(pending, Bearer):
+            pending = Pending(pending, 0)
+        token = pending.bearer.token if isinstance(pending, Pending) else ""
         with self.telemetry.verification() as record:
             # Refused before any path looked at the token: labelled with the path that would
             # have verified it (docs/telemetry.md).
             record.method = self.active_path()
             verified: Identity | None = None
             try:
-                if isinstance(credential, HeaderProblem):
-                    credential.raise_error()
-                check_token(credential.token, self.settings.max_token_bytes)
-                for path in self._paths:
-                    record.method = path.method
-                    try:
-                        identity, record.cache_hit = await path.verify(credential)
-                        verified = identity
-                        break
-                    except KeysUnavailable as unavailable:
-                        if path is self._paths[-1]:
-                            raise
-                        self._enter_fallback(unavailable.detail)
+                if isinstance(pending, Refusal):
+                    pending.raise_error()
+                if pending.hit is not None:
+                    record.method, record.cache_hit = pending.method, True
+                    identity = _answer(pending.hit)
+                else:
+                    identity = await self._verify(pending, record)
+                verified = identity
                 # Allow-lists apply on every request, cached or not.
                 check_subject_allowed(
                     identity.subject, self.settings.allowed_subjects, allowed_subjects)
-                if identity.stale and self.policy.stale_tokens == "warn":
+                if identity.stale and self.local.policy.stale_tokens == "warn":
                     self.telemetry.stale_token(identity)
                     self._stale_log(identity, token)  # one WARN per token, by fingerprint
             except AuthError as error:
@@ -227,6 +258,30 @@ class Authenticator:
             return answer
         return await self.authenticate_uncached(answer, allowed_subjects)
 
+    async def _verify(self, pending: Pending, record: Verification) -> Identity:
+        """The paths in order, from what ``pending`` says was read: a cache not read yet is
+        read when its path is reached; the token is checked and decoded once, before the first
+        path that verifies it."""
+        bearer = pending.bearer
+        decoded: DecodedToken | None = None
+        for index, path in enumerate(self._paths):
+            if index >= pending.read:
+                hit = path.cached(bearer)
+                if hit is not None:
+                    record.method, record.cache_hit = path.method, True
+                    return _answer(hit)
+            if decoded is None:
+                check_token(bearer.token, self.settings.max_token_bytes)
+                decoded = decode(bearer.token)
+            record.method = path.method
+            try:
+                return await path.verify(bearer, decoded)
+            except KeysUnavailable as unavailable:
+                if index == len(self._paths) - 1:
+                    raise
+                self._enter_fallback(unavailable.detail)
+        raise AssertionError("no verification path")  # pragma: no cover - there is always one
+
     # --- paths and status -----------------------------------------------------------------
 
     async def readiness(self) -> Readiness:
@@ -242,19 +297,20 @@ class Authenticator:
         tokenreview_ok = path == METHOD_TOKENREVIEW and await self.review.check_health()
         ready = path == METHOD_JWKS or tokenreview_ok
         # Read after the probe: the key set may have loaded meanwhile.
-        keys = self.keys.snapshot()
-        age = self.keys.age()
+        key_cache, reviewer = self.local.keys, self.review.reviewer
+        keys = key_cache.snapshot()
+        age = key_cache.age()
         return Readiness(
             ready=ready,
             path="none" if not ready else "jwks" if path == METHOD_JWKS else "tokenreview",
             mode=self.settings.mode,
-            reason=explain(self.settings.mode, path, tokenreview_ok, self.keys.last_error,
-                           self.reviewer.last_failure_message),
+            reason=explain(self.settings.mode, path, tokenreview_ok, key_cache.last_error,
+                           reviewer.last_failure_message),
             issuer=keys.issuer if keys is not None else None,
             keys=tuple(sorted(keys.keys)) if keys is not None else (),
             keys_age_seconds=None if age is None else round(age, 1),
-            last_error=self.keys.last_error,
-            tokenreview_cache_entries=self.reviewer.cache_size(),
+            last_error=key_cache.last_error,
+            tokenreview_cache_entries=reviewer.cache_size(),
         )
 
     def active_path(self) -> str:
@@ -272,15 +328,15 @@ class Authenticator:
         return path
 
     def retry_after(self, error: AuthError | None = None) -> int:
-        """Seconds a client should wait after a 503: what the API server asked of us when it
-        sent Retry-After, else a moment when TokenReview or SubjectAccessReview was busy or
-        failing, else until our next discovery attempt (1..60)."""
-        if (isinstance(error, VerificationUnavailable | AuthorizationUnavailable)
-                and error.retry_after is not None):
+        """Seconds a client should wait after a verification 503: what the API server asked of
+        us when it sent Retry-After, else a moment when TokenReview was busy or failing, else
+        until our next discovery attempt (1..60). (``Authorizer.retry_after`` answers for
+        authorization's 503s.)"""
+        if isinstance(error, VerificationUnavailable) and error.retry_after is not None:
             return max(1, min(60, math.ceil(error.retry_after)))
-        if isinstance(error, TokenReviewUnavailable | AuthorizationUnavailable):
+        if isinstance(error, TokenReviewUnavailable):
             return TOKENREVIEW_RETRY_AFTER
-        return max(1, min(60, round(self.keys.seconds_until_retry())))
+        return max(1, min(60, round(self.local.keys.seconds_until_retry())))
 
     def _enter_fallback(self, why: str) -> None:
         if not self._in_fallback:
@@ -297,13 +353,15 @@ class Authenticator:
                         extra=fields)
 
     def _report_suppressed(self) -> None:
-        """The rejection lines the budget left out since its last line (and the authorizer's),
-        so that the counts in the log add up to what was refused."""
+        """The rejection lines the budget left out since its last line (and, through the
+        ``on_close`` callbacks, the authorizer's), so that the counts in the log add up to what
+        was refused."""
         for reason, count in self.log_budget.take_suppressed().items():
             fields = {"reason": reason, "suppressed": count, "at": "shutdown"}
             logger.warning(LogText(f"{MSG_REJECTED}: {count} more {reason} lines suppressed "
                                    "before shutdown", MSG_REJECTED), extra=fields)
-        self.authorizer.report_suppressed()
+        for callback in self._on_close:
+            callback()
 
     def _log_rejection(self, error: AuthError, token: str,
                        identity: Identity | None = None) -> None:
@@ -329,3 +387,10 @@ class Authenticator:
             text += f" [{suppressed} more {error.reason} lines suppressed before this one]"
         level = logging.ERROR if error.outcome == "unavailable" else logging.WARNING
         logger.log(level, LogText(text, MSG_REJECTED), extra=fields)
+
+
+def _answer(hit: Identity | Refusal) -> Identity:
+    """The identity a cache held, or raise the refusal it held."""
+    if isinstance(hit, Refusal):
+        hit.raise_error()
+    return hit

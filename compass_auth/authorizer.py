@@ -12,6 +12,7 @@ server's reason with the caller's credential id (never the token).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,10 +40,15 @@ MSG_UNAVAILABLE = "authorization failed"
 MAX_DETAIL_CHARS = 400
 #: Checks remembered resolved (they come from handler classes and settings: a few).
 MAX_RESOLVED = 256
+#: Retry-After for a 503 when SubjectAccessReview was busy or failing and the API server named
+#: no time: a short pause, not a schedule.
+UNAVAILABLE_RETRY_AFTER = 2
 
 
 class Authorizer:
-    """Decides a handler's checks for an ``Identity``; built by ``factory.build``."""
+    """Decides a handler's checks for an ``Identity``; built by ``factory.build`` beside the
+    ``Authenticator``, and handed to handlers by the application's settings
+    (``AuthenticatedHandler.get_authorizer``)."""
 
     def __init__(self, reviewer: AccessReviewer, telemetry: Telemetry, *,
                  service_namespace: str | None) -> None:
@@ -59,10 +65,13 @@ class Authorizer:
         self.log_budget = LogBudget()
 
     def authorize_cached(self, identity: Identity, checks: Sequence[Check],
-                         arguments: Mapping[str, str | None]) -> bool:
-        """The common case, without I/O or ``await``: ``True`` when the cache allowed every
-        check (each recorded); raise ``AccessDenied`` when it holds a denial for one. ``False``:
-        some check needs ``authorize``, which records them all."""
+                         arguments: Mapping[str, str | None]
+                         ) -> tuple[Decision | None, ...] | None:
+        """The common case, without I/O or ``await``: ``None`` when the cache allowed every
+        check (each recorded); raise ``AccessDenied`` when it holds a denial for one. Else some
+        check needs ``authorize``, which records them all: what the cache held for the checks
+        read so far (``None`` for the one it lacked), which ``authorize(..., cached=)`` uses
+        instead of reading the cache again."""
         caller = principal(identity)
         decisions: list[tuple[Check, Decision]] = []
         for check in checks:
@@ -70,10 +79,11 @@ class Authorizer:
                 try:
                     check = self._resolve(check, arguments)
                 except (AccessSyntaxError, UnresolvedTemplate):
-                    return False  # authorize() reports it
+                    # authorize() reports it
+                    return tuple(decision for _, decision in decisions)
             decision = self.reviewer.cached((caller, check))
             if decision is None:
-                return False
+                return (*(decision for _, decision in decisions), None)
             decisions.append((check, decision))
         for check, decision in decisions:
             if not decision.allowed:
@@ -83,20 +93,22 @@ class Authorizer:
                 self._log(error, identity, str(check))
                 raise error
             self._telemetry.cached_authorization(check, identity)
-        return True
+        return None
 
     async def authorize(self, identity: Identity, checks: Sequence[Check],
-                        arguments: Mapping[str, str | None]) -> None:
+                        arguments: Mapping[str, str | None],
+                        cached: Sequence[Decision | None] = ()) -> None:
         """Decide every check in order, asking the API server for those the cache cannot
         answer; raise ``AccessDenied`` (403) at the first that fails, or
-        ``AuthorizationUnavailable`` (503) when the API server cannot decide.
+        ``AuthorizationUnavailable`` (503) when the API server cannot decide. ``cached``: what
+        ``authorize_cached`` read for the first checks (their cache is not read again).
 
         A value from the URL that no namespace or name has (absent, empty, a template itself,
         ``Team_A``) is denied here without a review. A template that the request cannot fill
         is a bug of the handler (its route lacks the argument; ``routes.check_routes`` refuses
         it at start-up): ``UnresolvedTemplate`` propagates, and the request gets a 500."""
         caller = principal(identity)
-        for check in checks:
+        for index, check in enumerate(checks):
             invalid: AccessSyntaxError | None = None
             try:
                 resolved = self._resolve(check, arguments)
@@ -110,7 +122,8 @@ class Authorizer:
                         raise AccessDenied(f"the request fills {check} with an invalid value: "
                                            f"{invalid}", check=str(check))
                     key = (caller, resolved)
-                    decision = self.reviewer.cached(key)
+                    decision = (cached[index] if index < len(cached)
+                                else self.reviewer.cached(key))
                     record.cache_hit = decision is not None
                     if decision is None:
                         decision = await self.reviewer.review(key,
@@ -120,6 +133,14 @@ class Authorizer:
             except AuthError as error:
                 self._log(error, identity, str(resolved))
                 raise
+
+    @staticmethod
+    def retry_after(error: AuthorizationUnavailable) -> int:
+        """Seconds a client should wait after an authorization 503: what the API server asked
+        of us when it sent Retry-After, else a moment (1..60)."""
+        if error.retry_after is not None:
+            return max(1, min(60, math.ceil(error.retry_after)))
+        return UNAVAILABLE_RETRY_AFTER
 
     def _resolve(self, check: Check, arguments: Mapping[str, str | None]) -> Check:
         if not check.templated:

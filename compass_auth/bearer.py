@@ -1,10 +1,11 @@
 """The ``Authorization: Bearer`` header (RFC 6750 §2.1), read once per request, and fingerprints.
 
-``read_bearer`` reads the header values into a ``Bearer`` (the token, the key of its cache
-entries, its dot-separated parts) or a ``HeaderProblem`` that says why there is none. Both the
+``read_bearer`` reads the header values into a ``Bearer`` (the token and the key of its cache
+entries) or a ``HeaderProblem`` that says why there is none. Both the
 cached answer and the full verification start from that one reading. ``check_token`` adds the
-size and alphabet rules before a token is verified; a token found in a cache passed them when it
-was first verified (cache keys are HMACs of the exact token), so a cache hit skips them.
+size and alphabet rules before a token is verified, once per request (the verifier does not
+check the size again); a token found in a cache passed them when it was first verified (cache keys
+are HMACs of the exact token), so a cache hit skips them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
 
-from .errors import MalformedHeader, MissingToken, TokenRejected, TokenTooLarge
+from .errors import MalformedHeader, MissingToken, Refusal, TokenTooLarge
 
 #: RFC 6750 §2.1 ``b64token``; a JWT uses a subset of it (base64url and dots).
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -29,23 +29,11 @@ class Bearer:
     #: The key of this token's entries in the verdict caches (``cache.TokenHasher``).
     key: bytes
 
-    @property
-    def parts(self) -> tuple[str, ...]:
-        """The token split at its dots (a JWS has three parts): split when a verification
-        needs it, not for a cache hit."""
-        return tuple(self.token.split("."))
-
 
 @dataclass(frozen=True, slots=True)
-class HeaderProblem:
+class HeaderProblem(Refusal):
     """Why a request's ``Authorization`` header holds no bearer token, as data: each request
     that has it raises an exception of its own (``raise_error``)."""
-
-    error: type[TokenRejected]
-    detail: str
-
-    def raise_error(self) -> NoReturn:
-        raise self.error(self.detail)
 
 
 #: What a request's ``Authorization`` header says.

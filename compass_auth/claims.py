@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from .errors import (
     AudienceMismatch,
@@ -26,6 +26,9 @@ from .errors import (
     TokenExpired,
 )
 from .identity import Identity
+
+#: ``AUTH_STALE_TOKENS``: what to do with a token past its ``kubernetes.io.warnafter``.
+StalePolicy = Literal["off", "warn", "reject"]
 
 #: Issuer of legacy Secret-based tokens: no exp, no aud; never accepted
 #: (docs/kubernetes-api.md#legacy-tokens).

@@ -12,7 +12,8 @@ Every error carries two texts, kept apart like Tornado's ``HTTPError.reason`` an
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal, NoReturn
 
 Outcome = Literal["allowed", "denied", "unavailable"]
 
@@ -254,3 +255,16 @@ class AuthorizationUnavailable(AuthError):
         #: Seconds the API server asked us to wait (its ``Retry-After``), when it sent one.
         self.retry_after = retry_after
         self.check = check
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refusal as data (a cached rejection, a header without a token): each request that meets
+    it raises an exception of its own (``raise_error``). A cached exception instance, raised
+    again on every hit, would collect each raiser's frames in its ``__traceback__`` (issue 11)."""
+
+    error: type[AuthError]
+    detail: str
+
+    def raise_error(self) -> NoReturn:
+        raise self.error(self.detail)

@@ -1,10 +1,12 @@
-"""Wiring: the parts of an ``Authenticator`` built from ``AuthSettings`` and connected.
+"""Wiring: ``connect()`` builds an ``Authenticator`` and its ``Authorizer`` from ``AuthSettings``.
 
-The one place that knows which part needs which: the API-server connection, discovery and the
-key cache, the two verification paths, the TokenReview client, the authorizer and its
-SubjectAccessReview client, the listeners on key changes
-(the verified-token cache, the issuer cross-check, recovery from fallback) and the telemetry
-gauges.
+The one place that knows which part needs which: the API-server connection, discovery, the key
+cache and the memory of unknown kids, the two verification paths, the TokenReview client, the
+authorizer and its SubjectAccessReview client, the listeners on key changes (the verified-token
+cache, the issuer cross-check, recovery from fallback) and the telemetry gauges.
+
+``compass_auth.connect`` is ``connect`` below; ``Authenticator.connect`` forwards to it (this module
+installs it there: the authenticator does not import its factory).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from . import authenticator as authenticator_module
 from .access import uses_service_namespace
 from .authenticator import Authenticator
 from .authorizer import Authorizer
@@ -28,6 +31,7 @@ from .settings import AuthSettings
 from .subjectaccess import AccessReviewer
 from .telemetry import Telemetry
 from .tokenreview import TokenReviewer
+from .unknown_keys import UnknownNames
 from .verifier import VerificationPolicy
 
 
@@ -37,7 +41,8 @@ async def connect(
     telemetry: Telemetry | None = None,
 ) -> Authenticator:
     """Configure the API-server client (fails fast on bad configuration) and build the
-    authenticator; the caller starts it with ``start()``."""
+    authenticator (with its authorizer: ``authenticator.authorizer``); the caller starts it
+    with ``start()``."""
     api = await connect_api(settings, environ)
     if uses_service_namespace(settings.required_access) and not api.namespace:
         await api.close()
@@ -57,7 +62,7 @@ def build(
 ) -> Authenticator:
     """An ``Authenticator`` for ``settings`` over an API-server connection."""
     telemetry = telemetry or Telemetry()
-    policy = VerificationPolicy.from_settings(settings)
+    policy = verification_policy(settings)
     discovery = DiscoveryClient(api, telemetry=telemetry)
     keys = KeyCache(
         discovery.fetch,
@@ -79,11 +84,13 @@ def build(
     )
     # The verified-token cache is not used in review mode: there every first sight of a token
     # must reach the API server (its answers are cached by the reviewer instead).
-    local = LocalPath(keys, policy, cache_size=settings.cache_size if settings.mode == "auto"
-                      else 0, cache_ttl=settings.cache_ttl, clock=clock)
+    unknown = UnknownNames(keys)
+    local = LocalPath(keys, policy, unknown=unknown,
+                      cache_size=settings.cache_size if settings.mode == "auto" else 0,
+                      cache_ttl=settings.cache_ttl, clock=clock)
     review = ReviewPath(reviewer, policy, keys=keys if settings.mode == "review" else None,
                         clock=clock)
-    lifecycle = KeyLifecycle(keys, discovery, api_host=api.host)
+    lifecycle = KeyLifecycle(keys, discovery, api_host=api.host, unknown=unknown)
     access_reviewer = AccessReviewer(
         api,
         allowed_ttl=settings.authz_allowed_ttl,
@@ -95,6 +102,7 @@ def build(
     authorizer = Authorizer(access_reviewer, telemetry, service_namespace=api.namespace)
     authenticator = Authenticator(settings, api, local=local, review=review, lifecycle=lifecycle,
                                   telemetry=telemetry, hasher=hasher, authorizer=authorizer)
+    authenticator.on_close(authorizer.report_suppressed)
     keys.add_listener(lambda previous, current: authenticator.on_keys_loaded(current.issuer))
     # In-cluster quirks: warn when discovery's issuer, AUTH_ISSUER and our own token's iss
     # disagree (at start-up, and whenever the discovered issuer changes).
@@ -105,3 +113,21 @@ def build(
     telemetry.observe_cache("authorization", access_reviewer.cache_size)
     telemetry.observe_path(authenticator.current_path)
     return authenticator
+
+
+def verification_policy(settings: AuthSettings) -> VerificationPolicy:
+    """The policy that ``settings`` describe (one place, so new options cannot be missed)."""
+    return VerificationPolicy(
+        audience=settings.audience,
+        issuers=settings.issuers,
+        clock_skew=settings.clock_skew,
+        max_token_bytes=settings.max_token_bytes,
+        insecure_skip_issuer_check=settings.insecure_skip_issuer_check,
+        require_pod_bound=settings.require_pod_bound,
+        max_token_lifetime=settings.max_token_lifetime,
+        stale_tokens=settings.stale_tokens,
+    )
+
+
+# ``Authenticator.connect`` forwards here (see authenticator._connect).
+authenticator_module._connect = connect

@@ -27,7 +27,8 @@ from tornado.log import app_log
 
 from .access import MAX_CHECKS, Check, NonResourceCheck, ResourceCheck
 from .authenticator import Authenticator
-from .errors import AuthError
+from .authorizer import Authorizer
+from .errors import AuthError, AuthorizationUnavailable
 from .identity import Identity
 from .logbudget import LogBudget
 from .logtext import LogText, clip
@@ -66,6 +67,8 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
     can drop a check or a subject list that its siblings apply.
 
     Extension points: ``get_authenticator()`` (defaults to ``self.settings["authenticator"]``),
+    ``get_authorizer()`` (defaults to ``self.settings["authorizer"]``, else the authorizer built
+    with the authenticator, so an application that passes only ``authenticator=`` works),
     ``get_required_access()`` (the handler's own checks, defaults to ``required_access``; the
     service-wide ones are added to whatever it returns) and ``send_auth_error(error)``.
     If a subclass must extend ``prepare``, it must call ``await super().prepare()`` first; a
@@ -99,6 +102,12 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         authenticator: Authenticator = self.application.settings["authenticator"]
         return authenticator
 
+    def get_authorizer(self) -> Authorizer:
+        """The ``Authorizer`` that decides ``required_access``; override to pick one per
+        handler."""
+        authorizer: Authorizer | None = self.application.settings.get("authorizer")
+        return authorizer if authorizer is not None else self.get_authenticator().authorizer
+
     def get_required_access(self) -> Sequence[Check] | None:
         """This handler's own checks for this request; override to choose them per request.
         The service-wide ``AUTH_REQUIRED_ACCESS`` is applied before them in any case."""
@@ -124,10 +133,11 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         checks = _all_checks(authenticator.settings.required_access, self.get_required_access())
         if checks:
             # Most decisions come from the cache, again without another coroutine.
-            authorizer = authenticator.authorizer
+            authorizer = self.get_authorizer()
             try:
-                if not authorizer.authorize_cached(identity, checks, self.path_kwargs):
-                    await authorizer.authorize(identity, checks, self.path_kwargs)
+                cached = authorizer.authorize_cached(identity, checks, self.path_kwargs)
+                if cached is not None:
+                    await authorizer.authorize(identity, checks, self.path_kwargs, cached)
             except AuthError as error:
                 self.send_auth_error(error)
         self._compass_authenticated = True
@@ -137,7 +147,9 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
         self.clear()
         self.set_status(error.status)
         self.set_header("Cache-Control", "no-store")
-        if error.outcome == "unavailable":
+        if isinstance(error, AuthorizationUnavailable):
+            self.set_header("Retry-After", str(self.get_authorizer().retry_after(error)))
+        elif error.outcome == "unavailable":
             self.set_header("Retry-After", str(self.get_authenticator().retry_after(error)))
         else:
             self.set_header("WWW-Authenticate", self._challenge(error))

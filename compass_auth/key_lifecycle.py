@@ -14,6 +14,7 @@ from collections.abc import Callable
 from .discovery import DiscoveryClient
 from .keys import KeyCache
 from .logtext import LogText, clip, render
+from .unknown_keys import UnknownNames
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,12 @@ MSG_DISCOVERY_FAILED = "failed to create OIDC provider after retries"
 class KeyLifecycle:
     """Runs start-up discovery, then the key cache's refresh loop, until stopped."""
 
-    def __init__(self, keys: KeyCache, discovery: DiscoveryClient, *, api_host: str) -> None:
+    def __init__(self, keys: KeyCache, discovery: DiscoveryClient, *, api_host: str,
+                 unknown: UnknownNames | None = None) -> None:
         self.keys = keys
         self.discovery = discovery
+        #: Its fetch at the end of a cool-down stops with the refresh loop.
+        self._unknown = unknown
         self._api_host = api_host
         self.started = asyncio.Event()
 
@@ -48,4 +52,8 @@ class KeyLifecycle:
             self.keys.seed(keys)
         finally:
             self.started.set()
-        await self.keys.run(stop)
+        try:
+            await self.keys.run(stop)
+        finally:
+            if self._unknown is not None:
+                self._unknown.stop()

@@ -1,18 +1,19 @@
-"""The key cache: a lock-free snapshot, shared refreshes, and the look-ups for unknown kids.
+"""The key cache: a lock-free snapshot, shared refreshes, a background refresh loop.
 
 Modelled on go-oidc's ``RemoteKeySet`` (jwks.go) and adding what it lacks:
 
 * ``snapshot()`` is a plain attribute read: the request path never awaits or locks;
 * one refresh at a time: concurrent callers share the in-flight ``asyncio.Task`` (singleflight);
 * a refresh that fails keeps the last good snapshot, for at most ``max_stale`` seconds;
-* a token with an unknown ``kid`` triggers a refetch, rate-limited as docs/reliability.md
-  ("Unknown kids") states: see ``unknown_keys.py``;
+* fetches start at least ``min_refresh_interval`` apart when something asks for one (an
+  unknown ``kid``: ``unknown_keys.py``), by the rule of ``fetch_schedule.py``, where each fetch
+  is recorded;
 * a background loop refreshes every ``refresh_interval`` (±10% jitter so replicas do not
   synchronise), and every ``retry_interval`` while refreshes fail;
 * a failed fetch whose error carries ``retry_after`` (the server's ``Retry-After``, seconds) holds
   back every automatic fetch (unknown kid, background loop) until that time has passed.
 
-The fetch function, the clock and the sleep are constructor parameters, so tests pass fakes.
+The fetch function and the clock are constructor parameters, so tests pass fakes.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .errors import KeysUnavailable
+from .fetch_schedule import FetchSchedule
 from .keyset import KeySet
 from .logtext import render
-from .unknown_keys import UnknownNames, issuer_entry
 
 logger = logging.getLogger(__name__)
 
@@ -51,29 +52,20 @@ class KeyCache:
         retry_interval: float,
         clock: Callable[[], float] = time.monotonic,
         uniform: Callable[[float, float], float] = random.uniform,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._fetch = fetch
         self._refresh_interval = refresh_interval
-        self._min_refresh_interval = min_refresh_interval
+        #: The moments of the fetches and the cool-down rule on them (unknown_keys.py reads it).
+        self.schedule = FetchSchedule(min_refresh_interval)
         self._max_stale = max_stale
         self._retry_interval = retry_interval
         self._clock = clock
         self._uniform = uniform
-        self._sleep = sleep
         self._snapshot: KeySet | None = None
         self._loaded_at: float | None = None
-        #: When the fetch whose answer is the current snapshot started.
-        self._fetched_from: float | None = None
-        self._last_attempt: float | None = None
         self._last_error: str | None = None
-        #: No automatic fetch before this (monotonic), when the server sent Retry-After.
-        self._not_before: float | None = None
         self._inflight: asyncio.Task[KeySet | str] | None = None
-        self._inflight_started = 0.0
         self._listeners: list[Callable[[KeySet | None, KeySet], None]] = []
-        #: What tokens named that the snapshot lacks (unknown_keys.py).
-        self.unknown = UnknownNames(self, clock=clock, sleep=sleep)
 
     # --- reads (request path) ----------------------------------------------------------------
 
@@ -97,6 +89,14 @@ class KeyCache:
         verdicts of keys that left the set). Listeners must not raise or block."""
         self._listeners.append(listener)
 
+    def current_or_unavailable(self) -> KeySet:
+        """The current key set; ``KeysUnavailable`` when there is none or the latest fetch
+        failed (the caller cannot tell "unknown" from "could not check")."""
+        current = self.snapshot()
+        if current is None or self._last_error is not None:
+            raise KeysUnavailable(f"key refresh failed: {self._last_error or 'no keys'}")
+        return current
+
     # --- refreshes -------------------------------------------------------------------------
 
     async def refresh(self, *, force: bool = False) -> KeySet:
@@ -107,8 +107,9 @@ class KeyCache:
         if self._inflight is None:
             # The fetch counts as started now (the task runs a moment later): never later than
             # its request leaves, so a kid asked for after this moment is never taken as looked for.
-            self._inflight_started = self._last_attempt = self._clock()
-            self._inflight = asyncio.create_task(self._do_refresh(force, self._inflight_started))
+            started = self._clock()
+            self.schedule.begin(started)
+            self._inflight = asyncio.create_task(self._do_refresh(force, started))
         # shield: a cancelled waiter (client went away) must not cancel the shared fetch.
         result = await asyncio.shield(self._inflight)
         if isinstance(result, str):
@@ -117,46 +118,26 @@ class KeyCache:
             raise KeysUnavailable(f"key refresh failed: {result}")
         return result
 
-    async def refresh_for_kid(self, kid: str) -> KeySet:
-        """Called for a token whose ``kid`` is not in the snapshot (``UnknownNames.look_for``):
-        the (possibly unchanged) snapshot; ``KeysUnavailable`` when the latest fetch failed."""
-        return await self.unknown.look_for(kid, lambda snapshot: snapshot.get(kid) is not None)
-
-    async def refresh_for_issuer(self, issuer: str) -> KeySet:
-        """Called for a token that names an issuer other than the declared one: discovery may
-        have changed its issuer since the last refresh. Same limits as an unknown kid."""
-        return await self.unknown.look_for(
-            issuer_entry(issuer), lambda snapshot: snapshot.issuer == issuer)
-
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh periodically until ``stop`` is set; never raises (failures are logged)."""
-        try:
-            while not stop.is_set():
-                failing = self._last_error is not None or self._snapshot is None
-                interval = self._retry_interval if failing else self._refresh_interval
-                delay = interval * self._uniform(1 - JITTER, 1 + JITTER)
-                if self._not_before is not None:
-                    delay = max(delay, self._not_before - self._clock())
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                    return
-                except TimeoutError:
-                    pass
-                # A failure is logged in _do_refresh; the loop retries after retry_interval.
-                with contextlib.suppress(KeysUnavailable):
-                    await self.refresh()
-        finally:
-            self.unknown.stop()
+        while not stop.is_set():
+            failing = self._last_error is not None or self._snapshot is None
+            interval = self._retry_interval if failing else self._refresh_interval
+            delay = interval * self._uniform(1 - JITTER, 1 + JITTER)
+            if self.schedule.not_before is not None:
+                delay = max(delay, self.schedule.not_before - self._clock())
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return
+            except TimeoutError:
+                pass
+            # A failure is logged in _do_refresh; the loop retries after retry_interval.
+            with contextlib.suppress(KeysUnavailable):
+                await self.refresh()
 
     def seconds_until_retry(self) -> float:
         """A hint for ``Retry-After`` while keys are unavailable."""
-        if self._last_attempt is None:
-            return self._retry_interval
-        now = self._clock()
-        wait = self._last_attempt + self._retry_interval - now
-        if self._not_before is not None:
-            wait = max(wait, self._not_before - now)
-        return max(0.0, wait)
+        return self.schedule.seconds_until_retry(self._clock(), self._retry_interval)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -174,17 +155,15 @@ class KeyCache:
             return self._last_error or "unknown error"
         finally:
             self._inflight = None
+            self.schedule.ended()
         self.seed(snapshot, fetched_from=started)
         return snapshot
 
     def note_failure(self, error: BaseException) -> None:
         """Record a failed fetch made elsewhere (the start-up discovery)."""
-        self._last_attempt = self._clock()
         self._last_error = str(error) or type(error).__name__
         hint = getattr(error, "retry_after", None)
-        self._not_before = (
-            self._last_attempt + hint if isinstance(hint, int | float) and hint > 0 else None
-        )
+        self.schedule.failed(self._clock(), float(hint) if isinstance(hint, int | float) else None)
 
     def seed(self, snapshot: KeySet, *, fetched_from: float | None = None) -> None:
         """Install a key set fetched elsewhere (the start-up discovery) as the current one.
@@ -193,34 +172,14 @@ class KeyCache:
         just ended: no request could look for a kid before it, since there were no keys)."""
         previous, self._snapshot = self._snapshot, snapshot
         self._loaded_at = self._clock()
-        self._fetched_from = self._loaded_at if fetched_from is None else fetched_from
+        self.schedule.succeeded(self._loaded_at if fetched_from is None else fetched_from)
         recovered = self._last_error is not None
         self._last_error = None
-        self._not_before = None
-        # What is now published is no longer unknown.
-        self.unknown.forget([*snapshot.keys, issuer_entry(snapshot.issuer)])
         if previous is None or recovered or previous.keys.keys() != snapshot.keys.keys():
             fields = {"issuer": snapshot.issuer, "kids": ",".join(sorted(snapshot.keys))}
             logger.info(render("key set loaded", fields), extra=fields)
         for listener in self._listeners:
             listener(previous, snapshot)
-
-    @property
-    def fetched_from(self) -> float | None:
-        """When the fetch whose answer is the current snapshot started."""
-        return self._fetched_from
-
-    @property
-    def fetch_started(self) -> float | None:
-        """When the fetch under way started; ``None`` when none is."""
-        return self._inflight_started if self._inflight is not None else None
-
-    def next_fetch_allowed(self) -> float:
-        """The end of the cool-down since the last fetch, or of a Retry-After hold."""
-        if self._last_attempt is None:
-            return float("-inf")
-        allowed = self._last_attempt + self._min_refresh_interval
-        return max(allowed, self._not_before) if self._not_before is not None else allowed
 
     def _age_text(self) -> str:
         age = self.age()

@@ -1,6 +1,7 @@
 """The local path: a token verified against the cluster's published keys, without an API call.
 
-Answers "identity or error" for a token: from the verified-token cache, else ``verify_local``
+Answers "identity or error" for a token: from the verified-token cache (``cached``, the one read
+of that cache per request), else (``verify``, which assumes that read missed) ``verify_decoded``
 against the key snapshot. A kid or an issuer the snapshot lacks makes it look at the JWKS again,
 rate-limited (docs/reliability.md#unknown-kids). ``KeysUnavailable`` means this path cannot
 verify the token now (no key set, or the refetch failed): the authenticator then tries the next
@@ -19,7 +20,8 @@ from .identity import Identity
 from .keys import KeyCache
 from .keyset import KeySet
 from .telemetry import METHOD_JWKS
-from .verifier import VerificationPolicy, verify_local
+from .unknown_keys import UnknownNames
+from .verifier import DecodedToken, VerificationPolicy, verify_decoded
 
 
 class LocalPath:
@@ -32,11 +34,13 @@ class LocalPath:
         keys: KeyCache,
         policy: VerificationPolicy,
         *,
+        unknown: UnknownNames,
         cache_size: int,
         cache_ttl: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
+        self.unknown = unknown
         self.policy = policy
         self._verified: VerdictCache[Identity] = VerdictCache(cache_size)
         self._cache_ttl = cache_ttl
@@ -47,26 +51,24 @@ class LocalPath:
         """A token verified before, without I/O (the caller applies the allow-lists)."""
         return self._verified.get(bearer.key)
 
-    async def verify(self, bearer: Bearer) -> tuple[Identity, bool]:
-        """The caller's identity, and whether the cache answered; raise an ``AuthError``."""
-        cached = self._verified.get(bearer.key)
-        if cached is not None:
-            return cached, True
+    async def verify(self, bearer: Bearer, token: DecodedToken) -> Identity:
+        """The caller's identity (``cached`` missed); raise an ``AuthError``. ``token`` is
+        ``bearer.token`` decoded (once per request, also when a kid is unknown)."""
         keys = self.keys.snapshot()
         if keys is None:
             raise KeysUnavailable(self.keys.last_error or "no key set yet")
         now = self._clock()
         try:
-            identity = verify_local(bearer.token, keys, self.policy, now, bearer.parts)
+            identity = verify_decoded(token, keys, self.policy, now)
         except IssuerMismatch as mismatch:
             keys = await self._refresh_for_issuer(mismatch)
-            identity = verify_local(bearer.token, keys, self.policy, now, bearer.parts)
+            identity = verify_decoded(token, keys, self.policy, now)
         except UnknownKey as error:
             # The key may be new: look again (raises KeysUnavailable when that fails).
-            keys = await self.keys.refresh_for_kid(error.kid)
-            identity = verify_local(bearer.token, keys, self.policy, now, bearer.parts)
+            keys = await self.unknown.look_for_kid(error.kid)
+            identity = verify_decoded(token, keys, self.policy, now)
         self._remember(bearer.key, identity, now)
-        return identity, False
+        return identity
 
     def available(self) -> bool:
         return self.keys.snapshot() is not None
@@ -80,7 +82,7 @@ class LocalPath:
         if self.policy.issuers or mismatch.issuer is None:
             raise mismatch
         try:
-            keys = await self.keys.refresh_for_issuer(mismatch.issuer)
+            keys = await self.unknown.look_for_issuer(mismatch.issuer)
         except KeysUnavailable:
             raise mismatch from None
         if keys.issuer != mismatch.issuer:

@@ -1,9 +1,11 @@
 """The TokenReview path: the API server decides.
 
-Answers "identity or error" for a token by asking kube-apiserver (``tokenreview.TokenReviewer``,
-with its cache, singleflight and caps), after the local checks that keep junk from costing a
-review: the full local verification when ``keys`` is given and loaded (``AUTH_MODE=review``), else
-the pre-check alone (the fallback, when no key set is usable).
+Answers "identity or error" for a token: from the TokenReview cache (``cached``, the one read of
+that cache per request), else (``verify``, which assumes that read missed) by asking
+kube-apiserver (``tokenreview.TokenReviewer``, with singleflight and caps), after the local
+checks that keep junk from costing a review: the full local verification when ``keys`` is given
+and loaded (``AUTH_MODE=review``), else the pre-check alone (the fallback, when no key set is
+usable).
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from typing import Any
 
 from .bearer import Bearer
 from .claims import check_kubernetes_policy
-from .errors import UnknownKey
+from .errors import Refusal, ReviewRejected, TokenRejected, UnknownKey
 from .identity import Identity
 from .keys import KeyCache
 from .telemetry import METHOD_TOKENREVIEW
 from .tokenreview import TokenReviewer
-from .verifier import VerificationPolicy, precheck, verify_local
+from .verifier import DecodedToken, VerificationPolicy, precheck, verify_decoded
 
 
 class ReviewPath:
@@ -40,22 +42,25 @@ class ReviewPath:
         self._keys = keys
         self._clock = clock
 
-    def cached(self, bearer: Bearer) -> Identity | None:
-        """An accepted review within its TTL that the policy allows, without I/O."""
-        identity = self.reviewer.accepted(bearer.key)
-        if identity is None or (self.policy.require_pod_bound and identity.pod_name is None):
+    def cached(self, bearer: Bearer) -> Identity | Refusal | None:
+        """A review within its TTL, without I/O: the identity it accepted (that the policy
+        allows), the refusal (as data), or ``None``."""
+        verdict = self.reviewer.cached(bearer.key)
+        if verdict is None:
             return None
-        return identity
+        if verdict.identity is None:
+            return Refusal(ReviewRejected, verdict.rejection or "TokenReview: not authenticated")
+        try:
+            return self._policy(verdict.identity)
+        except TokenRejected as refused:
+            return Refusal(type(refused), refused.detail)
 
-    async def verify(self, bearer: Bearer) -> tuple[Identity, bool]:
-        """The identity the API server confirms, and whether the cache answered; raise an
-        ``AuthError``."""
-        cached = self.reviewer.cached(bearer.key)
-        if cached is not None:
-            return self._policy(cached), True
-        expires_at, caller = self._local_checks(bearer, self._clock())
+    async def verify(self, bearer: Bearer, token: DecodedToken) -> Identity:
+        """The identity the API server confirms (``cached`` missed); raise an ``AuthError``.
+        ``token`` is ``bearer.token`` decoded (once per request)."""
+        expires_at, caller = self._local_checks(token, self._clock())
         identity = await self.reviewer.review(bearer.token, bearer.key, expires_at, caller)
-        return self._policy(identity), False
+        return self._policy(identity)
 
     def healthy(self) -> bool | None:
         return self.reviewer.healthy()
@@ -65,7 +70,7 @@ class ReviewPath:
         by every concurrent check (``TokenReviewer.check_health``)."""
         return await self.reviewer.check_health()
 
-    def _local_checks(self, bearer: Bearer, now: float) -> tuple[int | None, str | None]:
+    def _local_checks(self, token: DecodedToken, now: float) -> tuple[int | None, str | None]:
         """Refuse what need not reach the API server; the token's ``exp``, which bounds how long
         an accepted answer is cached, and, when its signature was verified here, its subject:
         whose share of the reviews in flight the review takes. A subject only claimed (the
@@ -74,18 +79,16 @@ class ReviewPath:
         keys = self._keys.snapshot() if self._keys is not None else None
         if keys is None:
             # Without discovery the issuer is only known if pinned; the API server checks it.
-            unverified = precheck(bearer.token, self.policy, self.policy.accepted_issuers(None),
-                                  now, bearer.parts)
-            return _expiry(unverified.payload), None
+            precheck(token, self.policy, self.policy.accepted_issuers(None), now)
+            return _expiry(token.payload), None
         try:
-            identity = verify_local(bearer.token, keys, self.policy, now, bearer.parts)
+            identity = verify_decoded(token, keys, self.policy, now)
             return identity.expires_at, identity.subject
         except UnknownKey:
             # A key we have not seen yet: the API server decides. Its answer has no expiry, and
             # the exp it authenticates is this one (the signature covers it); the pre-check
-            # passed inside verify_local, issuer included.
-            unverified = precheck(bearer.token, self.policy, (), now, bearer.parts)
-            return _expiry(unverified.payload), None
+            # passed inside verify_decoded, issuer included.
+            return _expiry(token.payload), None
 
     def _policy(self, identity: Identity) -> Identity:
         """The Kubernetes-aware options on a TokenReview answer: pod binding comes from

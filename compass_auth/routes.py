@@ -80,12 +80,14 @@ def check_routes(application: tornado.web.Application,
     """Raise ``RouteAccessError`` when a route cannot fill a template of its checks.
 
     ``authenticator`` defaults to ``application.settings["authenticator"]``; its settings give
-    ``AUTH_REQUIRED_ACCESS`` and its authorizer whether ``{service_namespace}`` is known. Call it
+    ``AUTH_REQUIRED_ACCESS``, and the authorizer (``application.settings["authorizer"]``, else
+    the authenticator's) whether ``{service_namespace}`` is known. Call it
     once the application is built, before listening (the example service does)."""
     if authenticator is None:
         authenticator = application.settings["authenticator"]
     service_wide = tuple(authenticator.settings.required_access)
-    namespace_known = authenticator.authorizer.service_namespace is not None
+    authorizer = application.settings.get("authorizer") or authenticator.authorizer
+    namespace_known = authorizer.service_namespace is not None
     problems: list[str] = []
     for route in describe_routes(application):
         if route.authentication != "bearer":

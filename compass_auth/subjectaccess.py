@@ -2,8 +2,9 @@
 
 ``AuthorizationV1Api.create_subject_access_review`` through the service's own connection (the
 ClusterRole ``system:auth-delegator``, which the service binds for TokenReview, grants
-``create`` on ``subjectaccessreviews``). Protection, as for TokenReview (tokenreview.py), because
-a flood of callers or of checks must not become a flood of reviews:
+``create`` on ``subjectaccessreviews``). This module is the SubjectAccessReview wire; the
+protection is the review client's (reviews.py), as for TokenReview, because a flood of callers or
+of checks must not become a flood of reviews:
 
 * decisions are cached per (caller, check): allowed for ``allowed_ttl``, denied for
   ``denied_ttl`` (kube-apiserver's webhook authorizer defaults: 5 minutes and 30 seconds,
@@ -21,37 +22,24 @@ a flood of callers or of checks must not become a flood of reviews:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import aiohttp
 from kubernetes_asyncio.client import AuthorizationV1Api
 
-from .backoff import retry_after_header
-from .budget import InFlightBudget
-from .cache import VerdictCache
 from .errors import AuthorizationUnavailable
-from .kube import ApiServer, read_capped
-from .telemetry import (
-    AUTH_RESULT,
-    HTTP_STATUS,
-    SPAN_SUBJECTACCESSREVIEW,
-    Span,
-    Telemetry,
-    http_attributes,
-)
+from .kube import ApiServer
+from .reviews import ReviewClient, json_status
+from .telemetry import SPAN_SUBJECTACCESSREVIEW, Telemetry
 
 logger = logging.getLogger(__name__)
 
 REVIEW_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
-#: A SubjectAccessReview answer echoes the spec (user, groups, extra) and adds a reason: a few
-#: KiB at most.
-MAX_REVIEW_BYTES = 64 * 1024
 #: The API server's reason is logged, never parsed: this much of it is enough to read.
 MAX_REASON_CHARS = 500
 
@@ -67,18 +55,6 @@ class Decision:
     evaluation_error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """A review that could not be made, shared by every request that waited for it (as data:
-    each request raises its own exception)."""
-
-    message: str
-    retry_after: float | None
-
-    def raise_error(self) -> NoReturn:
-        raise AuthorizationUnavailable(self.message, retry_after=self.retry_after)
-
-
 #: A decision's cache key: (``access.principal(identity)``, the resolved check).
 Key = tuple[Hashable, Hashable]
 
@@ -91,8 +67,59 @@ def caller_of(key: Key) -> Hashable:
     return principal[0] if isinstance(principal, tuple) and principal else principal
 
 
+class SubjectAccessReviewWire:
+    """``AuthorizationV1Api.create_subject_access_review`` (a ``reviews.ReviewWire``)."""
+
+    kind = "SubjectAccessReview"
+    span_name = SPAN_SUBJECTACCESSREVIEW
+    path = REVIEW_PATH
+    unavailable = AuthorizationUnavailable
+
+    def __init__(self, api: ApiServer) -> None:
+        self._authorization = AuthorizationV1Api(api.client)
+
+    async def post(self, body: Mapping[str, Any],
+                   request_timeout: Any) -> aiohttp.ClientResponse:
+        # With _preload_content=False the generated method returns the raw aiohttp response: a
+        # bounded read, no model building (its annotation says V1SubjectAccessReview). The body
+        # is the wire JSON already, which the client's sanitize_for_serialization passes through
+        # as it is (a dict, not a model).
+        return cast(aiohttp.ClientResponse,
+                    await self._authorization.create_subject_access_review(
+                        cast(Any, body), _preload_content=False, _request_timeout=request_timeout))
+
+    def refused(self, code: int, raw: bytes) -> str:
+        if code == 403:
+            return ("API server answered 403 to SubjectAccessReview: the service account needs "
+                    "`create` on subjectaccessreviews.authorization.k8s.io (bind the ClusterRole "
+                    f"system:auth-delegator); it said: {_status_message(raw)}")
+        return ("API server answered 401 to SubjectAccessReview: our own credentials were "
+                "refused (expired or rotated service-account token?)")
+
+    def status(self, raw: bytes) -> Mapping[str, Any]:
+        status = json_status(raw)
+        if not isinstance(status.get("allowed"), bool):
+            raise TypeError("status.allowed is not a boolean")
+        return status
+
+    def result(self, status: Mapping[str, Any]) -> str:
+        return "allowed" if decision_of(status).allowed else "denied"
+
+    def count(self, result: str) -> None:
+        """SubjectAccessReview calls have no metric of their own (``auth.authorizations`` counts
+        decisions)."""
+
+
+def decision_of(status: Mapping[str, Any]) -> Decision:
+    """The ``Decision`` a review's ``status`` holds."""
+    # Fail closed: `denied` may not be true when `allowed` is (authorization/v1 types.go).
+    allowed = status["allowed"] is True and status.get("denied") is not True
+    return Decision(allowed, _text(status.get("reason")), _text(status.get("evaluationError")))
+
+
 class AccessReviewer:
-    """Decides (caller, check) questions with SubjectAccessReviews, caching the answers."""
+    """Decides (caller, check) questions with SubjectAccessReviews: the wire over the review
+    client."""
 
     def __init__(
         self,
@@ -106,128 +133,37 @@ class AccessReviewer:
         wall_clock: Callable[[], float] = time.time,
         telemetry: Telemetry | None = None,
     ) -> None:
-        self._api = api
-        self._authorization = AuthorizationV1Api(api.client)
-        self._telemetry = telemetry or Telemetry()
+        self._client: ReviewClient[Key, Mapping[str, Any], Decision] = ReviewClient(
+            api, SubjectAccessReviewWire(api), capacity=capacity, max_in_flight=max_in_flight,
+            setting="AUTH_AUTHZ_MAX_IN_FLIGHT",
+            owner=lambda key: caller_of(cast(Key, key)), clock=clock, wall_clock=wall_clock,
+            telemetry=telemetry)
         self._allowed_ttl = allowed_ttl
         self._denied_ttl = denied_ttl
-        self._budget = InFlightBudget(max_in_flight, what="SubjectAccessReviews",
-                                      setting="AUTH_AUTHZ_MAX_IN_FLIGHT")
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self._cache: VerdictCache[Decision] = VerdictCache(
-            capacity, clock, owner=lambda key: caller_of(cast(Key, key)))
-        self._inflight: dict[Key, asyncio.Task[Decision | _Failure]] = {}
-        #: No review is sent before this (monotonic) after an answer with Retry-After.
-        self._not_before: float | None = None
 
     def cached(self, key: Key) -> Decision | None:
-        """The cached decision for ``key`` (a (principal, check) tuple), without I/O."""
-        return self._cache.get(key)
+        """The cached decision for ``key`` (a (principal, check) tuple), without I/O: the one
+        read of the cache per request and check."""
+        return self._client.cached(key)
 
     async def review(self, key: Key, body: Mapping[str, Any]) -> Decision:
-        """The decision for ``key``, asking with ``body`` (``access.review_body``) unless it is
-        cached or already being asked; raise ``AuthorizationUnavailable``."""
-        answer: Decision | _Failure | None = self._cache.get(key)
-        if answer is None:
-            task = self._inflight.get(key)
-            if task is None:
-                self._check_backoff()
-                refusal = self._budget.take(caller_of(key))
-                if refusal is not None:
-                    raise AuthorizationUnavailable(refusal)
-                task = asyncio.create_task(self._review(key, body))
-                self._inflight[key] = task
-            # shield: a client that hangs up must not cancel the review others wait for.
-            answer = await asyncio.shield(task)
-        if isinstance(answer, _Failure):
-            answer.raise_error()
-        return answer
+        """The decision for ``key`` (not cached: the caller looked), asking with ``body``
+        (``access.review_body``) unless it is already being asked; raise
+        ``AuthorizationUnavailable``."""
+        return await self._client.review(key, body, self._judge, caller_of(key))
 
     def cache_size(self) -> int:
-        return len(self._cache)
+        return self._client.cache_size()
 
     def in_flight(self, caller: Hashable | None = None) -> int:
         """Reviews outstanding: all, or those of ``caller`` (a subject)."""
-        return len(self._budget) if caller is None else self._budget.held_by(caller)
+        return self._client.in_flight(caller)
 
-    # --- internals --------------------------------------------------------------------------
-
-    def _check_backoff(self) -> None:
-        if self._not_before is None:
-            return
-        remaining = self._not_before - self._clock()
-        if remaining > 0:
-            raise AuthorizationUnavailable(
-                f"the API server asked to wait (Retry-After); {remaining:.1f}s left",
-                retry_after=remaining)
-        self._not_before = None
-
-    async def _review(self, key: Key, body: Mapping[str, Any]) -> Decision | _Failure:
-        try:
-            decision = await self._call(body)
-        except AuthorizationUnavailable as error:
-            return _Failure(error.detail, error.retry_after)
-        finally:
-            self._inflight.pop(key, None)
-            self._budget.give_back(caller_of(key))
-        lifetime = self._allowed_ttl if decision.allowed else self._denied_ttl
-        if not decision.evaluation_error:  # a partial evaluation is an error: asked again
-            self._cache.put(key, decision, lifetime)
-        return decision
-
-    async def _call(self, body: Mapping[str, Any]) -> Decision:
-        attributes = http_attributes("POST", self._api.host + REVIEW_PATH)
-        with self._telemetry.client_span(SPAN_SUBJECTACCESSREVIEW, attributes) as span:
-            decision = await self._send(body, span)
-            span.set_attribute(AUTH_RESULT, "allowed" if decision.allowed else "denied")
-            return decision
-
-    async def _send(self, body: Mapping[str, Any], span: Span) -> Decision:
-        try:
-            # With _preload_content=False the generated method returns the raw aiohttp
-            # response: a bounded read, no model building (its annotation says
-            # V1SubjectAccessReview). The body is the wire JSON already, which the client's
-            # sanitize_for_serialization passes through as it is (a dict, not a model).
-            response = cast(
-                aiohttp.ClientResponse,
-                await self._authorization.create_subject_access_review(
-                    cast(Any, body), _preload_content=False,
-                    _request_timeout=self._api.request_timeout()),
-            )
-            code = response.status
-            span.set_attribute(HTTP_STATUS, code)
-            retry_after = retry_after_header(response.headers, self._wall_clock())
-            raw = await read_capped(response, MAX_REVIEW_BYTES)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            self._failed(f"SubjectAccessReview call failed: {type(error).__name__}: {error}")
-        if code == 403:
-            self._failed(
-                "API server answered 403 to SubjectAccessReview: the service account needs "
-                "`create` on subjectaccessreviews.authorization.k8s.io (bind the ClusterRole "
-                f"system:auth-delegator); it said: {_status_message(raw)}")
-        if code == 401:
-            self._failed("API server answered 401 to SubjectAccessReview: our own credentials "
-                         "were refused (expired or rotated service-account token?)")
-        if code not in (200, 201):
-            self._failed(f"API server answered {code} to SubjectAccessReview", retry_after)
-        try:
-            status = json.loads(raw)["status"]
-            if not isinstance(status, dict) or not isinstance(status.get("allowed"), bool):
-                raise TypeError("status.allowed is not a boolean")
-        except (ValueError, KeyError, TypeError) as error:
-            self._failed(f"SubjectAccessReview answer is not one: {error}")
-        # Fail closed: `denied` may not be true when `allowed` is (authorization/v1 types.go).
-        allowed = status["allowed"] is True and status.get("denied") is not True
-        return Decision(allowed, _text(status.get("reason")), _text(status.get("evaluationError")))
-
-    def _failed(self, message: str, retry_after: float | None = None) -> NoReturn:
-        # The message names the cause (RBAC, credentials, transport), never a token; the
-        # authorizer logs it once per request that could not be decided.
-        if retry_after:
-            self._not_before = self._clock() + retry_after
-            message += f" (Retry-After {retry_after:g}s)"
-        raise AuthorizationUnavailable(message, retry_after=retry_after)
+    def _judge(self, status: Mapping[str, Any]) -> tuple[Decision, float | None]:
+        decision = decision_of(status)
+        if decision.evaluation_error:
+            return decision, None  # a partial evaluation is an error: asked again
+        return decision, self._allowed_ttl if decision.allowed else self._denied_ttl
 
 
 def _text(value: object) -> str:

@@ -3,22 +3,23 @@
 The rule, stated once in docs/reliability.md ("Unknown kids"): a name counts as unknown only
 once a fetch that started after it was first asked for came back without it; fetches start at
 least one cool-down (``AUTH_JWKS_MIN_REFRESH_INTERVAL``) apart, whatever asked for them; a name
-asked for during a cool-down gets a fetch at its end. ``KeyCache`` owns the fetches; this module
-decides when one is needed.
+asked for during a cool-down gets a fetch at its end. The key cache (keys.py) owns the fetches
+and records them in its ``FetchSchedule`` (fetch_schedule.py, the rule itself); this module
+remembers when each name was first asked for and asks the schedule what to do. It reaches the
+cache through the small ``KeySource`` protocol below, so neither module imports the other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import KeysUnavailable
+from .fetch_schedule import FetchSchedule
 from .keyset import KeySet
-
-if TYPE_CHECKING:  # keys.py imports this module
-    from .keys import KeyCache
 
 #: How long a kid is remembered after it was first asked for: once a fetch that started after
 #: that moment has come back without it, no request for it causes another fetch until then.
@@ -62,23 +63,51 @@ class FirstAsks:
         return list(self._asked)
 
 
+class KeySource(Protocol):
+    """What ``UnknownNames`` needs of the key cache (``keys.KeyCache`` has it)."""
+
+    @property
+    def schedule(self) -> FetchSchedule: ...
+
+    async def refresh(self, *, force: bool = False) -> KeySet: ...
+
+    def current_or_unavailable(self) -> KeySet: ...
+
+    def add_listener(self, listener: Callable[[KeySet | None, KeySet], None]) -> None: ...
+
+
 class UnknownNames:
     """Decides, for each name a token brings that the snapshot lacks, whether to fetch now, join
-    the fetch under way, answer from the snapshot, or fetch at the end of the cool-down."""
+    the fetch under way, answer from the snapshot, or fetch at the end of the cool-down.
+
+    ``clock`` must be the key cache's (both record moments in its ``FetchSchedule``)."""
 
     def __init__(
         self,
-        cache: KeyCache,
+        keys: KeySource,
         *,
-        clock: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._cache = cache
+        self._keys = keys
+        self._schedule = keys.schedule
         self._clock = clock
         self._sleep = sleep
         self._first_asked = FirstAsks()
         #: The fetch at the end of a cool-down for what was asked for during it.
         self._trailing: asyncio.Task[None] | None = None
+        keys.add_listener(self._on_keys)
+
+    async def look_for_kid(self, kid: str) -> KeySet:
+        """For a token whose ``kid`` is not in the snapshot: the (possibly unchanged) snapshot;
+        ``KeysUnavailable`` when the latest fetch failed."""
+        return await self.look_for(kid, lambda snapshot: snapshot.get(kid) is not None)
+
+    async def look_for_issuer(self, issuer: str) -> KeySet:
+        """For a token that names an issuer other than the declared one: discovery may have
+        changed its issuer since the last refresh. Same limits as an unknown kid."""
+        return await self.look_for(issuer_entry(issuer),
+                                   lambda snapshot: snapshot.issuer == issuer)
 
     async def look_for(self, unknown: str, found: Callable[[KeySet], bool]) -> KeySet:
         """Look for something a token names that the snapshot lacks (``found`` is false).
@@ -98,22 +127,21 @@ class UnknownNames:
         """
         now = self._clock()
         first_asked = self._first_asked.note(unknown, now)
-        cache = self._cache
-        if cache.fetched_from is not None and cache.fetched_from >= first_asked:
-            return self._current_or_unavailable()  # looked for since, and not found
-        started = cache.fetch_started
-        if started is None and now >= cache.next_fetch_allowed():
-            return await cache.refresh(force=True)
-        if started is not None:
-            snapshot = await cache.refresh(force=True)
-            if started >= first_asked or found(snapshot):
+        plan = self._schedule.plan(first_asked, now)
+        if plan == "answered":
+            return self._keys.current_or_unavailable()  # looked for since, and not found
+        if plan in ("fetch", "join"):
+            return await self._keys.refresh(force=True)
+        if plan == "join_then_check":
+            snapshot = await self._keys.refresh(force=True)
+            if found(snapshot):
                 return snapshot
         self._schedule_trailing_fetch()
-        return self._current_or_unavailable()
+        return self._keys.current_or_unavailable()
 
-    def forget(self, names: Iterable[str]) -> None:
+    def _on_keys(self, previous: KeySet | None, current: KeySet) -> None:
         """What the new snapshot holds is no longer unknown."""
-        self._first_asked.forget(names)
+        self._first_asked.forget([*current.keys, issuer_entry(current.issuer)])
 
     def remembered(self) -> list[str]:
         """The names remembered, oldest first."""
@@ -122,13 +150,6 @@ class UnknownNames:
     def stop(self) -> None:
         if self._trailing is not None:
             self._trailing.cancel()
-
-    def _current_or_unavailable(self) -> KeySet:
-        current = self._cache.snapshot()
-        error = self._cache.last_error
-        if current is None or error is not None:
-            raise KeysUnavailable(f"key refresh failed: {error or 'no keys'}")
-        return current
 
     def _schedule_trailing_fetch(self) -> None:
         if self._trailing is None:
@@ -141,13 +162,12 @@ class UnknownNames:
         started; again after each fetch while something asked for later remains unanswered.
         Stops when a fetch fails: the background loop's retries take over."""
         try:
-            while (newest := self._first_asked.newest()) is not None and (
-                    self._cache.fetched_from is None or newest > self._cache.fetched_from):
-                wait = self._cache.next_fetch_allowed() - self._clock()
+            while self._schedule.unanswered(self._first_asked.newest()):
+                wait = self._schedule.next_allowed() - self._clock()
                 if wait > 0:
                     await self._sleep(wait)
                 else:
-                    await self._cache.refresh(force=True)  # starts a fetch, or joins one
+                    await self._keys.refresh(force=True)  # starts a fetch, or joins one
         except KeysUnavailable:
             pass
         finally:

@@ -1,9 +1,12 @@
 """Local verification of a service-account token: pure, synchronous, no I/O.
 
-``verify_local(token, keys, policy, now)`` returns an ``Identity`` or raises an ``AuthError``.
-Order of checks (cheapest first, so junk never reaches a key lookup or a signature check):
+``verify_local(token, keys, policy, now)`` returns an ``Identity`` or raises an ``AuthError``
+(``decode`` then ``verify_decoded``, for a caller that reads a token once and checks it more
+than once). Order of checks (cheapest first, so junk never reaches a key lookup or a signature
+check):
 
-1. size limit, compact-JWS shape (three base64url segments);
+1. size limit (``bearer.check_token`` on the request path), compact-JWS shape (three base64url
+   segments);
 2. header: JSON object, ``alg`` in our allow-list, ``kid`` a string, no ``crit``;
 3. unverified payload pre-filter: ``iss``, ``aud``, ``exp``/``nbf``/``iat`` (``claims.prefilter``);
 4. key lookup by ``kid`` (``UnknownKey`` lets the caller refetch the JWKS);
@@ -22,14 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
-from .claims import check_kubernetes_policy, is_stale, prefilter
+from .claims import StalePolicy, check_kubernetes_policy, is_stale, prefilter
 from .errors import (
     AudienceMismatch,
     AuthError,
@@ -45,7 +48,6 @@ from .errors import (
 from .identity import Identity
 from .keyset import SUPPORTED_ALGORITHMS, KeySet
 from .segments import canonical_base64url, decode_segment, decode_segment_bytes
-from .settings import AuthSettings, StalePolicy
 
 #: Three base64url segments; the signature may be empty here so that ``alg: none`` tokens are
 #: reported as an unsupported algorithm rather than as mere malformation.
@@ -75,20 +77,6 @@ class VerificationPolicy:
     max_token_lifetime: float | None = None
     stale_tokens: StalePolicy = "off"
 
-    @classmethod
-    def from_settings(cls, settings: AuthSettings) -> VerificationPolicy:
-        """The policy that ``settings`` describe (one place, so new options cannot be missed)."""
-        return cls(
-            audience=settings.audience,
-            issuers=settings.issuers,
-            clock_skew=settings.clock_skew,
-            max_token_bytes=settings.max_token_bytes,
-            insecure_skip_issuer_check=settings.insecure_skip_issuer_check,
-            require_pod_bound=settings.require_pod_bound,
-            max_token_lifetime=settings.max_token_lifetime,
-            stale_tokens=settings.stale_tokens,
-        )
-
     def accepted_issuers(self, discovered: str | None) -> tuple[str, ...]:
         """The issuers a token may carry; empty (no check) when the (insecure) skip is on, or
         when nothing is pinned and no discovery document is known (TokenReview then checks)."""
@@ -98,9 +86,13 @@ class VerificationPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class UnverifiedToken:
-    """What the cheap checks read from a token; nothing here is trusted yet."""
+class DecodedToken:
+    """A token read once: its three segments, and its header and payload parsed. Nothing here is
+    trusted yet. Every check after this one reads these fields, so that the token is decoded
+    once per request, whichever paths look at it (an unknown kid, a fallback to TokenReview)."""
 
+    token: str
+    segments: tuple[str, str, str]
     kid: str
     algorithm: str
     payload: dict[str, Any]
@@ -108,73 +100,54 @@ class UnverifiedToken:
     payload_bytes: bytes
 
 
-def precheck(
-    token: str,
-    policy: VerificationPolicy,
-    issuers: tuple[str, ...],
-    now: float,
-    parts: Sequence[str] | None = None,
-) -> UnverifiedToken:
-    """Steps 1-3: size, shape, header and the unverified claim pre-filter.
+def decode(token: str) -> DecodedToken:
+    """Steps 1-2 without the size limit (``bearer.check_token`` applies it once, before):
+    the compact-JWS shape in the base64url alphabet, then the header and the payload.
+
+    The alphabet is checked here, for both paths: a lenient base64 decoder skips characters it
+    does not know, so that without it two spellings of one header would decode alike."""
+    match = _COMPACT_JWS.fullmatch(token)
+    if match is None:
+        raise MalformedToken("token is not three base64url segments separated by dots")
+    header_segment, payload_segment, signature = match.groups()
+    kid, algorithm = _check_header(decode_segment(header_segment, "header"))
+    payload_bytes, payload = decode_segment_bytes(payload_segment, "payload")
+    return DecodedToken(token, (header_segment, payload_segment, signature), kid, algorithm,
+                        payload, payload_bytes)
+
+
+def precheck(decoded: DecodedToken, policy: VerificationPolicy, issuers: tuple[str, ...],
+             now: float) -> None:
+    """Step 3 and the signature's spelling: the unverified claim pre-filter.
 
     Also the gate in front of TokenReview, so that junk, expired tokens and tokens for other
     audiences never cost the API server a review. ``issuers`` empty skips the issuer check (the
     API server checks it during a review).
     """
-    if _COMPACT_JWS.fullmatch(token) is None and len(token) <= policy.max_token_bytes:
-        raise MalformedToken("token is not three base64url segments separated by dots")
-    return _precheck(token, policy, issuers, now, parts)
-
-
-def _precheck(
-    token: str,
-    policy: VerificationPolicy,
-    issuers: tuple[str, ...],
-    now: float,
-    parts: Sequence[str] | None,
-) -> UnverifiedToken:
-    # Without the alphabet check of ``precheck``: before a local signature check it would be
-    # done twice, since PyJWT checks every segment's characters itself (and a segment with
-    # other characters fails to decode or to verify).
-    if len(token) > policy.max_token_bytes:
-        raise TokenTooLarge(f"token of {len(token)} bytes exceeds {policy.max_token_bytes}")
-    segments = token.split(".") if parts is None else parts
-    if len(segments) != 3 or not segments[0] or not segments[1]:
-        raise MalformedToken("token is not three base64url segments separated by dots")
-    header = decode_segment(segments[0], "header")
-    kid, algorithm = _check_header(header)
-    payload_bytes, payload = decode_segment_bytes(segments[1], "payload")
-    prefilter(payload, policy.audience, issuers, now, policy.clock_skew)
-    if not segments[2]:
+    prefilter(decoded.payload, policy.audience, issuers, now, policy.clock_skew)
+    signature = decoded.segments[2]
+    if not signature:
         raise BadSignature("token has an empty signature")
-    if not canonical_base64url(segments[2]):
+    if not canonical_base64url(signature):
         # The last character of a segment may carry unused bits that lenient decoders (Go's
         # RawURLEncoding, so kube-apiserver's TokenReview) ignore: several spellings of one
-        # signature. PyJWT refuses them; refusing them here makes TokenReview agree. Padding
-        # ('=') is refused too: a padded copy of a token is another spelling of it.
+        # signature. PyJWT refuses them; refusing them here makes TokenReview agree.
         raise MalformedToken("token signature is not canonical base64url")
-    return UnverifiedToken(kid, algorithm, payload, payload_bytes)
 
 
-def verify_local(
-    token: str,
-    keys: KeySet,
-    policy: VerificationPolicy,
-    now: float,
-    parts: Sequence[str] | None = None,
-) -> Identity:
-    """Verify ``token`` against the key snapshot ``keys``; see the module docstring. ``parts``:
-    the token already split at its dots (``bearer.Bearer.parts``), when the caller has it."""
+def verify_decoded(decoded: DecodedToken, keys: KeySet, policy: VerificationPolicy,
+                   now: float) -> Identity:
+    """Verify a decoded token against the key snapshot ``keys``; see the module docstring."""
     issuers = policy.accepted_issuers(keys.issuer)
-    unverified = _precheck(token, policy, issuers, now, parts)
-    kid, algorithm = unverified.kid, unverified.algorithm
+    precheck(decoded, policy, issuers, now)
+    kid, algorithm = decoded.kid, decoded.algorithm
     key = keys.get(kid)
     if key is None:
         raise UnknownKey(f"no published key has kid {kid[:64]!r}", kid=kid)
     if key.algorithm != algorithm:
         raise UnsupportedAlgorithm(f"token alg {algorithm} does not match key alg {key.algorithm}")
-    claims = _decode_verified(token, key.jwk, key.algorithm, policy, issuers, unverified)
-    if claims is not unverified.payload and claims != unverified.payload:
+    claims = _decode_verified(decoded, key.jwk, key.algorithm, policy, issuers)
+    if claims is not decoded.payload and claims != decoded.payload:
         # PyJWT parsed other bytes than the pre-filter (it cannot, but if a PyJWT version split
         # tokens differently): two parsers would disagree about what was signed (go-oidc makes
         # the same final check).
@@ -189,6 +162,14 @@ def verify_local(
         reject_stale=policy.stale_tokens == "reject",
     )
     return identity
+
+
+def verify_local(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> Identity:
+    """Every step for a token given as text: the size limit, ``decode``, ``verify_decoded``.
+    (The authenticator checks the size with the header and decodes once per request.)"""
+    if len(token) > policy.max_token_bytes:
+        raise TokenTooLarge(f"token of {len(token)} bytes exceeds {policy.max_token_bytes}")
+    return verify_decoded(decode(token), keys, policy, now)
 
 
 def _check_header(header: Mapping[str, Any]) -> tuple[str, str]:
@@ -222,17 +203,16 @@ _PYJWT_ERRORS: tuple[tuple[type[Exception], type[AuthError]], ...] = (
 
 
 def _decode_verified(
-    token: str,
+    decoded: DecodedToken,
     key: jwt.PyJWK,
     algorithm: str,
     policy: VerificationPolicy,
     issuers: tuple[str, ...],
-    unverified: UnverifiedToken,
 ) -> dict[str, Any]:
-    shared = _PREPARSED.set((unverified.payload_bytes, unverified.payload))
+    shared = _PREPARSED.set((decoded.payload_bytes, decoded.payload))
     try:
         return _JWT.decode(
-            token,
+            decoded.token,
             key,
             # From the key, never from the token header (RFC 8725 §2.1).
             algorithms=[algorithm],

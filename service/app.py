@@ -47,6 +47,7 @@ from compass_auth import (
     AuthSettings,
     RouteAccessError,
     check_routes,
+    connect,
 )
 from compass_auth.handler import log_uncaught, request_summary, write_json_error
 from compass_auth.kube import SPARE_CONNECTIONS, KubeConfigError
@@ -459,6 +460,7 @@ class Service:
             rules,
             server_spans=self.telemetry.server_spans if self.telemetry is not None else None,
             authenticator=self.authenticator,
+            authorizer=self.authenticator.authorizer,
             default_handler_class=NotFoundHandler,
             websocket_max_message_size=MAX_WEBSOCKET_MESSAGE_BYTES,
             websocket_ping_interval=self.websocket_ping_interval,
@@ -589,7 +591,7 @@ async def serve(
         else Telemetry(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
     )
     try:
-        authenticator = await Authenticator.connect(settings, environ, telemetry=telemetry)
+        authenticator = await connect(settings, environ, telemetry=telemetry)
     except KubeConfigError as error:
         logger.error("cannot configure the API server connection", extra={"error": str(error)})
         if setup is not None:

@@ -14,12 +14,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "compass_auth"
 #: Modules that import nothing else of the library but other leaves.
 LEAVES = {"version", "errors", "identity", "segments", "bearer", "settings", "backoff",
           "projected_token", "keyset", "cache", "cli", "access", "logtext", "logbudget",
-          "budget", "readiness", "caller_slots"}
+          "budget", "readiness", "caller_slots", "fetch_schedule"}
 #: The pure verification core: no I/O, no asyncio.
 CORE = {"claims", "verifier", "stale"}
 #: The edges that talk to the API server, the file system and OpenTelemetry.
 EDGES = {"resolver", "tokenfile", "troubleshoot", "middlewares", "kube", "discovery", "keys",
-         "unknown_keys", "tokenreview", "subjectaccess", "telemetry"}
+         "unknown_keys", "reviews", "tokenreview", "subjectaccess", "telemetry"}
 #: Where core and edges meet: the verification paths, the authenticator, the wiring, Tornado.
 COMPOSITION = {"local_path", "review_path", "key_lifecycle", "issuer_check", "authenticator",
                "authorizer", "factory", "handler", "websocket", "server_spans", "routes",

@@ -368,7 +368,7 @@ async def test_removed_key_is_rejected_after_the_refresh(running: RunningService
     token = running.token(key_id=extra_kid)
     assert (await running.get(token=token)).code == 200  # found by the unknown-kid refetch
     cluster.remove_key(extra_kid)
-    await running.authenticator.keys.refresh()
+    await running.authenticator.local.keys.refresh()
     response = await running.get(token=token)
     assert response.code == 401
     assert body(response)["reason"] == "unknown_key"
