@@ -40,7 +40,7 @@ from .kube import ApiServer
 from .local_path import LocalPath
 from .logbudget import LogBudget
 from .logtext import LogText, clip, render
-from .readiness import Readiness, explain
+from .readiness import Readiness, readiness_from
 from .review_path import ReviewPath
 from .settings import AuthSettings
 from .stale import StaleTokenLog
@@ -113,9 +113,8 @@ class Authenticator:
         authorizer: Authorizer,
     ) -> None:
         self.settings = settings
-        #: The ``Authorizer`` built with this authenticator, for applications that pass only
-        #: ``authenticator=`` to Tornado (``AuthenticatedHandler.get_authorizer``); this class
-        #: never calls it.
+        #: The ``Authorizer`` built with it, for applications that pass only ``authenticator=``
+        #: (``AuthenticatedHandler.get_authorizer``); never called here.
         self.authorizer = authorizer
         self.telemetry = telemetry
         self.local, self.review = local, review
@@ -126,13 +125,10 @@ class Authenticator:
         self._paths: Sequence[VerificationPath] = (
             (review,) if settings.mode == "review" else (local, review))
         self._stale_log = StaleTokenLog()
-        #: Rejection lines per reason (docs/reliability.md#log-volume); every rejection is
-        #: still counted by the auth.verifications metric.
-        self.log_budget = LogBudget()
-        self._in_fallback = False
+        self._rejections = RejectionLog()
+        self._fallback = FallbackLog()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        #: Called by ``close()`` (the authorizer's suppressed-line report, from the factory).
         self._on_close: list[Callable[[], None]] = []
 
     @classmethod
@@ -146,11 +142,11 @@ class Authenticator:
             raise RuntimeError("import compass_auth first: its factory provides connect()")
         return await _connect(settings, environ, telemetry)
 
+    # --- lifecycle ------------------------------------------------------------------------
+
     def on_close(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when ``close()`` runs, before the connection closes."""
         self._on_close.append(callback)
-
-    # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Begin discovery in the background; TokenReview serves until keys are loaded."""
@@ -160,14 +156,14 @@ class Authenticator:
                 name="compass-auth-keys"))
 
     async def wait_started(self) -> None:
-        """Wait until the start-up discovery finished (successfully or not): after it, tokens
-        are verified locally when the key set loaded, and the start-up failure is known when it
-        did not. Tests call it so that their first requests take the path they mean to test
-        (until then TokenReview verifies)."""
+        """Wait until the start-up discovery finished, either way: then tokens are verified
+        locally if the key set loaded (until then TokenReview verifies)."""
         await self._lifecycle.started.wait()
 
     async def close(self) -> None:
-        self._report_suppressed()
+        self._rejections.report_suppressed()
+        for callback in self._on_close:
+            callback()
         self._stop.set()
         for task in self._tasks:
             task.cancel()
@@ -213,9 +209,8 @@ class Authenticator:
         self, pending: Pending | Credential, allowed_subjects: Collection[str] | None = None,
     ) -> Identity:
         """The full path for what ``authenticate_cached`` did not answer, with its span, duration
-        sample and, for a rejection, the log line. Raises an ``AuthError`` (already logged,
-        counted and traced) when the caller is not let in. (Given a ``Bearer`` instead of a
-        ``Pending``, it reads every cache itself.)"""
+        sample and, for a rejection, the log line; raise an ``AuthError`` (logged, counted and
+        traced) when the caller is not let in. (Given a ``Bearer``, it reads every cache.)"""
         if isinstance(pending, Bearer):
             pending = Pending(pending, 0)
         token = pending.bearer.token if isinstance(pending, Pending) else ""
@@ -231,7 +226,9 @@ class Authenticator:
                     record.method, record.cache_hit = pending.method, True
                     identity = _answer(pending.hit)
                 else:
-                    identity = await self._verify(pending, record)
+                    identity = await verify_on_paths(
+                        self._paths, pending, record, self.settings.max_token_bytes,
+                        self._enter_fallback)
                 verified = identity
                 # Allow-lists apply on every request, cached or not.
                 check_subject_allowed(
@@ -240,7 +237,7 @@ class Authenticator:
                     self.telemetry.stale_token(identity)
                     self._stale_log(identity, token)  # one WARN per token, by fingerprint
             except AuthError as error:
-                self._log_rejection(error, token, verified)
+                self._rejections.rejected(error, token, verified)
                 raise
             record.identity = identity
         if logger.isEnabledFor(logging.DEBUG):
@@ -258,30 +255,6 @@ class Authenticator:
             return answer
         return await self.authenticate_uncached(answer, allowed_subjects)
 
-    async def _verify(self, pending: Pending, record: Verification) -> Identity:
-        """The paths in order, from what ``pending`` says was read: a cache not read yet is
-        read when its path is reached; the token is checked and decoded once, before the first
-        path that verifies it."""
-        bearer = pending.bearer
-        decoded: DecodedToken | None = None
-        for index, path in enumerate(self._paths):
-            if index >= pending.read:
-                hit = path.cached(bearer)
-                if hit is not None:
-                    record.method, record.cache_hit = path.method, True
-                    return _answer(hit)
-            if decoded is None:
-                check_token(bearer.token, self.settings.max_token_bytes)
-                decoded = decode(bearer.token)
-            record.method = path.method
-            try:
-                return await path.verify(bearer, decoded)
-            except KeysUnavailable as unavailable:
-                if index == len(self._paths) - 1:
-                    raise
-                self._enter_fallback(unavailable.detail)
-        raise AssertionError("no verification path")  # pragma: no cover - there is always one
-
     # --- paths and status -----------------------------------------------------------------
 
     async def readiness(self) -> Readiness:
@@ -289,29 +262,18 @@ class Authenticator:
         probe's answer; the example service's ``/readyz``).
 
         Ready when the key set is loaded (``jwks``; no I/O), or when TokenReview is the path and
-        works. Whether it works is what a review said within the last few seconds, else one
-        probe review: concurrent calls share the probe in flight and its answer is remembered
-        (``TokenReviewer.check_health``), so a flood of readiness calls costs the API server at
-        most one review every ``tokenreview.HEALTH_MEMORY`` seconds."""
+        works: what a review said recently, else one probe shared by concurrent calls and
+        remembered (``TokenReviewer.check_health``: at most one review every ``HEALTH_MEMORY``
+        seconds, however many readiness calls)."""
         path = self.active_path()
         tokenreview_ok = path == METHOD_TOKENREVIEW and await self.review.check_health()
-        ready = path == METHOD_JWKS or tokenreview_ok
         # Read after the probe: the key set may have loaded meanwhile.
         key_cache, reviewer = self.local.keys, self.review.reviewer
-        keys = key_cache.snapshot()
-        age = key_cache.age()
-        return Readiness(
-            ready=ready,
-            path="none" if not ready else "jwks" if path == METHOD_JWKS else "tokenreview",
-            mode=self.settings.mode,
-            reason=explain(self.settings.mode, path, tokenreview_ok, key_cache.last_error,
-                           reviewer.last_failure_message),
-            issuer=keys.issuer if keys is not None else None,
-            keys=tuple(sorted(keys.keys)) if keys is not None else (),
-            keys_age_seconds=None if age is None else round(age, 1),
-            last_error=key_cache.last_error,
-            tokenreview_cache_entries=reviewer.cache_size(),
-        )
+        return readiness_from(
+            mode=self.settings.mode, path=path, tokenreview_ok=tokenreview_ok,
+            keys=key_cache.snapshot(), keys_age=key_cache.age(),
+            keys_error=key_cache.last_error, review_error=reviewer.last_failure_message,
+            tokenreview_cache_entries=reviewer.cache_size())
 
     def active_path(self) -> str:
         """``jwks`` or ``tokenreview``: how the next token would be verified."""
@@ -339,33 +301,67 @@ class Authenticator:
         return max(1, min(60, round(self.local.keys.seconds_until_retry())))
 
     def _enter_fallback(self, why: str) -> None:
-        if not self._in_fallback:
-            self._in_fallback = True
-            fields = {"error": clip(why)}
-            logger.warning(render(MSG_FALLBACK, fields), extra=fields)
+        self._fallback.entered(why)
 
     def on_keys_loaded(self, issuer: str) -> None:
         """The key set loaded (a ``KeyCache`` listener): local verification is back."""
-        if self._in_fallback:
-            self._in_fallback = False
-            fields = {"issuer": issuer}
-            logger.info(render("discovery recovered; verifying tokens locally again", fields),
-                        extra=fields)
+        self._fallback.left(issuer)
 
-    def _report_suppressed(self) -> None:
-        """The rejection lines the budget left out since its last line (and, through the
-        ``on_close`` callbacks, the authorizer's), so that the counts in the log add up to what
-        was refused."""
-        for reason, count in self.log_budget.take_suppressed().items():
+
+async def verify_on_paths(paths: Sequence[VerificationPath], pending: Pending,
+                          record: Verification, max_token_bytes: int,
+                          on_fallback: Callable[[str], None]) -> Identity:
+    """The paths in order from what ``pending`` read: a cache not read yet is read when its path
+    is reached; the token is checked and decoded once, before the first verify. A path that
+    says "not now" (``KeysUnavailable``) hands the token to the next, ``on_fallback(why)``."""
+    bearer = pending.bearer
+    decoded: DecodedToken | None = None
+    for index, path in enumerate(paths):
+        if index >= pending.read:
+            hit = path.cached(bearer)
+            if hit is not None:
+                record.method, record.cache_hit = path.method, True
+                return _answer(hit)
+        if decoded is None:
+            check_token(bearer.token, max_token_bytes)
+            decoded = decode(bearer.token)
+        record.method = path.method
+        try:
+            return await path.verify(bearer, decoded)
+        except KeysUnavailable as unavailable:
+            if index == len(paths) - 1:
+                raise
+            on_fallback(unavailable.detail)
+    raise AssertionError("no verification path")  # pragma: no cover - there is always one
+
+
+def _answer(hit: Identity | Refusal) -> Identity:
+    """The identity a cache held, or raise the refusal it held."""
+    if isinstance(hit, Refusal):
+        hit.raise_error()
+    return hit
+
+
+class RejectionLog:
+    """The log lines of refused requests, within a budget per reason
+    (docs/reliability.md#log-volume); every rejection is still counted by the
+    ``auth.verifications`` metric."""
+
+    def __init__(self) -> None:
+        self.budget = LogBudget()
+
+    def report_suppressed(self) -> None:
+        """The rejection lines the budget left out since its last line, so that the counts in
+        the log add up to what was refused."""
+        for reason, count in self.budget.take_suppressed().items():
             fields = {"reason": reason, "suppressed": count, "at": "shutdown"}
             logger.warning(LogText(f"{MSG_REJECTED}: {count} more {reason} lines suppressed "
                                    "before shutdown", MSG_REJECTED), extra=fields)
-        for callback in self._on_close:
-            callback()
 
-    def _log_rejection(self, error: AuthError, token: str,
-                       identity: Identity | None = None) -> None:
-        suppressed = self.log_budget.admit(error.reason)
+    def rejected(self, error: AuthError, token: str, identity: Identity | None = None) -> None:
+        """The line for a refused request (within the budget): why, for which token
+        (fingerprint), and the credential id of a verified token refused by policy."""
+        suppressed = self.budget.admit(error.reason)
         if suppressed is None:
             return  # over the budget: counted, and reported by the next line written
         detail = clip(error.detail, MAX_DETAIL_CHARS)
@@ -389,8 +385,22 @@ class Authenticator:
         logger.log(level, LogText(text, MSG_REJECTED), extra=fields)
 
 
-def _answer(hit: Identity | Refusal) -> Identity:
-    """The identity a cache held, or raise the refusal it held."""
-    if isinstance(hit, Refusal):
-        hit.raise_error()
-    return hit
+class FallbackLog:
+    """One line when tokens start going to TokenReview because the key set is unusable, one
+    when local verification is back: the transitions, not every request."""
+
+    def __init__(self) -> None:
+        self._in_fallback = False
+
+    def entered(self, why: str) -> None:
+        if not self._in_fallback:
+            self._in_fallback = True
+            fields = {"error": clip(why)}
+            logger.warning(render(MSG_FALLBACK, fields), extra=fields)
+
+    def left(self, issuer: str) -> None:
+        if self._in_fallback:
+            self._in_fallback = False
+            fields = {"issuer": issuer}
+            logger.info(render("discovery recovered; verifying tokens locally again", fields),
+                        extra=fields)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .keyset import KeySet
+
 Path = Literal["jwks", "tokenreview", "none"]
 
 
@@ -42,6 +44,25 @@ class Readiness:
             "keys_age_seconds": self.keys_age_seconds, "last_error": self.last_error,
             "tokenreview_cache_entries": self.tokenreview_cache_entries,
         }
+
+
+def readiness_from(*, mode: str, path: str, tokenreview_ok: bool, keys: KeySet | None,
+                   keys_age: float | None, keys_error: str | None, review_error: str | None,
+                   tokenreview_cache_entries: int) -> Readiness:
+    """The answer from the facts the authenticator gathered: the active ``path`` (``jwks`` or
+    ``tokenreview``), whether TokenReview works (only asked on that path), the key set."""
+    ready = path == "jwks" or tokenreview_ok
+    return Readiness(
+        ready=ready,
+        path="none" if not ready else "jwks" if path == "jwks" else "tokenreview",
+        mode=mode,
+        reason=explain(mode, path, tokenreview_ok, keys_error, review_error),
+        issuer=keys.issuer if keys is not None else None,
+        keys=tuple(sorted(keys.keys)) if keys is not None else (),
+        keys_age_seconds=None if keys_age is None else round(keys_age, 1),
+        last_error=keys_error,
+        tokenreview_cache_entries=tokenreview_cache_entries,
+    )
 
 
 def explain(mode: str, path: str, tokenreview_ok: bool, keys_error: str | None,

@@ -359,7 +359,8 @@ async def test_each_decision_is_a_span_and_counted(
     first = decisions[0]
     assert dict(first.attributes or {}) == {
         "auth.check": check, "auth.outcome": "allowed", "auth.reason": "ok",
-        "auth.cache_hit": False, "auth.subject": COLLECTOR,
+        "auth.cache_hit": False, "auth.subject": COLLECTOR, "auth.namespace": "default",
+        "auth.service_account": "collector", "auth.pod": "collector-6c9d8b7f5-x2k9q",
         "auth.credential_id": f"JTI={json.loads(_payload(collector))['jti']}",
     }
     # The review is a client span under its decision, which is under the request's span.

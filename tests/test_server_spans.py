@@ -47,7 +47,7 @@ from opentelemetry.util.types import Attributes
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, server_spans
+from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, connect, server_spans
 from compass_auth import telemetry as names
 from compass_auth.server_spans import add_server_spans
 from compass_auth.telemetry import Telemetry
@@ -312,7 +312,7 @@ async def test_telemetry_that_is_off_runs_no_opentelemetry_code_on_a_request(
         with OpenTelemetryCalls() as spy:
             await requests_of_every_kind(running)
         assert spy.calls == {}
-        counts = running.authenticator.telemetry._verification_counts
+        counts = running.authenticator.telemetry.verifications.counts
         metrics = await running.get("/metrics")
     finally:
         setup.shutdown()
@@ -445,7 +445,8 @@ async def test_the_documented_set_up_makes_the_server_span_the_parent_of_auth_ve
     kubeconfig = str(devcluster.write_kubeconfig(tmp_path / "kubeconfig"))
     monkeypatch.setenv("KUBECONFIG", kubeconfig)  # the snippet connects with os.environ
     namespace: dict[str, Any] = {
-        "os": os, "tornado": tornado, "Authenticator": Authenticator, "exporter": exporter,
+        "os": os, "tornado": tornado, "Authenticator": Authenticator, "connect": connect,
+        "exporter": exporter,
         "settings": AuthSettings.from_env({"AUTH_AUDIENCE": AUDIENCE, "KUBECONFIG": kubeconfig}),
         "routes": [(r"/hello", Hello)],
     }
