@@ -27,10 +27,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
 from compass_auth import Authenticator, AuthSettings
-from compass_auth.bearer import read_bearer
+from compass_auth.core.bearer import read_bearer
+from compass_auth.core.verifier import verify_local
 from compass_auth.telemetry import Telemetry
 from compass_auth.testing import DevCluster
-from compass_auth.verifier import verify_local
 
 from .micro import AUDIENCE, DiscardExporter
 

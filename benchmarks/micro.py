@@ -24,9 +24,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from compass_auth import Authenticator, AuthSettings
+from compass_auth.core.verifier import verify_local
 from compass_auth.telemetry import Telemetry
 from compass_auth.testing import DevCluster, Fault
-from compass_auth.verifier import verify_local
 
 AUDIENCE = "compass-internal"
 

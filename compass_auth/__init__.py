@@ -10,9 +10,8 @@ The test kit (the cluster emulator and its pytest fixtures) is ``compass_auth.te
 with the ``testing`` extra.
 """
 
-from .access import NonResourceCheck, ResourceCheck, parse_access
-from .authenticator import Authenticator
-from .errors import (
+from .core.access import NonResourceCheck, ResourceCheck, parse_access
+from .core.errors import (
     AccessDenied,
     AudienceMismatch,
     AuthError,
@@ -39,12 +38,13 @@ from .errors import (
     UnsupportedAlgorithm,
     VerificationUnavailable,
 )
-from .factory import connect
-from .handler import AuthenticatedHandler
-from .identity import Identity
-from .readiness import Readiness
-from .routes import RouteAccessError, check_routes, describe_routes
+from .core.identity import Identity
 from .settings import AuthSettings, SettingsError
+from .tornado.handler import AuthenticatedHandler
+from .tornado.routes import RouteAccessError, check_routes, describe_routes
+from .verification.authenticator import Authenticator
+from .verification.factory import connect
+from .verification.readiness import Readiness
 from .version import __version__
 
 __all__ = [

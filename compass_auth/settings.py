@@ -26,10 +26,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from .access import AccessSyntaxError, Check, NonResourceCheck, ResourceCheck, format_access
-from .access import parse_access as _parse_access
-from .claims import StalePolicy
-from .logtext import LogText, clip
+from .core.access import AccessSyntaxError, Check, NonResourceCheck, ResourceCheck, format_access
+from .core.access import parse_access as _parse_access
+from .core.claims import StalePolicy
+from .logs.text import LogText, clip
 
 logger = logging.getLogger(__name__)
 

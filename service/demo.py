@@ -181,7 +181,7 @@ class _Collect(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # The library's and the service's warnings, and the WebSocket expiry line (INFO); not
         # Tornado's access log, not the emulator's.
-        if record.levelno < logging.WARNING and record.name != "compass_auth.websocket":
+        if record.levelno < logging.WARNING and record.name != "compass_auth.tornado.websocket":
             return
         if record.name.startswith(("compass_auth.", "service.")) and not record.name.startswith(
                 "compass_auth.testing"):

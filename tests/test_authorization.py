@@ -16,8 +16,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from compass_auth import AuthenticatedHandler, Authenticator, ResourceCheck
-from compass_auth.access import review_body
-from compass_auth.kube import KubeConfigError
+from compass_auth.apiserver.connection import KubeConfigError
+from compass_auth.core.access import review_body
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from compass_auth.cache import TokenHasher, VerdictCache
+from compass_auth.core.cache import TokenHasher, VerdictCache
 
 from .conftest import RunningService, StartService
 

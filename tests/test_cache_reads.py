@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-import compass_auth.verifier as verifier_module
-from compass_auth.cache import VerdictCache
+import compass_auth.core.verifier as verifier_module
+from compass_auth.core.cache import VerdictCache
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import RunningService, StartService

@@ -1,4 +1,4 @@
-"""The cool-down rule on its own (compass_auth/fetch_schedule.py): pure, a table of moments.
+"""The cool-down rule on its own (compass_auth/keys/schedule.py): pure, a table of moments.
 
 The key cache records its fetches in the schedule and the memory of unknown kids asks it what to
 do (tests/test_keys.py runs them together); here the rule alone, with the moments written out.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from compass_auth.fetch_schedule import FetchSchedule, Plan
+from compass_auth.keys.schedule import FetchSchedule, Plan
 
 COOL_DOWN = 10.0
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from compass_auth.errors import KeysUnavailable
-from compass_auth.keys import KeyCache
-from compass_auth.keyset import KeySet
+from compass_auth.core.errors import KeysUnavailable
+from compass_auth.core.keyset import KeySet
+from compass_auth.keys.cache import KeyCache
+from compass_auth.keys.unknown import NEGATIVE_KID_CAPACITY, NEGATIVE_KID_TTL, UnknownNames
 from compass_auth.testing import DevCluster
-from compass_auth.unknown_keys import NEGATIVE_KID_CAPACITY, NEGATIVE_KID_TTL, UnknownNames
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 

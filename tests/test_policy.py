@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from compass_auth import errors
-from compass_auth.bearer import fingerprint
-from compass_auth.factory import verification_policy
-from compass_auth.identity import Identity
-from compass_auth.keyset import KeySet
-from compass_auth.stale import MSG_STALE, StaleTokenLog
+from compass_auth.core import errors
+from compass_auth.core.bearer import fingerprint
+from compass_auth.core.identity import Identity
+from compass_auth.core.keyset import KeySet
+from compass_auth.core.verifier import verify_local
 from compass_auth.testing import DevCluster
-from compass_auth.verifier import verify_local
+from compass_auth.verification.factory import verification_policy
+from compass_auth.verification.stale import MSG_STALE, StaleTokenLog
 
 from .conftest import AUDIENCE
 from .helpers import POLICY, mint, settings_from
@@ -122,7 +122,7 @@ def test_stale_tokens_are_logged_once_each_by_fingerprint(
         settings_from({"AUTH_STALE_TOKENS": "warn"}))
     first, second = stale_extended(cluster), stale_extended(cluster)
     log = StaleTokenLog()  # what the authenticator calls for each accepted stale token
-    with caplog.at_level(logging.WARNING, logger="compass_auth.stale"):
+    with caplog.at_level(logging.WARNING, logger="compass_auth.verification.stale"):
         for token in (first, first, first, second):
             identity = verify_local(token, keys, policy, time.time())
             assert identity.stale

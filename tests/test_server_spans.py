@@ -1,5 +1,5 @@
-"""Server spans (compass_auth/server_spans.py) in the example service and in a plain Tornado
-application, and telemetry that is off.
+"""Server spans (compass_auth/tornado/server_spans.py) in the example service and in a plain
+Tornado application, and telemetry that is off.
 
 Spans are read from an in-memory exporter; requests go over real HTTP, from a client nothing
 traces (``raw_get``), so only the headers a test gives are sent.
@@ -47,11 +47,12 @@ from opentelemetry.util.types import Attributes
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, connect, server_spans
+from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, connect
 from compass_auth import telemetry as names
-from compass_auth.server_spans import add_server_spans
 from compass_auth.telemetry import Telemetry
 from compass_auth.testing import DevCluster
+from compass_auth.tornado import server_spans
+from compass_auth.tornado.server_spans import add_server_spans
 from service import otel
 from service.otel import TelemetrySetup
 

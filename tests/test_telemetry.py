@@ -241,14 +241,14 @@ async def test_log_lines_carry_the_trace_and_span_ids(
     formatter = LogfmtFormatter()
     lines: list[str] = []
     handler.emit = lambda record: lines.append(formatter.format(record))  # type: ignore[method-assign]
-    logging.getLogger("compass_auth.authenticator").addHandler(handler)
+    logging.getLogger("compass_auth.verification.authenticator").addHandler(handler)
     try:
         running = observed.running
         token = running.token(audiences=("vault",))
         await raw_get(running.service.port,
                       {"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT})
     finally:
-        logging.getLogger("compass_auth.authenticator").removeHandler(handler)
+        logging.getLogger("compass_auth.verification.authenticator").removeHandler(handler)
     (verify,) = observed.by_name("auth.verify")
     (line,) = [line for line in lines if "token verification failed" in line]
     assert f"trace_id={TRACE_ID}" in line

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import Outcome
-from ..identity import Identity
+from ..core.errors import Outcome
+from ..core.identity import Identity
 from .names import (
     AUTH_CACHE_HIT,
     AUTH_CHECK,

@@ -10,8 +10,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from ..errors import AuthError, Outcome
-from ..identity import Identity
+from ..core.errors import AuthError, Outcome
+from ..core.identity import Identity
 from .attributes import authorization_attributes
 from .names import AUTH_OUTCOME, AUTH_REASON, METRIC_AUTHORIZATIONS, SPAN_AUTHORIZE
 from .tracing import unsampled_parent

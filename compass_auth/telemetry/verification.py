@@ -17,8 +17,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from ..errors import AuthError, Outcome
-from ..identity import Identity
+from ..core.errors import AuthError, Outcome
+from ..core.identity import Identity
 from .attributes import verification_attributes
 from .names import (
     AUTH_METHOD,

@@ -8,9 +8,9 @@ import asyncio
 import os
 import secrets
 
-from compass_auth.errors import ReviewRejected
+from compass_auth.apiserver.tokenreview import TokenReviewer
+from compass_auth.core.errors import ReviewRejected
 from compass_auth.testing import DevCluster, Fault
-from compass_auth.tokenreview import TokenReviewer
 
 from ..conftest import RunningService, StartService
 from .flood import flood, interleaved, random_kid, with_claim, with_header

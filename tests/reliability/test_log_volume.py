@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from compass_auth.logbudget import BURST, INTERVAL
+from compass_auth.logs.budget import BURST, INTERVAL
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import AUDIENCE

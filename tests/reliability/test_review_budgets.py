@@ -9,7 +9,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from compass_auth.budget import CALLER_SHARE
+from compass_auth.apiserver.budget import CALLER_SHARE
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, StartService
