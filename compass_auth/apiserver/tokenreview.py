@@ -165,13 +165,12 @@ class TokenReviewer:
         self._rejected_ttl = rejected_ttl
         self._wall_clock = wall_clock
         self.hasher = hasher or TokenHasher()
+        #: ``cached(key)``: the cached verdict for ``key`` (``self.hasher(token)``), without
+        #: I/O: the one read of the cache per request (the client's method, bound here: it is
+        #: on the path of every cached fallback answer).
+        self.cached: Callable[[bytes], Verdict | None] = self._client.cached
 
     # --- the request path -------------------------------------------------------------------
-
-    def cached(self, key: bytes) -> Verdict | None:
-        """The cached verdict for ``key`` (``self.hasher(token)``), without I/O: the one read
-        of the cache per request."""
-        return self._client.cached(key)
 
     async def review(self, token: str, key: bytes, expires_at: int | None,
                      caller: Hashable | None = None) -> Identity:

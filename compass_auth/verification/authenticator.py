@@ -188,16 +188,20 @@ class Authenticator:
         credential = read_bearer(authorization, self._hasher)
         if isinstance(credential, HeaderProblem):
             return credential
-        # In auto mode with a usable key set a token is verified locally: the TokenReview cache
-        # is read only when this request reaches that path (authenticate_uncached).
-        read = 1 if self._paths[0] is self.local and self.local.available() else len(self._paths)
-        for index in range(read):
-            path = self._paths[index]
+        paths = self._paths
+        path = paths[0]
+        hit = path.cached(credential)
+        read = 1
+        if hit is None:
+            # In auto mode with a usable key set a token is verified locally: the TokenReview
+            # cache is read only when this request reaches that path (authenticate_uncached).
+            if len(paths) == 1 or self.local.available():
+                return Pending(credential, read)
+            path = paths[1]
             hit = path.cached(credential)
-            if hit is not None:
-                break
-        else:
-            return Pending(credential, read)
+            read = 2
+            if hit is None:
+                return Pending(credential, read)
         if (isinstance(hit, Refusal) or hit.stale
                 or ((self.settings.allowed_subjects or allowed_subjects) and not
                     subject_allowed(hit.subject, self.settings.allowed_subjects,
