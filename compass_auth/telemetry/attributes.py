@@ -27,14 +27,17 @@ from .names import (
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def identity_attributes(identity: Identity) -> dict[str, Any]:
+def identity_attributes(identity: Identity,
+                        attributes: dict[str, Any] | None = None) -> dict[str, Any]:
     """The caller's ``auth.*`` attributes: subject, namespace, service account, and the pod and
-    credential id when known (every span that names a caller carries these)."""
-    attributes: dict[str, Any] = {
-        AUTH_SUBJECT: identity.subject,
-        AUTH_NAMESPACE: identity.namespace,
-        AUTH_SERVICE_ACCOUNT: identity.service_account,
-    }
+    credential id when known (every span that names a caller carries these); added to
+    ``attributes`` when given (one dict per span: a cache hit builds these on the request
+    path)."""
+    if attributes is None:
+        attributes = {}
+    attributes[AUTH_SUBJECT] = identity.subject
+    attributes[AUTH_NAMESPACE] = identity.namespace
+    attributes[AUTH_SERVICE_ACCOUNT] = identity.service_account
     if identity.pod_name:
         attributes[AUTH_POD] = identity.pod_name
     if identity.credential_id:
@@ -52,7 +55,7 @@ def verification_attributes(method: str, outcome: Outcome, reason: str, cache_hi
         AUTH_CACHE_HIT: cache_hit,
     }
     if identity is not None:
-        attributes.update(identity_attributes(identity))
+        identity_attributes(identity, attributes)
     return attributes
 
 
@@ -65,8 +68,7 @@ def authorization_attributes(check: object, identity: Identity, outcome: Outcome
         AUTH_REASON: reason,
         AUTH_CACHE_HIT: cache_hit,
     }
-    attributes.update(identity_attributes(identity))
-    return attributes
+    return identity_attributes(identity, attributes)
 
 
 def http_attributes(method: str, url: str) -> dict[str, Any]:
