@@ -77,7 +77,7 @@ async def cached_decision(cluster: DevCluster, kubeconfig: Path, iterations: int
 
     def authorized(authenticator: Authenticator, check: ResourceCheck) -> None:
         assert authenticator.authorizer.authorize_cached(authenticated(authenticator), (check,),
-                                                         arguments)
+                                                         arguments) is None
 
     def with_server_span(call: object) -> object:
         def run() -> None:
@@ -110,7 +110,7 @@ async def reviews_per_pair(cluster: DevCluster, kubeconfig: Path, callers: int) 
         asks = [authenticator.authorizer.authorize(identity, (CHECK,), {}) for _ in range(10)]
         await asyncio.gather(*asks)
         for _ in range(10):
-            assert authenticator.authorizer.authorize_cached(identity, (CHECK,), {})
+            assert authenticator.authorizer.authorize_cached(identity, (CHECK,), {}) is None
     reviews = cluster.request_count("subjectaccessreview") - before
     await authenticator.close()
     return (f"{callers} distinct (caller, check) pairs x 20 decisions (10 at once): "

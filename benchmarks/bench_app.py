@@ -44,7 +44,7 @@ class NaivePyJWTHandler(JsonHandler):
         return None
 
     async def get(self) -> None:
-        keys = self.authenticator.keys.snapshot()
+        keys = self.authenticator.local.keys.snapshot()
         _scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
         try:
             header = jwt.get_unverified_header(token)

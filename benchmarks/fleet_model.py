@@ -26,7 +26,7 @@ from dataclasses import dataclass
 KINDS = ("discovery", "jwks", "tokenreview", "subjectaccessreview", "other")
 
 #: When the service's start-up discovery tries, in seconds after start, before it gives up on
-#: the key set: one attempt and three retries 1, 2 and 4 s apart (compass_auth/discovery.py,
+#: the key set: one attempt and three retries 1, 2 and 4 s apart (compass_auth/apiserver/discovery.py,
 #: ``STARTUP_ATTEMPTS``); the retries every ``AUTH_REDISCOVERY_INTERVAL`` begin after them.
 STARTUP_ATTEMPTS_AT = (0.0, 1.0, 3.0, 7.0)
 STARTUP_SECONDS = STARTUP_ATTEMPTS_AT[-1]
@@ -65,7 +65,7 @@ def expected(fleet: Fleet, phase: str, seconds: float) -> dict[str, float]:
     if phase == "rotation wave":
         # A new token is verified locally: no TokenReview. But the decision cache is keyed by
         # everything the review names, the token's credential id (JTI) included
-        # (compass_auth/access.py, ``principal``): each new token is decided once per replica.
+        # (compass_auth/core/access.py, ``principal``): each new token is decided once per replica.
         return _row(refreshes, refreshes, 0, n * m + decisions)
     if phase == "outage, keys held":
         # A replica with keys notices the outage at its next scheduled refresh (on average half

@@ -27,10 +27,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
 from compass_auth import Authenticator, AuthSettings
-from compass_auth.bearer import read_bearer
+from compass_auth.core.bearer import read_bearer
+from compass_auth.core.verifier import verify_local
 from compass_auth.telemetry import Telemetry
 from compass_auth.testing import DevCluster
-from compass_auth.verifier import verify_local
 
 from .micro import AUDIENCE, DiscardExporter
 
@@ -83,14 +83,14 @@ async def run(cluster: DevCluster, kubeconfig: Path, iterations: int, rounds: in
 
     variants: dict[str, Callable[[], Awaitable[object]]] = {}
     base = await connect(fresh_settings, telemetries()["telemetry off"][0])
-    keys = base.keys.snapshot()
+    keys = base.local.keys.snapshot()
     assert keys is not None
     hasher = base._hasher  # the same HMAC as the service
 
     async def bare_verify() -> object:
         bearer = read_bearer(next_header(), hasher)
-        return verify_local(bearer.token, keys, base.policy, time.time(),  # type: ignore[union-attr]
-                            bearer.parts)  # type: ignore[union-attr]
+        return verify_local(bearer.token, keys, base.local.policy,  # type: ignore[union-attr]
+                            time.time())
 
     variants["read_bearer + verify_local"] = bare_verify
     for name, (telemetry, tracer) in telemetries().items():

@@ -24,9 +24,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from compass_auth import Authenticator, AuthSettings
+from compass_auth.core.verifier import verify_local
 from compass_auth.telemetry import Telemetry
 from compass_auth.testing import DevCluster, Fault
-from compass_auth.verifier import verify_local
 
 AUDIENCE = "compass-internal"
 
@@ -72,12 +72,12 @@ def ratio(results: dict[str, list[float]], numerator: str, denominator: str) -> 
 
 def fresh_token_figures(cluster: DevCluster, authenticator: Authenticator, iterations: int,
                         rounds: int) -> tuple[list[Figure], dict[str, float]]:
-    keys = authenticator.keys.snapshot()
+    keys = authenticator.local.keys.snapshot()
     assert keys is not None
     key = keys.get(cluster.signing_key_id)
     assert key is not None
     tokens = [cluster.mint(audiences=(AUDIENCE,)) for _ in range(200)]
-    policy = authenticator.policy
+    policy = authenticator.local.policy
     state = {"i": 0}
 
     def next_token() -> str:

@@ -2,15 +2,16 @@
 
 Public API::
 
-    from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, Identity
+    from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, Identity, connect
+
+    authenticator = await connect(AuthSettings.from_env(os.environ), os.environ)
 
 The test kit (the cluster emulator and its pytest fixtures) is ``compass_auth.testing``, installed
 with the ``testing`` extra.
 """
 
-from .access import NonResourceCheck, ResourceCheck, parse_access
-from .authenticator import Authenticator
-from .errors import (
+from .core.access import NonResourceCheck, ResourceCheck, parse_access
+from .core.errors import (
     AccessDenied,
     AudienceMismatch,
     AuthError,
@@ -37,11 +38,13 @@ from .errors import (
     UnsupportedAlgorithm,
     VerificationUnavailable,
 )
-from .handler import AuthenticatedHandler
-from .identity import Identity
-from .readiness import Readiness
-from .routes import RouteAccessError, check_routes, describe_routes
+from .core.identity import Identity
 from .settings import AuthSettings, SettingsError
+from .tornado.handler import AuthenticatedHandler
+from .tornado.routes import RouteAccessError, check_routes, describe_routes
+from .verification.authenticator import Authenticator
+from .verification.factory import connect
+from .verification.readiness import Readiness
 from .version import __version__
 
 __all__ = [
@@ -81,6 +84,7 @@ __all__ = [
     "VerificationUnavailable",
     "__version__",
     "check_routes",
+    "connect",
     "describe_routes",
     "parse_access",
 ]

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from .access import AccessSyntaxError, Check, NonResourceCheck, ResourceCheck, format_access
-from .access import parse_access as _parse_access
-from .logtext import LogText, clip
+from .core.access import AccessSyntaxError, Check, NonResourceCheck, ResourceCheck, format_access
+from .core.access import parse_access as _parse_access
+from .core.claims import StalePolicy
+from .logs.text import LogText, clip
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ MSG_UNKNOWN_SETTING = "unknown setting ignored (a typo?)"
 
 DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: What to do with a token past its ``kubernetes.io.warnafter`` (see ``AUTH_STALE_TOKENS``).
-StalePolicy = Literal["off", "warn", "reject"]
 #: kube-apiserver's TokenRequest minimum (docs/kubernetes-api.md#tokenrequest-spec): a lower
 #: maximum rejects every token.
 MIN_TOKEN_LIFETIME = 600

@@ -7,7 +7,7 @@ import signal
 
 import tornado.web
 
-from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings
+from compass_auth import AuthenticatedHandler, AuthSettings, connect
 
 
 class Hello(AuthenticatedHandler):
@@ -23,7 +23,7 @@ async def main() -> None:
     # AUTH_AUDIENCE and the other AUTH_* variables; a bad value stops here, naming it.
     settings = AuthSettings.from_env(os.environ)
     # In a pod: the mounted service account; elsewhere: KUBECONFIG or ~/.kube/config.
-    authenticator = await Authenticator.connect(settings, os.environ)
+    authenticator = await connect(settings, os.environ)
     authenticator.start()  # discovery in the background; TokenReview verifies meanwhile
     app = tornado.web.Application([(r"/hello", Hello)], authenticator=authenticator)
     server = app.listen(int(os.environ.get("PORT", "8080")),

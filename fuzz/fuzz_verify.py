@@ -25,11 +25,11 @@ import types
 
 import atheris
 
-from compass_auth.bearer import extract_bearer
-from compass_auth.errors import AuthError
-from compass_auth.keyset import KeySet
+from compass_auth.core.bearer import extract_bearer
+from compass_auth.core.errors import AuthError
+from compass_auth.core.keyset import KeySet
+from compass_auth.core.verifier import VerificationPolicy, verify_local
 from compass_auth.testing import DevCluster
-from compass_auth.verifier import VerificationPolicy, verify_local
 
 AUDIENCE = "compass-internal"
 MAX_TOKEN_BYTES = 8192

@@ -47,15 +47,16 @@ from compass_auth import (
     AuthSettings,
     RouteAccessError,
     check_routes,
+    connect,
 )
-from compass_auth.handler import log_uncaught, request_summary, write_json_error
-from compass_auth.kube import SPARE_CONNECTIONS, KubeConfigError
-from compass_auth.logbudget import LogBudget
-from compass_auth.logtext import LogText
-from compass_auth.server_spans import ServerSpans
+from compass_auth.apiserver.connection import SPARE_CONNECTIONS, KubeConfigError
+from compass_auth.logs.budget import LogBudget
+from compass_auth.logs.text import LogText
 from compass_auth.settings import SettingsError
 from compass_auth.telemetry import Telemetry
-from compass_auth.websocket import AuthenticatedWebSocketHandler
+from compass_auth.tornado.handler import log_uncaught, request_summary, write_json_error
+from compass_auth.tornado.server_spans import ServerSpans
+from compass_auth.tornado.websocket import AuthenticatedWebSocketHandler
 
 from . import otel
 from .accept import PausingListener
@@ -327,7 +328,7 @@ def per_address_default(max_connections: int) -> int:
 
 class ServiceApplication(tornado.web.Application):
     """Counts requests in flight, so a drain can wait for them, and gives each request its
-    server span when tracing is on (``compass_auth.server_spans``, installed here)."""
+    server span when tracing is on (``compass_auth.tornado.server_spans``, installed here)."""
 
     def __init__(self, service: Service, *args: Any,
                  server_spans: ServerSpans | None = None, **kwargs: Any) -> None:
@@ -459,6 +460,7 @@ class Service:
             rules,
             server_spans=self.telemetry.server_spans if self.telemetry is not None else None,
             authenticator=self.authenticator,
+            authorizer=self.authenticator.authorizer,
             default_handler_class=NotFoundHandler,
             websocket_max_message_size=MAX_WEBSOCKET_MESSAGE_BYTES,
             websocket_ping_interval=self.websocket_ping_interval,
@@ -589,7 +591,7 @@ async def serve(
         else Telemetry(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
     )
     try:
-        authenticator = await Authenticator.connect(settings, environ, telemetry=telemetry)
+        authenticator = await connect(settings, environ, telemetry=telemetry)
     except KubeConfigError as error:
         logger.error("cannot configure the API server connection", extra={"error": str(error)})
         if setup is not None:
@@ -608,8 +610,9 @@ async def serve(
         )
         service.listen(host, port)
     except (RouteAccessError, DescriptorBudgetError) as error:
-        # A check a route cannot fill (compass_auth/routes.py), or connections that do not fit
-        # the descriptor limit (service/fd_budget.py): either way the service cannot work.
+        # A check a route cannot fill (compass_auth/tornado/routes.py), or connections that do
+        # not fit the descriptor limit (service/fd_budget.py): either way the service cannot
+        # work.
         if isinstance(error, RouteAccessError):
             logger.error("invalid settings", extra={"error": str(error)})
         else:

@@ -29,7 +29,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
-from compass_auth.bearer import fingerprint
+from compass_auth.core.bearer import fingerprint
 from compass_auth.settings import SettingsError
 from compass_auth.telemetry import ERROR_TYPE, HTTP_STATUS, http_attributes
 

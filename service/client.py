@@ -10,7 +10,8 @@ service's audience::
             - serviceAccountToken: {audience: compass-internal, path: token}
 
 and sends ``Authorization: Bearer <the file's content>``. The kubelet replaces that file at
-80 % of the token's lifetime (``projected_token.py``). A client that read the token once at
+80 % of the token's lifetime (``compass_auth/apiserver/projected_token.py``). A client that read
+the token once at
 start-up sends an expired token an hour later; one that reads the file on every request does a
 syscall and a read each time. ``FileTokenSource`` does one ``os.stat`` per call (which follows
 the symlinks) and reads only when the resolved file changed.
@@ -21,8 +22,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from compass_auth.bearer import B64TOKEN
-from compass_auth.projected_token import FileVersion, TokenFileError, file_version, read_token_file
+from compass_auth.apiserver.projected_token import (
+    FileVersion,
+    TokenFileError,
+    file_version,
+    read_token_file,
+)
+from compass_auth.core.bearer import B64TOKEN
 
 #: Projected tokens are ~1 KiB; the service refuses more than 8 KiB by default. A bigger file is
 #: not a token: refuse it instead of sending it.

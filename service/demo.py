@@ -192,7 +192,7 @@ class _Collect(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # The library's and the service's warnings, and the WebSocket expiry line (INFO); not
         # Tornado's access log, not the emulator's.
-        if record.levelno < logging.WARNING and record.name != "compass_auth.websocket":
+        if record.levelno < logging.WARNING and record.name != "compass_auth.tornado.websocket":
             return
         if record.name.startswith(("compass_auth.", "service.")) and not record.name.startswith(
                 "compass_auth.testing"):
@@ -233,12 +233,10 @@ async def run_fallback(
             base_url + "/whoami", raise_error=False,
             headers={"Authorization": f"Bearer {case.make_token(cluster)}"})
         rows.append(_row(case, response, "tokenreview"))
-    loaded = asyncio.Event()
-    service.authenticator.keys.add_listener(lambda old, new: loaded.set())
     cluster.clear_faults()
     started = time.monotonic()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(loaded.wait(), 15)
+        await asyncio.wait_for(_keys_loaded(service), 15)
     waited = time.monotonic() - started
     response = await client.fetch(
         base_url + "/whoami", raise_error=False,
@@ -247,6 +245,13 @@ async def run_fallback(
                      response, "jwks"))
     await service.drain()
     return rows
+
+
+async def _keys_loaded(service: Service) -> None:
+    """Until the service verifies tokens locally again: its readiness says ``jwks``, asked as a
+    readiness probe would (the library's public answer, not its key cache)."""
+    while (await service.authenticator.readiness()).path != "jwks":  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
 
 
 #: The check k8s/ sets for /whoami (docs/authorization.md), and RBAC like the demo component's:

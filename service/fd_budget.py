@@ -7,8 +7,8 @@ The rest is counted here:
 
 * the listening sockets (one per address family bound);
 * the API-server connection pool: ``AUTH_TOKENREVIEW_MAX_IN_FLIGHT`` plus
-  ``compass_auth.kube.SPARE_CONNECTIONS``, the limit of its ``aiohttp`` connector, shared by
-  discovery, JWKS, TokenReview and SubjectAccessReview;
+  ``compass_auth.apiserver.connection.SPARE_CONNECTIONS``, the limit of its ``aiohttp``
+  connector, shared by discovery, JWKS, TokenReview and SubjectAccessReview;
 * what the process holds at idle before any client connects: ``ls /proc/PID/fd`` of
   ``python -m service serve`` on uvloop counted 16 besides the listener (stdin, stdout and stderr,
   which is the log; epoll and io_uring; four pipe ends and two socket pairs that wake the event

@@ -2,7 +2,7 @@
 
 Fields are passed with ``extra={...}`` and appear as ``key=value`` after ``msg``; nothing here
 ever sees a token (callers log ``token_fp``, a short SHA-256 fingerprint). The library's lines
-carry their fields in their text too, for plain ``logging`` (``compass_auth.logtext.LogText``):
+carry their fields in their text too, for plain ``logging`` (``compass_auth.logs.text.LogText``):
 here ``msg`` is then their stable message alone, so that no value is printed twice.
 
 Tornado's own lines pass through ``TornadoLogFilter``: a line per malformed request or timed-out
@@ -20,10 +20,10 @@ from typing import Any
 
 from tornado.httputil import HTTPServerRequest
 
-from compass_auth.handler import request_summary
-from compass_auth.logbudget import LogBudget
-from compass_auth.logtext import LogText, clip
+from compass_auth.logs.budget import LogBudget
+from compass_auth.logs.text import LogText, clip
 from compass_auth.telemetry import current_trace_ids
+from compass_auth.tornado.handler import request_summary
 
 #: Attributes every LogRecord has; anything else came from ``extra=`` and is a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -93,9 +93,9 @@ class TornadoLogFilter(logging.Filter):
     value %r", tornado/httputil.py): an ``Authorization`` header with a stray control character
     would put its token in the log. ``tornado.application`` writes ``%r`` of the request, with
     its query string, under an uncaught exception of a handler that does not use
-    ``compass_auth.handler.log_uncaught``. Each template (``record.msg``) gets a ``LogBudget``
-    share; an error argument keeps its words up to the first quoted value; a request argument
-    becomes ``request_summary``.
+    ``compass_auth.tornado.handler.log_uncaught``. Each template (``record.msg``) gets a
+    ``LogBudget`` share; an error argument keeps its words up to the first quoted value; a
+    request argument becomes ``request_summary``.
     """
 
     LOGGERS = ("tornado.general", "tornado.application")
@@ -106,7 +106,7 @@ class TornadoLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, LogText):
-            return True  # compass_auth.handler.log_uncaught: budgeted and redacted already
+            return True  # compass_auth.tornado.handler.log_uncaught: budgeted and redacted already
         suppressed = self.budget.admit(f"{record.name}:{clip(record.msg, 80)}")
         if suppressed is None:
             return False

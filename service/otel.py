@@ -54,8 +54,8 @@ from opentelemetry.sdk.trace.export import (
 )
 from prometheus_client import CollectorRegistry
 
-from compass_auth.server_spans import ServerSpans, excluded_urls
 from compass_auth.settings import SettingsError
+from compass_auth.tornado.server_spans import ServerSpans, excluded_urls
 
 from . import __version__
 
@@ -84,7 +84,7 @@ class TelemetrySetup:
     #: What ``/metrics`` serves; ``None`` when it is off (``OTEL_METRICS_EXPORTER=none``).
     registry: CollectorRegistry | None
     #: ``None`` when nothing is traced: no request then pays for a server span. Installed on the
-    #: application by ``ServiceApplication`` (``compass_auth.server_spans``).
+    #: application by ``ServiceApplication`` (``compass_auth.tornado.server_spans``).
     server_spans: ServerSpans | None = None
     stopped: bool = False
 

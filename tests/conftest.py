@@ -25,8 +25,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from compass_auth import Authenticator, AuthSettings
-from compass_auth.bearer import fingerprint
-from compass_auth.keyset import KeySet
+from compass_auth.core.bearer import fingerprint
+from compass_auth.core.keyset import KeySet
 from compass_auth.telemetry import Telemetry
 from compass_auth.testing import DevCluster
 from service import otel

@@ -23,9 +23,9 @@ from typing import Any
 from kubernetes_asyncio.client import AuthenticationV1Api, V1TokenReview, V1TokenReviewSpec
 
 from compass_auth import AuthSettings
-from compass_auth.kube import ApiServer
+from compass_auth.apiserver.connection import ApiServer
+from compass_auth.core.verifier import VerificationPolicy
 from compass_auth.testing import DevCluster
-from compass_auth.verifier import VerificationPolicy
 from service.limits import MAX_HEADER_BYTES
 
 from .conftest import AUDIENCE

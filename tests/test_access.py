@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compass_auth import AuthSettings, SettingsError
-from compass_auth.access import (
+from compass_auth.core.access import (
     MAX_CHECKS,
     AccessSyntaxError,
     NonResourceCheck,
@@ -15,8 +15,8 @@ from compass_auth.access import (
     parse_access,
     review_body,
 )
-from compass_auth.handler import AuthenticatedHandler
-from compass_auth.identity import Identity
+from compass_auth.core.identity import Identity
+from compass_auth.tornado.handler import AuthenticatedHandler
 
 from .helpers import service_process, settings_from
 

@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 from typing import Any
 
 import pytest
+import tornado.web
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from compass_auth import AuthenticatedHandler, Authenticator, ResourceCheck
-from compass_auth.access import review_body
-from compass_auth.kube import KubeConfigError
+from compass_auth.apiserver.connection import KubeConfigError
+from compass_auth.core.access import review_body
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text
@@ -354,7 +359,8 @@ async def test_each_decision_is_a_span_and_counted(
     first = decisions[0]
     assert dict(first.attributes or {}) == {
         "auth.check": check, "auth.outcome": "allowed", "auth.reason": "ok",
-        "auth.cache_hit": False, "auth.subject": COLLECTOR,
+        "auth.cache_hit": False, "auth.subject": COLLECTOR, "auth.namespace": "default",
+        "auth.service_account": "collector", "auth.pod": "collector-6c9d8b7f5-x2k9q",
         "auth.credential_id": f"JTI={json.loads(_payload(collector))['jti']}",
     }
     # The review is a client span under its decision, which is under the request's span.
@@ -374,3 +380,49 @@ async def test_each_decision_is_a_span_and_counted(
                               for p in metric.data.data_points}
     assert counts == {("allowed", "ok"): 2, ("denied", "access_denied"): 1,
                       ("unavailable", "authorization_unavailable"): 1}
+
+
+class Reports(AuthenticatedHandler):
+    """Requires a check of its own: the authorizer of the application's settings decides."""
+
+    required_access = (ResourceCheck("get", "whoami", group="compass.example",
+                                     namespace=SERVICE_NAMESPACE),)
+
+    async def get(self) -> None:
+        self.write({"caller": self.identity.subject})
+
+
+async def serve(application: tornado.web.Application) -> tuple[HTTPServer, str]:
+    sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server = HTTPServer(application)
+    server.add_sockets(sockets)
+    return server, f"http://127.0.0.1:{sockets[0].getsockname()[1]}/reports"
+
+
+async def test_the_handler_takes_the_authorizer_from_the_application_settings(
+    devcluster: DevCluster, start_service: StartService,
+) -> None:
+    """``authorizer=`` in the application's settings decides; an application that passes only
+    ``authenticator=`` gets the authorizer built with it (issue 20: the Authenticator no longer
+    hands the handler its authorizer)."""
+    devcluster.load_rbac(RBAC)
+    first = (await start_service()).authenticator
+    second = (await start_service()).authenticator
+    token = devcluster.mint(audiences=(AUDIENCE,))
+    client = AsyncHTTPClient()
+    for settings, deciding, idle in (
+        ({"authenticator": first, "authorizer": second.authorizer}, second, first),
+        ({"authenticator": first}, first, second),
+    ):
+        server, url = await serve(tornado.web.Application([(r"/reports", Reports)], **settings))
+        try:
+            before = (deciding.authorizer.reviewer.cache_size(),
+                      idle.authorizer.reviewer.cache_size())
+            answer = await client.fetch(url, headers={"Authorization": f"Bearer {token}"},
+                                        raise_error=False)
+            assert answer.code == 200
+            assert (deciding.authorizer.reviewer.cache_size(),
+                    idle.authorizer.reviewer.cache_size()) == (before[0] + 1, before[1])
+        finally:
+            server.stop()
+            await server.close_all_connections()

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from compass_auth import errors
-from compass_auth.bearer import extract_bearer, fingerprint
+from compass_auth.core import errors
+from compass_auth.core.bearer import extract_bearer, fingerprint
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compass_auth.discovery import DiscoveryClient, FetchError
-from compass_auth.kube import connect
-from compass_auth.resolver import Bypass, PinnedResolver, plan_bypass
+from compass_auth.apiserver.connection import connect
+from compass_auth.apiserver.discovery import DiscoveryClient, FetchError
+from compass_auth.apiserver.resolver import Bypass, PinnedResolver, plan_bypass
 from compass_auth.testing import DevCluster
 from compass_auth.testing.core import DEFAULT_SERVER_CERT_NAMES
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from compass_auth.cache import TokenHasher, VerdictCache
+from compass_auth.core.cache import TokenHasher, VerdictCache
 
 from .conftest import RunningService, StartService
 
@@ -165,7 +165,7 @@ async def test_issuer_change_forgets_cached_tokens(running: RunningService) -> N
     token = running.token()
     assert (await running.get(token=token)).code == 200
     running.cluster.set_issuer("https://oidc.example.com/cluster-2")
-    await running.authenticator.keys.refresh()
+    await running.authenticator.local.keys.refresh()
     response = await running.get(token=token)
     assert response.code == 401
     assert b"issuer_mismatch" in response.body

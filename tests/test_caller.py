@@ -16,7 +16,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from compass_auth.bearer import fingerprint
+from compass_auth.core.bearer import fingerprint
 from service.caller import call_once, classify, run
 from service.client import FileTokenSource
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from compass_auth.discovery import DiscoveryClient, FetchError
-from compass_auth.kube import ApiServer, connect
+from compass_auth.apiserver.connection import ApiServer, connect
+from compass_auth.apiserver.discovery import DiscoveryClient, FetchError
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import StartService, log_text
@@ -155,13 +155,13 @@ async def test_giving_up_logs_the_discovery_line_and_falls_back(
     running = await start_service()  # waits for start-up discovery to finish
     text = log_text(caplog)
     assert 'level=ERROR' in text
-    assert ('logger=compass_auth.key_lifecycle msg="failed to create OIDC provider after '
+    assert ('logger=compass_auth.keys.lifecycle msg="failed to create OIDC provider after '
             'retries"') in text
     assert "fatal" not in text  # the service goes on, with TokenReview
     # Under plain logging.basicConfig(), the line still says where and why.
-    [record] = [r for r in caplog.records if r.name == "compass_auth.key_lifecycle"]
+    [record] = [r for r in caplog.records if r.name == "compass_auth.keys.lifecycle"]
     plain = logging.Formatter(logging.BASIC_FORMAT).format(record)
-    assert plain.startswith("ERROR:compass_auth.key_lifecycle:failed to create OIDC provider "
+    assert plain.startswith("ERROR:compass_auth.keys.lifecycle:failed to create OIDC provider "
                             "after retries: api_server=https://127.0.0.1:")
     assert "403" in plain
     assert "TokenReview verifies tokens meanwhile" in plain

@@ -291,7 +291,7 @@ def quoted_log_lines(page: Path) -> Iterator[tuple[str | None, str]]:
         yield match.group(1), match.group(2)
     for match in re.finditer(r"by `([\w.]+)` as `([^`]+)`", flat):
         yield match.group(1), match.group(2)
-    # Table cells were read above: "`compass_auth.stale` (WARN)" there names a logger.
+    # Table cells were read above: "`compass_auth.verification.stale` (WARN)" there names a logger.
     outside_tables = "\n".join(line for line in text.splitlines()
                                 if not line.lstrip().startswith("|"))
     for match in spans(outside_tables):
@@ -448,20 +448,24 @@ def test_the_scan_reaches_the_quotes() -> None:
     """Each way of quoting is found on today's pages (a scan that finds nothing passes)."""
     troubleshooting = ROOT / "docs" / "troubleshooting.md"
     lines = set(quoted_log_lines(troubleshooting))
-    assert ("compass_auth.troubleshoot", "cannot connect to the API server") in lines  # default
-    assert ("compass_auth.tokenfile",
+    # the default
+    assert ("compass_auth.apiserver.troubleshoot", "cannot connect to the API server") in lines
+    assert ("compass_auth.apiserver.tokenfile",
             "service account token file unreadable; keeping the last token") in lines
     assert ("service.app", "cannot configure the API server connection") in lines  # msg cell
     assert (None, "service account token reloaded") in lines  # prose, "(INFO)"
-    assert ("compass_auth.authenticator", "token verification failed") in lines  # "by ... as"
+    # "by ... as"
+    assert ("compass_auth.verification.authenticator", "token verification failed") in lines
     assert len(lines) >= 20
     assert not any(text.startswith("compass_auth.") for _, text in lines)
     websocket = set(quoted_log_lines(ROOT / "docs" / "websocket.md"))
-    assert ("compass_auth.websocket",
+    assert ("compass_auth.tornado.websocket",
             "websocket closed: token expired (subject=..., token_fp=...)") in websocket
-    assert "compass_auth.authorizer" in set(quoted_loggers(ROOT / "docs" / "authorization.md"))
+    assert "compass_auth.authorization.authorizer" in set(
+        quoted_loggers(ROOT / "docs" / "authorization.md"))
     assert len(fenced_log_lines(ROOT / "docs" / "deploy.md")) >= 4
-    assert {"compass_auth.troubleshoot", "service.app"} <= set(quoted_loggers(troubleshooting))
+    assert {"compass_auth.apiserver.troubleshoot", "service.app"} <= set(
+        quoted_loggers(troubleshooting))
     assert len(variables()) > 30
     assert {"WARN", "INFO", "ERROR"} <= written_levels()
 
@@ -471,14 +475,14 @@ def test_the_checks_catch_each_kind_of_drift(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
         "A WARN line from `compass_auth.nowhere`: `something odd`.\n\n"
-        "One INFO line from `compass_auth.websocket`: `websocket opened (subject=...)`.\n\n"
+        "One INFO line from `compass_auth.tornado.websocket`: `websocket opened (subject=...)`.\n\n"
         "| log line | logger | meaning |\n|---|---|---|\n"
-        "| `token verification failed: expired (token_fp=...)` | `compass_auth.authenticator` "
-        "(WARN) | fine |\n"
-        "| `access denied: CHECK for SUBJECT` | `compass_auth.authenticator` (WARN) | wrong "
-        "logger |\n\n"
-        "```\nlevel=WARNING logger=compass_auth.authenticator msg=\"token verification "
-        "failed: x\" error=\"NoSuchText: ...\"\n```\n\n"
+        "| `token verification failed: expired (token_fp=...)` | "
+        "`compass_auth.verification.authenticator` (WARN) | fine |\n"
+        "| `access denied: CHECK for SUBJECT` | `compass_auth.verification.authenticator` (WARN) "
+        "| wrong logger |\n\n"
+        "```\nlevel=WARNING logger=compass_auth.verification.authenticator "
+        "msg=\"token verification failed: x\" error=\"NoSuchText: ...\"\n```\n\n"
         "Set `AUTH_AUDIENCE`, `AUTH_NO_SUCH` and `AUTH_AUTHZ_*`, not `AUTH_NOPE_*`; call "
         "`Authenticator.start()`, `Authenticator.no_such()`, `Identity.subject`, "
         "`authenticator.wait_started()`, `authenticator.nothing()`, "
@@ -486,8 +490,8 @@ def test_the_checks_catch_each_kind_of_drift(tmp_path: Path) -> None:
     found = {problem.partition(": ")[2] for check in CHECKS.values() for problem in check(page)}
     assert found == {
         "logger compass_auth.nowhere is created nowhere in the code",
-        "log line 'websocket opened (subject=' is not logged by compass_auth.websocket",
-        "log line 'access denied:' is not logged by compass_auth.authenticator",
+        "log line 'websocket opened (subject=' is not logged by compass_auth.tornado.websocket",
+        "log line 'access denied:' is not logged by compass_auth.verification.authenticator",
         "level WARNING is not one the log formatter writes",
         "error text 'NoSuchText:' is in no string of the code",
         "variable AUTH_NO_SUCH is not a setting",

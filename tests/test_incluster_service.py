@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from compass_auth.bearer import fingerprint
-from compass_auth.stale import MSG_STALE
+from compass_auth.core.bearer import fingerprint
+from compass_auth.verification.stale import MSG_STALE
 
 from .conftest import COLLECTOR, StartService, log_text
 

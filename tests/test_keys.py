@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from compass_auth.errors import KeysUnavailable
-from compass_auth.keys import KeyCache
-from compass_auth.keyset import KeySet
+from compass_auth.core.errors import KeysUnavailable
+from compass_auth.core.keyset import KeySet
+from compass_auth.keys.cache import KeyCache
+from compass_auth.keys.unknown import NEGATIVE_KID_CAPACITY, NEGATIVE_KID_TTL, UnknownNames
 from compass_auth.testing import DevCluster
-from compass_auth.unknown_keys import NEGATIVE_KID_CAPACITY, NEGATIVE_KID_TTL
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -85,7 +85,12 @@ def make_cache(fetch: FakeFetch, clock: Clock, **overrides: float) -> KeyCache:
     settings = {"refresh_interval": 300.0, "min_refresh_interval": 10.0, "max_stale": 3600.0,
                 "retry_interval": 60.0}
     settings.update(overrides)
-    return KeyCache(fetch, clock=clock, uniform=lambda a, b: 1.0, sleep=clock.sleep, **settings)
+    return KeyCache(fetch, clock=clock, uniform=lambda a, b: 1.0, **settings)
+
+
+def unknown_names(cache: KeyCache, clock: Clock) -> UnknownNames:
+    """The memory of unknown kids over ``cache``, on the same fake clock."""
+    return UnknownNames(cache, clock=clock, sleep=clock.sleep)
 
 
 async def settle() -> None:
@@ -98,8 +103,9 @@ async def test_concurrent_unknown_kids_share_one_fetch(jwks_pair: Any) -> None:
     first, _ = jwks_pair
     fetch, clock = FakeFetch([first]), Clock()
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     fetch.gate = asyncio.Event()
-    waiters = [asyncio.create_task(cache.refresh_for_kid("new")) for _ in range(100)]
+    waiters = [asyncio.create_task(unknown.look_for_kid("new")) for _ in range(100)]
     await asyncio.sleep(0)
     fetch.gate.set()
     results = await asyncio.gather(*waiters)
@@ -111,15 +117,16 @@ async def test_unknown_kid_refetches_at_most_once_per_cooldown(jwks_pair: Any) -
     first, _ = jwks_pair
     fetch, clock = FakeFetch([first]), Clock()
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     await cache.refresh()
     clock.now += 11
     for index in range(1000):  # a flood of distinct random kids within one cool-down
-        await cache.refresh_for_kid(f"random-{index}")
+        await unknown.look_for_kid(f"random-{index}")
     assert len(fetch.calls) == 2
     clock.now += 11
-    await cache.refresh_for_kid("random-0")  # remembered as unknown: no refetch for it
+    await unknown.look_for_kid("random-0")  # remembered as unknown: no refetch for it
     assert len(fetch.calls) == 2
-    await cache.refresh_for_kid("another")  # a new kid after the cool-down: one refetch
+    await unknown.look_for_kid("another")  # a new kid after the cool-down: one refetch
     assert len(fetch.calls) == 3
 
 
@@ -127,29 +134,31 @@ async def test_remembered_kids_are_bounded_and_expire(jwks_pair: Any) -> None:
     first, _ = jwks_pair
     fetch, clock = FakeFetch([first]), Clock()
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     await cache.refresh()
     clock.now += 11
     for index in range(NEGATIVE_KID_CAPACITY + 500):
-        await cache.refresh_for_kid(f"kid-{index}")
-    assert len(cache.unknown.remembered()) <= NEGATIVE_KID_CAPACITY
-    assert "kid-0" not in cache.unknown.remembered()  # the oldest went first
+        await unknown.look_for_kid(f"kid-{index}")
+    assert len(unknown.remembered()) <= NEGATIVE_KID_CAPACITY
+    assert "kid-0" not in unknown.remembered()  # the oldest went first
     clock.now += NEGATIVE_KID_TTL + 1
-    await cache.refresh_for_kid("one more")
-    assert cache.unknown.remembered() == ["one more"]
+    await unknown.look_for_kid("one more")
+    assert unknown.remembered() == ["one more"]
 
 
 async def test_one_unknown_kid_replayed_costs_one_fetch(jwks_pair: Any) -> None:
     first, _ = jwks_pair
     fetch, clock = FakeFetch([first]), Clock()
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     await cache.refresh()
     clock.now += 11
     for _ in range(20_000):  # the same rejected token, replayed (0.1 ms apart)
-        await cache.refresh_for_kid("forged")
+        await unknown.look_for_kid("forged")
         clock.now += 0.0001
     await settle()
     assert len(fetch.calls) == 2  # the start, and one fetch that showed "forged" is unknown
-    assert len(cache.unknown.remembered()) == 1
+    assert len(unknown.remembered()) == 1
 
 
 async def test_a_key_published_just_after_a_fetch_is_found_within_one_cool_down(
@@ -162,14 +171,15 @@ async def test_a_key_published_just_after_a_fetch_is_found_within_one_cool_down(
     new_kid = next(key["kid"] for key in second["keys"] if key not in first["keys"])
     fetch, clock = TimedFetch([first, first, second], clock=(clock := Clock())), clock
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     await cache.refresh()
     clock.now += 11
-    await cache.refresh_for_kid("random")  # a fetch now: the cool-down starts again
+    await unknown.look_for_kid("random")  # a fetch now: the cool-down starts again
     clock.now += 1  # the key is published and a client uses it at once
-    assert (await cache.refresh_for_kid(new_kid)).get(new_kid) is None  # 401 for now
+    assert (await unknown.look_for_kid(new_kid)).get(new_kid) is None  # 401 for now
     for _ in range(5):  # its retries cost nothing and extend nothing
         clock.now += 0.5
-        assert (await cache.refresh_for_kid(new_kid)).get(new_kid) is None
+        assert (await unknown.look_for_kid(new_kid)).get(new_kid) is None
     await settle()  # the fetch scheduled for the end of the cool-down
     snapshot = cache.snapshot()
     assert snapshot is not None
@@ -187,13 +197,14 @@ async def test_a_key_published_during_a_fetch_is_found_at_the_end_of_the_cool_do
     new_kid = next(key["kid"] for key in second["keys"] if key not in first["keys"])
     fetch, clock = FakeFetch([first, first, second]), Clock()
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     await cache.refresh()
     clock.now += 11
     fetch.gate = asyncio.Event()
-    junk = asyncio.create_task(cache.refresh_for_kid("junk"))  # starts the fetch
+    junk = asyncio.create_task(unknown.look_for_kid("junk"))  # starts the fetch
     await asyncio.sleep(0)
     clock.now += 0.01  # the key is published, a token signed with it arrives
-    valid = asyncio.create_task(cache.refresh_for_kid(new_kid))
+    valid = asyncio.create_task(unknown.look_for_kid(new_kid))
     await asyncio.sleep(0)
     fetch.gate.set()
     assert (await valid).get(new_kid) is None  # the fetch it joined predates the key
@@ -203,7 +214,7 @@ async def test_a_key_published_during_a_fetch_is_found_at_the_end_of_the_cool_do
     assert clock.sleeps == [pytest.approx(10.0 - 0.01)]
     assert cache.snapshot() is not None
     assert cache.snapshot().get(new_kid) is not None
-    await cache.refresh_for_kid("junk")  # the later fetch missed it too: unknown, no fetch
+    await unknown.look_for_kid("junk")  # the later fetch missed it too: unknown, no fetch
     await settle()
     assert len(fetch.calls) == 3
 
@@ -224,16 +235,17 @@ async def test_a_flood_of_distinct_kids_costs_one_fetch_per_cool_down(jwks_pair:
 
     fetch = Publishing([], clock)
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     await cache.refresh()
     found_at = None
     for index in range(10_000):
         clock.now += 0.01
-        unknown = new_kid if clock.now >= published_at else f"random-{index}"
+        kid = new_kid if clock.now >= published_at else f"random-{index}"
         snapshot = cache.snapshot()
-        if snapshot is not None and snapshot.get(unknown) is not None:
+        if snapshot is not None and snapshot.get(kid) is not None:
             found_at = found_at or clock.now
-            unknown = f"random-{index}"
-        await cache.refresh_for_kid(unknown)
+            kid = f"random-{index}"
+        await unknown.look_for_kid(kid)
         await asyncio.sleep(0)  # the scheduled fetch runs when its time has come
     gaps = [later - earlier for earlier, later in itertools.pairwise(fetch.started)]
     assert min(gaps) >= 10.0 - 1e-6  # never two fetches within one cool-down
@@ -246,12 +258,13 @@ async def test_new_key_is_found_by_the_forced_refresh(jwks_pair: Any) -> None:
     first, second = jwks_pair
     fetch, clock = FakeFetch([first, second]), Clock()
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     await cache.refresh()
     new_kid = next(key["kid"] for key in second["keys"] if key["kty"] == "EC")
     assert cache.snapshot() is not None
     assert cache.snapshot().get(new_kid) is None
     clock.now += 11
-    snapshot = await cache.refresh_for_kid(new_kid)
+    snapshot = await unknown.look_for_kid(new_kid)
     assert snapshot.get(new_kid) is not None
     assert fetch.calls == [False, True]
 
@@ -279,13 +292,14 @@ async def test_unknown_kid_after_a_failed_refresh_says_unavailable(jwks_pair: An
     first, _ = jwks_pair
     fetch, clock = FakeFetch([first]), Clock()
     cache = make_cache(fetch, clock)
+    unknown = unknown_names(cache, clock)
     await cache.refresh()
     fetch.fail = ConnectionError("down")
     clock.now += 11
     with pytest.raises(KeysUnavailable):
-        await cache.refresh_for_kid("new")  # the fetch it triggered failed
+        await unknown.look_for_kid("new")  # the fetch it triggered failed
     with pytest.raises(KeysUnavailable):
-        await cache.refresh_for_kid("other")  # within the cool-down, last fetch failed
+        await unknown.look_for_kid("other")  # within the cool-down, last fetch failed
 
 
 async def test_removed_keys_leave_the_snapshot_and_listeners_hear(jwks_pair: Any) -> None:

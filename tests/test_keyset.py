@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from compass_auth.keyset import MAX_KEYS, InvalidKeySet, KeySet
+from compass_auth.core.keyset import MAX_KEYS, InvalidKeySet, KeySet
 from compass_auth.testing import DevCluster
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compass_auth.discovery import DiscoveryClient
-from compass_auth.kube import KubeConfigError, connect
+from compass_auth.apiserver.connection import KubeConfigError, connect
+from compass_auth.apiserver.discovery import DiscoveryClient
 from compass_auth.testing import DevCluster
 
 from .helpers import settings_from
@@ -98,7 +98,7 @@ async def test_a_certificate_from_another_ca_is_refused(
 ) -> None:
     kubeconfig = devcluster.write_kubeconfig(tmp_path / "kc")
     devcluster.set_server_certificate(self_signed=True)
-    from compass_auth.discovery import FetchError
+    from compass_auth.apiserver.discovery import FetchError
 
     with pytest.raises(FetchError, match=r"[Cc]ertificate|SSL"):
         await connect_and_fetch({"KUBECONFIG": str(kubeconfig)})

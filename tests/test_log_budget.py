@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from compass_auth.logbudget import OVERFLOW_KEY, LogBudget
-from compass_auth.logtext import LogText, clip, render
+from compass_auth.logs.budget import OVERFLOW_KEY, LogBudget
+from compass_auth.logs.text import LogText, clip, render
 
 
 def test_a_burst_then_one_line_per_interval_carrying_the_count() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from compass_auth.bearer import fingerprint
+from compass_auth.core.bearer import fingerprint
 from compass_auth.testing import DevCluster, Fault
 from compass_auth.testing.credentials import files
 

@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from compass_auth import errors
-from compass_auth.bearer import fingerprint
-from compass_auth.identity import Identity
-from compass_auth.keyset import KeySet
-from compass_auth.stale import MSG_STALE, StaleTokenLog
+from compass_auth.core import errors
+from compass_auth.core.bearer import fingerprint
+from compass_auth.core.identity import Identity
+from compass_auth.core.keyset import KeySet
+from compass_auth.core.verifier import verify_local
 from compass_auth.testing import DevCluster
-from compass_auth.verifier import VerificationPolicy, verify_local
+from compass_auth.verification.factory import verification_policy
+from compass_auth.verification.stale import MSG_STALE, StaleTokenLog
 
 from .conftest import AUDIENCE
 from .helpers import POLICY, mint, settings_from
@@ -117,11 +118,11 @@ def test_error_texts_name_both_sides(cluster: DevCluster, keys: KeySet) -> None:
 def test_stale_tokens_are_logged_once_each_by_fingerprint(
     cluster: DevCluster, keys: KeySet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    policy = VerificationPolicy.from_settings(
+    policy = verification_policy(
         settings_from({"AUTH_STALE_TOKENS": "warn"}))
     first, second = stale_extended(cluster), stale_extended(cluster)
     log = StaleTokenLog()  # what the authenticator calls for each accepted stale token
-    with caplog.at_level(logging.WARNING, logger="compass_auth.stale"):
+    with caplog.at_level(logging.WARNING, logger="compass_auth.verification.stale"):
         for token in (first, first, first, second):
             identity = verify_local(token, keys, policy, time.time())
             assert identity.stale
@@ -142,7 +143,7 @@ def test_policy_from_settings_carries_every_option() -> None:
         "AUTH_MAX_TOKEN_LIFETIME": "7200", "AUTH_STALE_TOKENS": "reject",
         "AUTH_ISSUER": "https://a.example", "AUTH_AUDIENCE": "reports",
     })
-    policy = VerificationPolicy.from_settings(settings)
+    policy = verification_policy(settings)
     assert policy.audience == "reports"
     assert policy.issuers == ("https://a.example",)
     assert policy.insecure_skip_issuer_check is True
@@ -150,7 +151,7 @@ def test_policy_from_settings_carries_every_option() -> None:
     assert policy.max_token_lifetime == 7200
     assert policy.stale_tokens == "reject"
     assert policy.accepted_issuers("https://discovered") == ()
-    default = VerificationPolicy.from_settings(settings_from({}))
+    default = verification_policy(settings_from({}))
     assert default.accepted_issuers("https://discovered") == ("https://discovered",)
 
 

@@ -31,8 +31,8 @@ from compass_auth import (
     check_routes,
     describe_routes,
 )
-from compass_auth.routes import RouteProtection
 from compass_auth.testing import DevCluster
+from compass_auth.tornado.routes import RouteProtection
 from service.app import Service
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService

@@ -1,5 +1,5 @@
-"""Server spans (compass_auth/server_spans.py) in the example service and in a plain Tornado
-application, and telemetry that is off.
+"""Server spans (compass_auth/tornado/server_spans.py) in the example service and in a plain
+Tornado application, and telemetry that is off.
 
 Spans are read from an in-memory exporter; requests go over real HTTP, from a client nothing
 traces (``raw_get``), so only the headers a test gives are sent.
@@ -47,11 +47,12 @@ from opentelemetry.util.types import Attributes
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, server_spans
+from compass_auth import AuthenticatedHandler, Authenticator, AuthSettings, connect
 from compass_auth import telemetry as names
-from compass_auth.server_spans import add_server_spans
 from compass_auth.telemetry import Telemetry
 from compass_auth.testing import DevCluster
+from compass_auth.tornado import server_spans
+from compass_auth.tornado.server_spans import add_server_spans
 from service import otel
 from service.otel import TelemetrySetup
 
@@ -312,7 +313,7 @@ async def test_telemetry_that_is_off_runs_no_opentelemetry_code_on_a_request(
         with OpenTelemetryCalls() as spy:
             await requests_of_every_kind(running)
         assert spy.calls == {}
-        counts = running.authenticator.telemetry._verification_counts
+        counts = running.authenticator.telemetry.verifications.counts
         metrics = await running.get("/metrics")
     finally:
         setup.shutdown()
@@ -445,7 +446,8 @@ async def test_the_documented_set_up_makes_the_server_span_the_parent_of_auth_ve
     kubeconfig = str(devcluster.write_kubeconfig(tmp_path / "kubeconfig"))
     monkeypatch.setenv("KUBECONFIG", kubeconfig)  # the snippet connects with os.environ
     namespace: dict[str, Any] = {
-        "os": os, "tornado": tornado, "Authenticator": Authenticator, "exporter": exporter,
+        "os": os, "tornado": tornado, "Authenticator": Authenticator, "connect": connect,
+        "exporter": exporter,
         "settings": AuthSettings.from_env({"AUTH_AUDIENCE": AUDIENCE, "KUBECONFIG": kubeconfig}),
         "routes": [(r"/hello", Hello)],
     }

@@ -16,7 +16,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from compass_auth import AuthenticatedHandler
-from compass_auth.bearer import fingerprint
+from compass_auth.core.bearer import fingerprint
 from compass_auth.testing import Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text
@@ -286,7 +286,8 @@ async def test_plain_logging_shows_the_reason_and_fingerprint(
     finally:
         library.removeHandler(handler)
     (line,) = [line for line in stream.getvalue().splitlines() if "verification failed" in line]
-    assert line.startswith("WARNING:compass_auth.authenticator:token verification failed: ")
+    assert line.startswith(
+        "WARNING:compass_auth.verification.authenticator:token verification failed: ")
     assert "audience_mismatch" in line
     assert f"token_fp={fingerprint(token)}" in line
     assert token.split(".")[2] not in line
@@ -368,7 +369,7 @@ async def test_removed_key_is_rejected_after_the_refresh(running: RunningService
     token = running.token(key_id=extra_kid)
     assert (await running.get(token=token)).code == 200  # found by the unknown-kid refetch
     cluster.remove_key(extra_kid)
-    await running.authenticator.keys.refresh()
+    await running.authenticator.local.keys.refresh()
     response = await running.get(token=token)
     assert response.code == 401
     assert body(response)["reason"] == "unknown_key"

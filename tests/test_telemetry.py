@@ -17,11 +17,18 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    StaticSampler,
+)
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode
 
 from compass_auth import telemetry as telemetry_module
 from compass_auth.telemetry import Telemetry
+from compass_auth.telemetry import verification as verification_telemetry
 from compass_auth.testing import DevCluster, Fault
 from service.otel import TelemetrySetup
 
@@ -234,14 +241,14 @@ async def test_log_lines_carry_the_trace_and_span_ids(
     formatter = LogfmtFormatter()
     lines: list[str] = []
     handler.emit = lambda record: lines.append(formatter.format(record))  # type: ignore[method-assign]
-    logging.getLogger("compass_auth.authenticator").addHandler(handler)
+    logging.getLogger("compass_auth.verification.authenticator").addHandler(handler)
     try:
         running = observed.running
         token = running.token(audiences=("vault",))
         await raw_get(running.service.port,
                       {"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT})
     finally:
-        logging.getLogger("compass_auth.authenticator").removeHandler(handler)
+        logging.getLogger("compass_auth.verification.authenticator").removeHandler(handler)
     (verify,) = observed.by_name("auth.verify")
     (line,) = [line for line in lines if "token verification failed" in line]
     assert f"trace_id={TRACE_ID}" in line
@@ -365,13 +372,14 @@ def test_durations_wait_for_a_collection_and_stay_bounded(
 ) -> None:
     """Durations are recorded when a reader collects (off the request path), every reader
     sees each sample once, and without any collection they do not pile up."""
-    monkeypatch.setattr(telemetry_module, "PENDING_DURATIONS_LIMIT", 3)
+    monkeypatch.setattr(verification_telemetry, "PENDING_DURATIONS_LIMIT", 3)
     first, second = InMemoryMetricReader(), InMemoryMetricReader()
     telemetry = Telemetry(TracerProvider(), MeterProvider(metric_readers=[first, second]))
     for _ in range(7):  # nobody collects meanwhile
         with telemetry.verification():
             pass
-    assert len(telemetry._pending_durations) == 3  # the other four were recorded in place
+    # the other four were recorded in place
+    assert len(telemetry.verifications.pending_durations) == 3
     assert duration_count(first) == 7
     assert duration_count(second) == 7  # the first collection recorded them for both
     with telemetry.verification():
@@ -436,10 +444,31 @@ class CountingParentBased(ParentBased):
         return super().should_sample(*args, **kwargs)
 
 
+class SaysParentBased(StaticSampler):
+    """Samples everything, and describes itself as a parent-based sampler that drops the
+    children of unsampled local parents (the text the library used to parse)."""
+
+    def __init__(self) -> None:
+        super().__init__(Decision.RECORD_AND_SAMPLE)
+
+    def get_description(self) -> str:
+        return ("ParentBased{root:AlwaysOnSampler,remoteParentSampled:AlwaysOnSampler,"
+                "remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,"
+                "localParentNotSampled:AlwaysOffSampler}")
+
+
+def test_the_sampler_is_asked_not_its_description() -> None:
+    """Issue 20: a sampler was recognised by its description text. One that records every
+    child gets its auth.verify span, whatever it calls itself."""
+    assert len(verify_spans_under_unsampled_parent(SaysParentBased())) == 1
+
+
 def test_under_an_unsampled_parent_no_span_is_even_started() -> None:
     sampler = CountingParentBased()
     verify_spans_under_unsampled_parent(sampler)
-    assert sampler.calls == 0  # the sampler was not even asked: no ids, no span objects
+    # The sampler was asked once, when the Telemetry was built (would it drop a child of an
+    # unsampled local parent?), and never for the verification: no ids, no span objects.
+    assert sampler.calls == 1
 
 
 @pytest.mark.parametrize(("url", "address", "port", "shown"), [

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from compass_auth.bearer import fingerprint
-from compass_auth.discovery import DiscoveryClient, FetchError
-from compass_auth.kube import ApiServer, connect
+from compass_auth.apiserver.connection import ApiServer, connect
+from compass_auth.apiserver.discovery import DiscoveryClient, FetchError
+from compass_auth.apiserver.tokenfile import TokenFile
+from compass_auth.core.bearer import fingerprint
 from compass_auth.testing import DevCluster
-from compass_auth.tokenfile import TokenFile
 
 from .conftest import StartService, log_text
 from .helpers import review_once, settings_from

@@ -195,7 +195,7 @@ async def test_unknown_kid_with_a_failing_jwks_goes_to_tokenreview(
     assert body(response)["verified_by"] == "tokenreview"
     # When the JWKS answers, an unknown kid is a plain 401, no review.
     cluster.clear_faults()
-    await running.authenticator.keys.refresh()
+    await running.authenticator.local.keys.refresh()
     before = running.api_calls("tokenreview")
     response = await running.get(token=running.token(header_override={"kid": "unknown"}))
     assert (response.code, body(response)["reason"]) == (401, "unknown_key")
@@ -239,8 +239,8 @@ async def test_cache_keys_are_hmacs_not_tokens(in_fallback: RunningService) -> N
     running = in_fallback
     token = running.token()
     await running.get(token=token)
-    reviewer = running.authenticator.reviewer
-    keys = reviewer._cache.keys()
+    reviewer = running.authenticator.review.reviewer
+    keys = reviewer.cache_keys()
     assert len(keys) == 1
     assert token.encode() not in keys[0]
     assert len(keys[0]) == 32

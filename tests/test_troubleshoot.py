@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compass_auth import issuer_check, troubleshoot
-from compass_auth.authenticator import Authenticator
-from compass_auth.discovery import DiscoveryClient, FetchError
-from compass_auth.kube import KubeConfigError, connect
-from compass_auth.logtext import LogText
+from compass_auth.apiserver import troubleshoot
+from compass_auth.apiserver.connection import KubeConfigError, connect
+from compass_auth.apiserver.discovery import DiscoveryClient, FetchError
+from compass_auth.apiserver.troubleshoot import Diagnosis, Troubleshooter
+from compass_auth.keys import issuer_check
+from compass_auth.logs.text import LogText
 from compass_auth.testing import DevCluster
 from compass_auth.testing.core import DEFAULT_ISSUER
-from compass_auth.troubleshoot import Diagnosis, Troubleshooter
+from compass_auth.verification.authenticator import Authenticator
 
 from .conftest import log_text
 from .helpers import ROOT, review_once, settings_from
@@ -45,9 +46,10 @@ def the_line(caplog: pytest.LogCaptureFixture, message: str, level: int = loggin
 ):
     [record] = lines(caplog, message)
     assert record.levelno == level
-    assert record.name == "compass_auth.troubleshoot"
+    assert record.name == "compass_auth.apiserver.troubleshoot"
     plain = PLAIN.format(record)
-    assert plain.startswith(f"{logging.getLevelName(level)}:compass_auth.troubleshoot:{message}")
+    assert plain.startswith(
+        f"{logging.getLevelName(level)}:compass_auth.apiserver.troubleshoot:{message}")
     shown = [name for name in FIELDS if hasattr(record, name)]
     assert "fix" in shown
     for name in shown:
@@ -292,7 +294,7 @@ async def test_listing_both_issuers_silences_the_cross_check(
     environ = environ_for(devcluster, devcluster_sa_dir,
                           AUTH_ISSUER=f"{NEW_ISSUER},{DEFAULT_ISSUER}")
     await (await start_authenticator(environ)).close()
-    assert not [r for r in caplog.records if r.name == "compass_auth.troubleshoot"]
+    assert not [r for r in caplog.records if r.name == "compass_auth.apiserver.troubleshoot"]
 
 
 async def test_pinned_issuers_that_miss_the_discovered_one(
@@ -335,7 +337,7 @@ def test_cross_check_table(
 
 
 def test_skipping_the_issuer_check_skips_the_cross_check(caplog: pytest.LogCaptureFixture) -> None:
-    from compass_auth.keyset import KeySet
+    from compass_auth.core.keyset import KeySet
 
     keys = KeySet(issuer="https://a", keys={})
     issuer_check.IssuerCrossCheck((), lambda: None, skip=True).on_keys(None, keys)

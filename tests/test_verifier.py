@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from compass_auth import errors
-from compass_auth.keyset import KeySet
+from compass_auth.core import errors
+from compass_auth.core.keyset import KeySet
+from compass_auth.core.verifier import VerificationPolicy, verify_local
 from compass_auth.testing import DevCluster
-from compass_auth.verifier import VerificationPolicy, verify_local
 
 from .conftest import AUDIENCE, ISSUER
 from .helpers import POLICY, mint, now

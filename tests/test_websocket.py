@@ -1,4 +1,5 @@
-"""WebSocket connections end with their token (``compass_auth/websocket.py``, ``/ws/whoami``).
+"""WebSocket connections end with their token (``compass_auth/tornado/websocket.py``,
+``/ws/whoami``).
 
 Through real WebSocket handshakes (Tornado's ``websocket_connect``) against the example service,
 which verifies against the emulator over TLS: refusals are plain HTTP answers, never an
@@ -23,9 +24,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from compass_auth.bearer import fingerprint
+from compass_auth.core.bearer import fingerprint
 from compass_auth.testing import DevCluster, Fault
-from compass_auth.websocket import AuthenticatedWebSocketHandler, caller_slots
+from compass_auth.tornado.websocket import AuthenticatedWebSocketHandler, caller_slots
 from service import otel
 from service.app import WhoAmISocket
 from service.otel import TelemetrySetup
@@ -268,7 +269,7 @@ async def test_a_connection_verified_by_tokenreview_closes_at_expiry_too(
     devcluster: DevCluster, start_service: StartService, how: str
 ) -> None:
     """A TokenReview answer carries no expiry: ``Identity.expires_at`` is the token's ``exp``,
-    read by the local checks before the review (review_path.py)."""
+    read by the local checks before the review (compass_auth/verification/review.py)."""
     if how == "fallback":
         devcluster.set_fault("discovery", Fault(status=403))  # not retried: TokenReview serves
         running: RunningService = await start_service()

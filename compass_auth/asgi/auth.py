@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from ..authenticator import Authenticator
-from ..caller_slots import CallerSlots
+from ..core.caller_slots import CallerSlots
 from ..settings import AuthSettings
 from ..telemetry import Telemetry
+from ..verification.authenticator import Authenticator
 from .routes import check_routes
 
 

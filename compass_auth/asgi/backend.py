@@ -23,9 +23,9 @@ from starlette.authentication import AuthCredentials, AuthenticationBackend, Aut
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from ..access import Check
-from ..answers import Answer
-from ..errors import AuthError
+from ..core.access import Check
+from ..core.answers import Answer
+from ..core.errors import AuthError
 from .auth import Auth
 from .gate import IDENTITY_KEY, Gate
 from .middleware import AUTHENTICATED

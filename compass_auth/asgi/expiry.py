@@ -27,12 +27,11 @@ from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
 
-from ..answers import CALLER_LIMIT_REASON, too_many_connections
-from ..authenticator import Authenticator
-from ..bearer import Bearer, fingerprint, read_bearer
-from ..caller_slots import CallerSlots
-from ..identity import Identity
-from ..websocket import (
+from ..core.answers import CALLER_LIMIT_REASON, too_many_connections
+from ..core.bearer import Bearer, fingerprint, read_bearer
+from ..core.caller_slots import CallerSlots
+from ..core.identity import Identity
+from ..tornado.websocket import (
     CALLER_LIMIT_RETRY_AFTER,
     CLOSE_POLICY_VIOLATION,
     CLOSE_REASON_EXPIRED,
@@ -41,6 +40,7 @@ from ..websocket import (
     MSG_EXPIRY_UNKNOWN,
     ClosedBy,
 )
+from ..verification.authenticator import Authenticator
 from .send import Message, Receive, Scope, Send, send_answer
 
 #: The Tornado handler's logger, so that operators grep one logger for both adapters.

@@ -34,10 +34,10 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ..access import Check
-from ..answers import CALLER_LIMIT_REASON, Answer
-from ..errors import AuthError
-from ..identity import Identity
+from ..core.access import Check
+from ..core.answers import CALLER_LIMIT_REASON, Answer
+from ..core.errors import AuthError
+from ..core.identity import Identity
 from .auth import Auth
 from .expiry import CALLER_LIMIT, Lifetime
 from .gate import Gate, authorization_of

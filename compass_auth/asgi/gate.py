@@ -7,18 +7,35 @@ and the ``{name}`` templates filled from the route's path parameters.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..access import Check
-from ..admission import Pending, admit, admit_cached, all_checks, validate_checks
-from ..answers import Answer, rejection
-from ..authenticator import Authenticator
-from ..errors import AuthError
-from ..identity import Identity
+from ..core.access import Check
+from ..core.answers import Answer, rejection
+from ..core.caller_slots import CallerSlots
+from ..core.errors import AuthError
+from ..core.identity import Identity
+from ..verification.admission import (
+    Pending,
+    admit,
+    admit_cached,
+    all_checks,
+    retry_after,
+    validate_checks,
+)
+from ..verification.authenticator import Authenticator
 
-if TYPE_CHECKING:  # auth.py checks the gates of an application's routes (routes.py)
-    from .auth import Auth
+
+class GateOwner(Protocol):
+    """What the adapter needs of a gate's ``Auth`` (auth.py), named here so that neither this
+    module nor routes.py imports auth.py, which imports them (no import cycle)."""
+
+    @property
+    def authenticator(self) -> Authenticator: ...
+
+    @property
+    def websocket_slots(self) -> CallerSlots: ...
 
 #: The scope key under which the admitted ``Identity`` is kept (besides Starlette's ``user``).
 IDENTITY_KEY = "compass_auth.identity"
@@ -30,7 +47,7 @@ class Gate:
 
     __slots__ = ("_checks", "allowed_subjects", "auth", "required_access", "where")
 
-    def __init__(self, auth: Auth, allowed_subjects: Collection[str] | None = None,
+    def __init__(self, auth: GateOwner, allowed_subjects: Collection[str] | None = None,
                  required_access: Sequence[Check] | None = None, *,
                  where: str = "required_access") -> None:
         validate_checks(required_access, where)
@@ -56,8 +73,9 @@ class Gate:
     def admit_cached(self, scope: Mapping[str, Any]) -> Identity | Pending:
         """``admission.admit_cached`` for this request (no I/O); raises ``AuthError``."""
         authenticator = self.auth.authenticator
-        return admit_cached(authenticator, authorization_of(scope), self.allowed_subjects,
-                            self.checks(authenticator), scope.get("path_params") or {})
+        return admit_cached(authenticator, authenticator.authorizer, authorization_of(scope),
+                            self.allowed_subjects, self.checks(authenticator),
+                            scope.get("path_params") or {})
 
     async def admit(self, scope: Mapping[str, Any],
                     pending: Pending | None = None) -> Identity:
@@ -69,13 +87,15 @@ class Gate:
                 return answer
             pending = answer
         authenticator = self.auth.authenticator
-        return await admit(authenticator, pending, self.allowed_subjects,
-                           self.checks(authenticator), scope.get("path_params") or {})
+        return await admit(authenticator, authenticator.authorizer, pending,
+                           self.allowed_subjects, self.checks(authenticator),
+                           scope.get("path_params") or {})
 
     def answer(self, error: AuthError) -> Answer:
         """The answer to ``error``: the same as the Tornado handler's (``answers.rejection``)."""
         authenticator = self.auth.authenticator
-        return rejection(error, authenticator.settings.realm, authenticator.retry_after)
+        return rejection(error, authenticator.settings.realm, functools.partial(
+            retry_after, authenticator, authenticator.authorizer))
 
 
 def authorization_of(scope: Mapping[str, Any]) -> list[str]:

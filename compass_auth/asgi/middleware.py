@@ -29,10 +29,10 @@ from typing import Any
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp
 
-from ..access import Check
-from ..admission import Pending
-from ..errors import AuthError
-from ..identity import Identity
+from ..core.access import Check
+from ..core.errors import AuthError
+from ..core.identity import Identity
+from ..verification.admission import Pending
 from .auth import Auth
 from .expiry import Lifetime, refuse_at_cap
 from .gate import IDENTITY_KEY, Gate, authorization_of

@@ -27,24 +27,21 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import BaseRoute, Host, Mount, Router
 
-from ..admission import RouteAccessError, unfillable
-from ..authenticator import Authenticator
-from .gate import Gate
-
-if TYPE_CHECKING:  # Auth's lifespan calls check_routes
-    from .auth import Auth
+from ..verification.admission import RouteAccessError, unfillable
+from ..verification.authenticator import Authenticator
+from .gate import Gate, GateOwner
 
 #: How deep the walk goes: far more nesting than an application has, and a bound on a cycle.
 _MAX_DEPTH = 64
 
 
-def check_routes(app: Any, auth: Auth, authenticator: Authenticator | None = None) -> None:
+def check_routes(app: Any, auth: GateOwner, authenticator: Authenticator | None = None) -> None:
     """Raise ``RouteAccessError`` when a route of ``app`` cannot fill a template of the checks
     of a gate of ``auth`` (gates of other ``Auth`` objects are theirs to check).
     ``authenticator`` (by default ``auth``'s) gives ``AUTH_REQUIRED_ACCESS`` and whether

@@ -16,8 +16,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ..answers import Answer
-from ..websocket import CLOSE_POLICY_VIOLATION
+from ..core.answers import Answer
+from ..tornado.websocket import CLOSE_POLICY_VIOLATION
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.authentication import BaseUser
 
-from ..identity import Identity
+from ..core.identity import Identity
 
 
 class ServiceAccountUser(BaseUser):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import TokenRejected
+from ..core.errors import TokenRejected
 from ..settings import SettingsError
 
 #: The kinds of ``field.Error`` the API server reports, plus the strict decoder's "unknown field".

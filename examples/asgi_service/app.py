@@ -27,7 +27,7 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from compass_auth.asgi import Auth, AuthMiddleware, identity_of
-from compass_auth.identity import Identity
+from compass_auth.core.identity import Identity
 
 #: Served without a token: the kubelet's probes carry none.
 PROBES = ("/healthz", "/readyz")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compass_auth.access import Check, ResourceCheck, parse_access
+from compass_auth.core.access import Check, ResourceCheck, parse_access
 
 from .manifests import Manifests, only_container, pod_spec
 from .rbac import DISCOVERY_URLS, Rule, allows, cluster_rules, service_account_subjects

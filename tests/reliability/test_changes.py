@@ -152,7 +152,7 @@ async def test_issuer_migration_with_both_issuers_pinned(
         for token in (old_token, new_token):
             response = await running.get(token=token)
             assert (response.code, body(response)["verified_by"]) == (200, "jwks")
-        await running.authenticator.keys.refresh()
+        await running.authenticator.local.keys.refresh()
     foreign = running.token(issuer="https://evil.example.invalid")
     response = await running.get(token=foreign)
     assert (response.code, body(response)["reason"]) == (401, "issuer_mismatch")

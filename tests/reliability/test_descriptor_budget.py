@@ -14,7 +14,7 @@ import asyncio
 import resource
 from pathlib import Path
 
-from compass_auth.kube import SPARE_CONNECTIONS
+from compass_auth.apiserver.connection import SPARE_CONNECTIONS
 from compass_auth.testing import DevCluster
 from service.fd_budget import PROCESS_FDS, TRANSIENT_FDS
 

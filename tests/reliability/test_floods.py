@@ -8,9 +8,9 @@ import asyncio
 import os
 import secrets
 
-from compass_auth.errors import ReviewRejected
+from compass_auth.apiserver.tokenreview import TokenReviewer
+from compass_auth.core.errors import ReviewRejected
 from compass_auth.testing import DevCluster, Fault
-from compass_auth.tokenreview import TokenReviewer
 
 from ..conftest import RunningService, StartService
 from .flood import flood, interleaved, random_kid, with_claim, with_header
@@ -48,7 +48,7 @@ async def test_distinct_invalid_tokens_in_fallback_cost_bounded_reviews(
     running: RunningService = await start_service(
         AUTH_REDISCOVERY_INTERVAL="60", AUTH_TOKENREVIEW_NEGATIVE_TTL="600",
         AUTH_TOKENREVIEW_CACHE_TTL="600")
-    reviewer = running.authenticator.reviewer
+    reviewer = running.authenticator.review.reviewer
     known = [running.token(pod=f"known-{index}") for index in range(5)]
     for token in known:  # callers seen before the flood: cached for 120 s
         assert (await running.get(token=token)).code == 200
@@ -69,7 +69,7 @@ async def test_distinct_invalid_tokens_in_fallback_cost_bounded_reviews(
     async def watch_in_flight(stop: asyncio.Event) -> None:
         nonlocal most_in_flight
         while not stop.is_set():
-            most_in_flight = max(most_in_flight, len(reviewer._inflight))
+            most_in_flight = max(most_in_flight, reviewer.in_flight())
             await asyncio.sleep(0)
 
     reviews_before = running.api_calls("tokenreview")

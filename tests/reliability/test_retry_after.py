@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from compass_auth.backoff import MAX_RETRY_AFTER, parse_retry_after
-from compass_auth.discovery import DiscoveryClient, FetchError
-from compass_auth.kube import ApiServer, connect
+from compass_auth.apiserver.backoff import MAX_RETRY_AFTER, parse_retry_after
+from compass_auth.apiserver.connection import ApiServer, connect
+from compass_auth.apiserver.discovery import DiscoveryClient, FetchError
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, StartService, log_text, wait_until

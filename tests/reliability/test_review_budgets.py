@@ -9,7 +9,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from compass_auth.budget import CALLER_SHARE
+from compass_auth.apiserver.budget import CALLER_SHARE
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import RunningService, StartService
@@ -77,7 +77,7 @@ async def test_one_callers_tokens_leave_tokenreview_slots_for_others(
     devcluster: DevCluster, start_service: StartService,
 ) -> None:
     running = await start_reviewing(devcluster, start_service, "review")
-    reviewer = running.authenticator.reviewer
+    reviewer = running.authenticator.review.reviewer
     cap = running.authenticator.settings.tokenreview_max_in_flight
     devcluster.set_fault("tokenreview", SLOW)
     # One caller (one service account) with many distinct tokens, each needing its own review.

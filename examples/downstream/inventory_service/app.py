@@ -26,7 +26,7 @@ from compass_auth import (
     ResourceCheck,
     SubjectNotAllowed,
 )
-from compass_auth.websocket import AuthenticatedWebSocketHandler
+from compass_auth.tornado.websocket import AuthenticatedWebSocketHandler
 
 #: The only workload that may read stock levels or reserve items.
 CHECKOUT = "system:serviceaccount:shop:checkout"

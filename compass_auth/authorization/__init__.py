@@ -1,0 +1,1 @@
+"""Authorization: the ``Authorizer`` decides a handler's RBAC checks with SubjectAccessReview."""

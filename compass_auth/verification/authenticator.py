@@ -1,0 +1,411 @@
+"""From a request's ``Authorization`` header to an ``Identity``: pick the path, record the outcome.
+
+The ``Authenticator`` is thin on purpose. It reads the header once (``bearer.read_bearer``), asks
+the verification paths in order (``local_path.LocalPath``, then ``review_path.ReviewPath`` when
+the local path cannot verify now; in ``AUTH_MODE=review`` only the latter), applies the subject
+allow-lists, and records the outcome at one place: the ``auth.verify`` span, the metrics and,
+for a rejection, the log line. ``verification/factory.py`` builds it (``compass_auth.connect``);
+``handler.AuthenticatedHandler`` is the Tornado adapter over it. Authorization is the
+``Authorizer``'s (authorization/authorizer.py): the factory builds one beside it.
+
+Each request reads each cache at most once: ``authenticate_cached`` reads the caches of the paths
+that may answer now (in ``auto`` mode with a usable key set, the verified-token cache alone), and
+``authenticate_uncached`` continues from what they said (``Pending``), reading a cache it has not
+read yet only when its path is reached, and decoding the token once for every path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..apiserver.connection import ApiServer
+from ..authorization.authorizer import Authorizer
+from ..core.bearer import Bearer, Credential, HeaderProblem, check_token, fingerprint, read_bearer
+from ..core.cache import TokenHasher
+from ..core.claims import check_subject_allowed, subject_allowed
+from ..core.errors import (
+    AuthError,
+    KeysUnavailable,
+    Refusal,
+    TokenReviewUnavailable,
+    VerificationUnavailable,
+)
+from ..core.identity import Identity
+from ..core.verifier import DecodedToken, decode
+from ..keys.lifecycle import KeyLifecycle
+from ..logs.budget import LogBudget
+from ..logs.text import LogText, clip, render
+from ..settings import AuthSettings
+from ..telemetry import METHOD_JWKS, METHOD_TOKENREVIEW, Telemetry, Verification
+from .local import LocalPath
+from .readiness import Readiness, readiness_from
+from .review import ReviewPath
+from .stale import StaleTokenLog
+
+logger = logging.getLogger(__name__)
+
+#: Log messages operators grep for; keep them stable.
+MSG_REJECTED = "token verification failed"
+MSG_ACCEPTED = "token verified"
+MSG_FALLBACK = "local verification unavailable; verifying tokens with TokenReview"
+#: Characters of a rejection's detail in its log line: the detail quotes claim values, which a
+#: client chooses (issue 18: a padded ``aud`` made a 3 KB request write 11 KB of log).
+MAX_DETAIL_CHARS = 400
+#: Retry-After for 503s caused by TokenReview (busy or failing): a short pause, not a schedule.
+TOKENREVIEW_RETRY_AFTER = 2
+
+
+class VerificationPath(Protocol):
+    """One way to verify a token: answers with the identity, or raises an ``AuthError``.
+    ``KeysUnavailable`` says "not now": the authenticator asks the next path."""
+
+    method: str
+
+    def cached(self, bearer: Bearer) -> Identity | Refusal | None:
+        """What this path's cache holds for the token, without I/O: the one read of that cache
+        in a request."""
+        ...
+
+    async def verify(self, bearer: Bearer, token: DecodedToken) -> Identity:
+        """Verify the token, ``cached`` having missed (``token`` is it decoded)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A request ``authenticate_cached`` did not answer, for ``authenticate_uncached``: its
+    token, how many of the paths' caches were read (the first ``read``, in order), and what one
+    of them held that the full path must report or refuse (a stale or not-allowed identity, a
+    cached rejection) with that path's method."""
+
+    bearer: Bearer
+    read: int
+    hit: Identity | Refusal | None = None
+    method: str = METHOD_JWKS
+
+
+#: ``compass_auth.verification.factory.connect``, installed by the factory module when it is
+#: imported (as ``compass_auth/__init__.py`` does): ``Authenticator.connect`` forwards to it. A
+#: hook, not an import, because the factory builds this class; importing it here would be an
+#: import cycle.
+_connect: Callable[[AuthSettings, Mapping[str, str], Telemetry | None],
+                   Awaitable[Authenticator]] | None = None
+
+
+class Authenticator:
+    """Verifies bearer tokens for one service (one audience); build it with
+    ``compass_auth.connect``."""
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        api: ApiServer,
+        *,
+        local: LocalPath,
+        review: ReviewPath,
+        lifecycle: KeyLifecycle,
+        telemetry: Telemetry,
+        hasher: TokenHasher,
+        authorizer: Authorizer,
+    ) -> None:
+        self.settings = settings
+        #: The ``Authorizer`` built with it, for applications that pass only ``authenticator=``
+        #: (``AuthenticatedHandler.get_authorizer``); never called here.
+        self.authorizer = authorizer
+        self.telemetry = telemetry
+        self.local, self.review = local, review
+        self._api = api
+        self._lifecycle = lifecycle
+        self._hasher = hasher
+        # In review mode every first sight of a token must reach the API server.
+        self._paths: Sequence[VerificationPath] = (
+            (review,) if settings.mode == "review" else (local, review))
+        self._stale_log = StaleTokenLog()
+        self._rejections = RejectionLog()
+        self._fallback = FallbackLog()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_close: list[Callable[[], None]] = []
+
+    @classmethod
+    async def connect(
+        cls, settings: AuthSettings, environ: Mapping[str, str],
+        telemetry: Telemetry | None = None,
+    ) -> Authenticator:
+        """The same as ``compass_auth.connect(settings, environ, telemetry)``, kept for code
+        written before that function existed."""
+        if _connect is None:  # pragma: no cover - compass_auth/__init__.py imports the factory
+            raise RuntimeError("import compass_auth first: its factory provides connect()")
+        return await _connect(settings, environ, telemetry)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when ``close()`` runs, before the connection closes."""
+        self._on_close.append(callback)
+
+    def start(self) -> None:
+        """Begin discovery in the background; TokenReview serves until keys are loaded."""
+        if not self._tasks:
+            self._tasks.append(asyncio.create_task(
+                self._lifecycle.run(self._stop, on_startup_failure=self._enter_fallback),
+                name="compass-auth-keys"))
+
+    async def wait_started(self) -> None:
+        """Wait until the start-up discovery finished, either way: then tokens are verified
+        locally if the key set loaded (until then TokenReview verifies)."""
+        await self._lifecycle.started.wait()
+
+    async def close(self) -> None:
+        self._rejections.report_suppressed()
+        for callback in self._on_close:
+            callback()
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self._api.close()
+
+    # --- verification ---------------------------------------------------------------------
+
+    def authenticate_cached(
+        self, authorization: list[str], allowed_subjects: Collection[str] | None = None,
+    ) -> Identity | HeaderProblem | Pending:
+        """The common case, without I/O or ``await``: a token verified before (locally, or by a
+        TokenReview within its TTL) that is allowed here. Anything else returns what
+        ``authenticate_uncached`` continues from (the header's problem, or ``Pending``).
+
+        A client reuses its bound token for up to an hour, so this answers most requests for a
+        hash and a dict lookup. The answer is counted and its attributes go on the request's
+        span, without a span of its own (a span would cost several times the answer).
+        """
+        credential = read_bearer(authorization, self._hasher)
+        if isinstance(credential, HeaderProblem):
+            return credential
+        paths = self._paths
+        path = paths[0]
+        hit = path.cached(credential)
+        read = 1
+        if hit is None:
+            # In auto mode with a usable key set a token is verified locally: the TokenReview
+            # cache is read only when this request reaches that path (authenticate_uncached).
+            if len(paths) == 1 or self.local.available():
+                return Pending(credential, read)
+            path = paths[1]
+            hit = path.cached(credential)
+            read = 2
+            if hit is None:
+                return Pending(credential, read)
+        if (isinstance(hit, Refusal) or hit.stale
+                or ((self.settings.allowed_subjects or allowed_subjects) and not
+                    subject_allowed(hit.subject, self.settings.allowed_subjects,
+                                    allowed_subjects))):
+            return Pending(credential, read, hit, path.method)  # the full path reports it
+        self.telemetry.cache_hit(hit, path.method)
+        return hit
+
+    async def authenticate_uncached(
+        self, pending: Pending | Credential, allowed_subjects: Collection[str] | None = None,
+    ) -> Identity:
+        """The full path for what ``authenticate_cached`` did not answer, with its span, duration
+        sample and, for a rejection, the log line; raise an ``AuthError`` (logged, counted and
+        traced) when the caller is not let in. (Given a ``Bearer``, it reads every cache.)"""
+        if isinstance(pending, Bearer):
+            pending = Pending(pending, 0)
+        token = pending.bearer.token if isinstance(pending, Pending) else ""
+        with self.telemetry.verification() as record:
+            # Refused before any path looked at the token: labelled with the path that would
+            # have verified it (docs/telemetry.md).
+            record.method = self.active_path()
+            verified: Identity | None = None
+            try:
+                if isinstance(pending, Refusal):
+                    pending.raise_error()
+                if pending.hit is not None:
+                    record.method, record.cache_hit = pending.method, True
+                    identity = _answer(pending.hit)
+                else:
+                    identity = await verify_on_paths(
+                        self._paths, pending, record, self.settings.max_token_bytes,
+                        self._enter_fallback)
+                verified = identity
+                # Allow-lists apply on every request, cached or not.
+                check_subject_allowed(
+                    identity.subject, self.settings.allowed_subjects, allowed_subjects)
+                if identity.stale and self.local.policy.stale_tokens == "warn":
+                    self.telemetry.stale_token(identity)
+                    self._stale_log(identity, token)  # one WARN per token, by fingerprint
+            except AuthError as error:
+                self._rejections.rejected(error, token, verified)
+                raise
+            record.identity = identity
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(MSG_ACCEPTED, extra={"subject": identity.subject,
+                                              "verified_by": identity.verified_by,
+                                              "credential_id": identity.credential_id or "none"})
+        return identity
+
+    async def authenticate_request(
+        self, authorization: list[str], allowed_subjects: Collection[str] | None = None,
+    ) -> Identity:
+        """``authenticate_cached``, then ``authenticate_uncached`` when that did not answer."""
+        answer = self.authenticate_cached(authorization, allowed_subjects)
+        if isinstance(answer, Identity):
+            return answer
+        return await self.authenticate_uncached(answer, allowed_subjects)
+
+    # --- paths and status -----------------------------------------------------------------
+
+    async def readiness(self) -> Readiness:
+        """Whether a verification path is available now, which, and why (a Kubernetes readiness
+        probe's answer; the example service's ``/readyz``).
+
+        Ready when the key set is loaded (``jwks``; no I/O), or when TokenReview is the path and
+        works: what a review said recently, else one probe shared by concurrent calls and
+        remembered (``TokenReviewer.check_health``: at most one review every ``HEALTH_MEMORY``
+        seconds, however many readiness calls)."""
+        path = self.active_path()
+        tokenreview_ok = path == METHOD_TOKENREVIEW and await self.review.check_health()
+        # Read after the probe: the key set may have loaded meanwhile.
+        key_cache, reviewer = self.local.keys, self.review.reviewer
+        return readiness_from(
+            mode=self.settings.mode, path=path, tokenreview_ok=tokenreview_ok,
+            keys=key_cache.snapshot(), keys_age=key_cache.age(),
+            keys_error=key_cache.last_error, review_error=reviewer.last_failure_message,
+            tokenreview_cache_entries=reviewer.cache_size())
+
+    def active_path(self) -> str:
+        """``jwks`` or ``tokenreview``: how the next token would be verified."""
+        if self.settings.mode == "review" or not self.local.available():
+            return METHOD_TOKENREVIEW
+        return METHOD_JWKS
+
+    def current_path(self) -> str:
+        """``active_path()``, or ``none`` when TokenReview is the path and is known to fail
+        (for the ``auth.active_path`` gauge; never sends a probe)."""
+        path = self.active_path()
+        if path == METHOD_TOKENREVIEW and self.review.healthy() is False:
+            return "none"
+        return path
+
+    def retry_after(self, error: AuthError | None = None) -> int:
+        """Seconds a client should wait after a verification 503: what the API server asked of
+        us when it sent Retry-After, else a moment when TokenReview was busy or failing, else
+        until our next discovery attempt (1..60). (``Authorizer.retry_after`` answers for
+        authorization's 503s.)"""
+        if isinstance(error, VerificationUnavailable) and error.retry_after is not None:
+            return max(1, min(60, math.ceil(error.retry_after)))
+        if isinstance(error, TokenReviewUnavailable):
+            return TOKENREVIEW_RETRY_AFTER
+        return max(1, min(60, round(self.local.keys.seconds_until_retry())))
+
+    def _enter_fallback(self, why: str) -> None:
+        self._fallback.entered(why)
+
+    def on_keys_loaded(self, issuer: str) -> None:
+        """The key set loaded (a ``KeyCache`` listener): local verification is back."""
+        self._fallback.left(issuer)
+
+
+async def verify_on_paths(paths: Sequence[VerificationPath], pending: Pending,
+                          record: Verification, max_token_bytes: int,
+                          on_fallback: Callable[[str], None]) -> Identity:
+    """The paths in order from what ``pending`` read: a cache not read yet is read when its path
+    is reached; the token is checked and decoded once, before the first verify. A path that
+    says "not now" (``KeysUnavailable``) hands the token to the next, ``on_fallback(why)``."""
+    bearer = pending.bearer
+    decoded: DecodedToken | None = None
+    for index, path in enumerate(paths):
+        if index >= pending.read:
+            hit = path.cached(bearer)
+            if hit is not None:
+                record.method, record.cache_hit = path.method, True
+                return _answer(hit)
+        if decoded is None:
+            check_token(bearer.token, max_token_bytes)
+            decoded = decode(bearer.token)
+        record.method = path.method
+        try:
+            return await path.verify(bearer, decoded)
+        except KeysUnavailable as unavailable:
+            if index == len(paths) - 1:
+                raise
+            on_fallback(unavailable.detail)
+    raise AssertionError("no verification path")  # pragma: no cover - there is always one
+
+
+def _answer(hit: Identity | Refusal) -> Identity:
+    """The identity a cache held, or raise the refusal it held."""
+    if isinstance(hit, Refusal):
+        hit.raise_error()
+    return hit
+
+
+class RejectionLog:
+    """The log lines of refused requests, within a budget per reason
+    (docs/reliability.md#log-volume); every rejection is still counted by the
+    ``auth.verifications`` metric."""
+
+    def __init__(self) -> None:
+        self.budget = LogBudget()
+
+    def report_suppressed(self) -> None:
+        """The rejection lines the budget left out since its last line, so that the counts in
+        the log add up to what was refused."""
+        for reason, count in self.budget.take_suppressed().items():
+            fields = {"reason": reason, "suppressed": count, "at": "shutdown"}
+            logger.warning(LogText(f"{MSG_REJECTED}: {count} more {reason} lines suppressed "
+                                   "before shutdown", MSG_REJECTED), extra=fields)
+
+    def rejected(self, error: AuthError, token: str, identity: Identity | None = None) -> None:
+        """The line for a refused request (within the budget): why, for which token
+        (fingerprint), and the credential id of a verified token refused by policy."""
+        suppressed = self.budget.admit(error.reason)
+        if suppressed is None:
+            return  # over the budget: counted, and reported by the next line written
+        detail = clip(error.detail, MAX_DETAIL_CHARS)
+        fields: dict[str, Any] = {"reason": error.reason, "status": error.status,
+                                  "error": detail}
+        if token:
+            fields["token_fp"] = fingerprint(token)
+        if identity is not None and identity.credential_id:
+            # A verified token refused by policy (subject lists, staleness): the credential id
+            # joins this line with the API server's audit log of the token's issuance.
+            fields["credential_id"] = identity.credential_id
+        # The reason and fingerprint are in the text too, so that an application with plain
+        # logging.basicConfig() (which prints no extra fields) still sees why, and for which
+        # token; the fields stay for structured formatters. Operators grep for MSG_REJECTED.
+        text = (f"{MSG_REJECTED}: {error.reason} (token_fp={fields.get('token_fp', 'none')}): "
+                f"{detail}")
+        if suppressed:
+            fields["suppressed"] = suppressed
+            text += f" [{suppressed} more {error.reason} lines suppressed before this one]"
+        level = logging.ERROR if error.outcome == "unavailable" else logging.WARNING
+        logger.log(level, LogText(text, MSG_REJECTED), extra=fields)
+
+
+class FallbackLog:
+    """One line when tokens start going to TokenReview because the key set is unusable, one
+    when local verification is back: the transitions, not every request."""
+
+    def __init__(self) -> None:
+        self._in_fallback = False
+
+    def entered(self, why: str) -> None:
+        if not self._in_fallback:
+            self._in_fallback = True
+            fields = {"error": clip(why)}
+            logger.warning(render(MSG_FALLBACK, fields), extra=fields)
+
+    def left(self, issuer: str) -> None:
+        if self._in_fallback:
+            self._in_fallback = False
+            fields = {"issuer": issuer}
+            logger.info(render("discovery recovered; verifying tokens locally again", fields),
+                        extra=fields)

@@ -1,0 +1,133 @@
+"""Wiring: ``connect()`` builds an ``Authenticator`` and its ``Authorizer`` from ``AuthSettings``.
+
+The one place that knows which part needs which: the API-server connection, discovery, the key
+cache and the memory of unknown kids, the two verification paths, the TokenReview client, the
+authorizer and its SubjectAccessReview client, the listeners on key changes (the verified-token
+cache, the issuer cross-check, recovery from fallback) and the telemetry gauges.
+
+``compass_auth.connect`` is ``connect`` below; ``Authenticator.connect`` forwards to it (this module
+installs it there: the authenticator does not import its factory).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from ..apiserver.connection import ApiServer, KubeConfigError
+from ..apiserver.connection import connect as connect_api
+from ..apiserver.discovery import DiscoveryClient
+from ..apiserver.subjectaccess import AccessReviewer
+from ..apiserver.tokenreview import TokenReviewer
+from ..authorization.authorizer import Authorizer
+from ..core.access import uses_service_namespace
+from ..core.cache import TokenHasher
+from ..core.verifier import VerificationPolicy
+from ..keys.cache import KeyCache
+from ..keys.issuer_check import IssuerCrossCheck
+from ..keys.lifecycle import KeyLifecycle
+from ..keys.unknown import UnknownNames
+from ..settings import AuthSettings
+from ..telemetry import Telemetry
+from . import authenticator as authenticator_module
+from .authenticator import Authenticator
+from .local import LocalPath
+from .review import ReviewPath
+
+
+async def connect(
+    settings: AuthSettings,
+    environ: Mapping[str, str],
+    telemetry: Telemetry | None = None,
+) -> Authenticator:
+    """Configure the API-server client (fails fast on bad configuration) and build the
+    authenticator (with its authorizer: ``authenticator.authorizer``); the caller starts it
+    with ``start()``."""
+    api = await connect_api(settings, environ)
+    if uses_service_namespace(settings.required_access) and not api.namespace:
+        await api.close()
+        raise KubeConfigError(
+            "AUTH_REQUIRED_ACCESS uses {service_namespace}, but the service's namespace is "
+            "unknown: no namespace file in AUTH_SERVICEACCOUNT_DIR, or no namespace in the "
+            "kubeconfig context")
+    return build(settings, api, telemetry=telemetry)
+
+
+def build(
+    settings: AuthSettings,
+    api: ApiServer,
+    *,
+    telemetry: Telemetry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Authenticator:
+    """An ``Authenticator`` for ``settings`` over an API-server connection."""
+    telemetry = telemetry or Telemetry()
+    policy = verification_policy(settings)
+    discovery = DiscoveryClient(api, telemetry=telemetry)
+    keys = KeyCache(
+        discovery.fetch,
+        refresh_interval=settings.jwks_refresh_interval,
+        min_refresh_interval=settings.jwks_min_refresh_interval,
+        max_stale=settings.jwks_max_stale,
+        retry_interval=settings.rediscovery_interval,
+    )
+    hasher = TokenHasher()
+    reviewer = TokenReviewer(
+        api,
+        settings.audience,
+        max_in_flight=settings.tokenreview_max_in_flight,
+        accepted_ttl=settings.tokenreview_cache_ttl,
+        rejected_ttl=settings.tokenreview_negative_ttl,
+        capacity=settings.tokenreview_cache_size,
+        hasher=hasher,
+        telemetry=telemetry,
+    )
+    # The verified-token cache is not used in review mode: there every first sight of a token
+    # must reach the API server (its answers are cached by the reviewer instead).
+    unknown = UnknownNames(keys)
+    local = LocalPath(keys, policy, unknown=unknown,
+                      cache_size=settings.cache_size if settings.mode == "auto" else 0,
+                      cache_ttl=settings.cache_ttl, clock=clock)
+    review = ReviewPath(reviewer, policy, keys=keys if settings.mode == "review" else None,
+                        clock=clock)
+    lifecycle = KeyLifecycle(keys, discovery, api_host=api.host, unknown=unknown)
+    access_reviewer = AccessReviewer(
+        api,
+        allowed_ttl=settings.authz_allowed_ttl,
+        denied_ttl=settings.authz_denied_ttl,
+        capacity=settings.authz_cache_size,
+        max_in_flight=settings.authz_max_in_flight,
+        telemetry=telemetry,
+    )
+    authorizer = Authorizer(access_reviewer, telemetry, service_namespace=api.namespace)
+    authenticator = Authenticator(settings, api, local=local, review=review, lifecycle=lifecycle,
+                                  telemetry=telemetry, hasher=hasher, authorizer=authorizer)
+    authenticator.on_close(authorizer.report_suppressed)
+    keys.add_listener(lambda previous, current: authenticator.on_keys_loaded(current.issuer))
+    # In-cluster quirks: warn when discovery's issuer, AUTH_ISSUER and our own token's iss
+    # disagree (at start-up, and whenever the discovered issuer changes).
+    keys.add_listener(IssuerCrossCheck(
+        settings.issuers, api.own_token, skip=settings.insecure_skip_issuer_check).on_keys)
+    telemetry.observe_cache("tokenreview", reviewer.cache_size)
+    telemetry.observe_cache("verified", local.cache_size)
+    telemetry.observe_cache("authorization", access_reviewer.cache_size)
+    telemetry.observe_path(authenticator.current_path)
+    return authenticator
+
+
+def verification_policy(settings: AuthSettings) -> VerificationPolicy:
+    """The policy that ``settings`` describe (one place, so new options cannot be missed)."""
+    return VerificationPolicy(
+        audience=settings.audience,
+        issuers=settings.issuers,
+        clock_skew=settings.clock_skew,
+        max_token_bytes=settings.max_token_bytes,
+        insecure_skip_issuer_check=settings.insecure_skip_issuer_check,
+        require_pod_bound=settings.require_pod_bound,
+        max_token_lifetime=settings.max_token_lifetime,
+        stale_tokens=settings.stale_tokens,
+    )
+
+
+# ``Authenticator.connect`` forwards here (see authenticator._connect).
+authenticator_module._connect = connect
