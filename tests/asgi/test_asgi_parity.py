@@ -1,6 +1,6 @@
 """The ASGI adapter and the Tornado handler give the same answer to every rejection (issue 23):
-the same status, headers and body bytes, from the same code (compass_auth/core/answers.py), served by
-uvicorn and by Tornado against the same emulator."""
+the same status, headers and body bytes, from the same code (compass_auth/core/answers.py),
+served by uvicorn and by Tornado against the same emulator."""
 
 from __future__ import annotations
 
