@@ -27,7 +27,8 @@ KINDS = ("discovery", "jwks", "tokenreview", "subjectaccessreview", "other")
 
 #: When the service's start-up discovery tries, in seconds after start, before it gives up on
 #: the key set: one attempt and three retries 1, 2 and 4 s apart
-#: (compass_auth/apiserver/discovery.py, ``STARTUP_ATTEMPTS``); the retries every ``AUTH_REDISCOVERY_INTERVAL`` begin after them.
+#: (compass_auth/apiserver/discovery.py, ``STARTUP_ATTEMPTS``); the retries every
+#: ``AUTH_REDISCOVERY_INTERVAL`` begin after them.
 STARTUP_ATTEMPTS_AT = (0.0, 1.0, 3.0, 7.0)
 STARTUP_SECONDS = STARTUP_ATTEMPTS_AT[-1]
 
