@@ -200,7 +200,14 @@ async def test_a_thousand_abusive_connections_leave_memory_where_it_was(
     print(f"\n{ABUSERS} abusive connections in {seconds:.1f}s: {dict(outcomes)}; "
           f"RSS {rss_before:.0f} -> {rss_after:.0f} MiB; fds {fds_before} -> {fds_after}; "
           f"the other caller: {dict(served)}")
-    assert outcomes == {(1008, "too much unread output"): ABUSERS}
+    # Every connection was ended by the server. Most clients read its 1008 close frame; on a
+    # loaded machine a client may take longer to read through the output queued before that
+    # frame than Tornado waits for the close handshake (5 s), and then sees the connection end
+    # without the frame (None): closed all the same.
+    closed_by_frame = outcomes[(1008, "too much unread output")]
+    assert set(outcomes) <= {(1008, "too much unread output"), (None, "")}, outcomes
+    assert sum(outcomes.values()) == ABUSERS
+    assert closed_by_frame >= ABUSERS * 0.95, outcomes
     assert served["websocket"] >= 3
     assert set(served) == {"websocket", "whoami 200"}
     assert served["whoami 200"] == served["websocket"]
