@@ -40,9 +40,7 @@ It does NOT re-verify the token while the connection is open: a token revoked be
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
-import os
 import socket
 import time
 import weakref
@@ -58,6 +56,7 @@ from ..core.answers import too_many_connections
 from ..core.bearer import Bearer, fingerprint, read_bearer
 from ..core.caller_slots import CallerSlots
 from .handler import AuthenticatedHandler
+from .pings import OwnPings
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +75,6 @@ MSG_PING_TIMEOUT = "websocket closed: ping not answered"
 #: ``Retry-After`` of the 429 for a caller at its cap: a place frees only when one of its own
 #: connections ends, which the server cannot foresee; a few seconds spares a retry storm.
 CALLER_LIMIT_RETRY_AFTER = 5
-#: Random bytes in each ping: a pong counts only if it echoes them (RFC 6455 §5.5.3: "identical
-#: Application data"), which a client can do only after reading everything sent before it.
-PING_PAYLOAD_BYTES = 16
 
 #: Who ended an upgraded connection: the ``auth.reason`` of ``auth.websocket.closes``.
 ClosedBy = Literal["token_expired", "expiry_unknown", "unread_output", "ping_timeout", "client",
@@ -88,7 +84,7 @@ ClosedBy = Literal["token_expired", "expiry_unknown", "unread_output", "ping_tim
 _CALLER_SLOTS: weakref.WeakKeyDictionary[Any, CallerSlots] = weakref.WeakKeyDictionary()
 
 
-class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebSocketHandler):
+class AuthenticatedWebSocketHandler(AuthenticatedHandler, OwnPings):
     """A WebSocket for authenticated callers only, closed when their token expires, with a
     memory budget per connection and a cap per caller.
 
@@ -115,11 +111,9 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
     counts as a ``server`` close.
 
     Pings follow Tornado's ``websocket_ping_interval`` and ``websocket_ping_timeout``
-    application settings (no pings when unset), but this class sends them: Tornado's own pinger
-    takes any pong as the answer (``WebSocketProtocol13._handle_message`` sets
-    ``_received_pong`` for every pong frame, tornado/websocket.py), so a client that sends
-    unsolicited pongs and never reads would never be found out. ``self.ping_interval`` is
-    therefore 0 here (it turns Tornado's pinger off); ``get_ping_interval()`` is the interval.
+    application settings (no pings when unset), but this class sends them (``OwnPings``,
+    tornado/pings.py): only a pong that echoes a ping's payload answers it, and a ping left
+    unanswered closes the connection with 1008 ``ping not answered``.
     """
 
     expiry_grace_seconds: ClassVar[float | None] = None
@@ -129,9 +123,6 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
     _compass_closed_by: ClosedBy | None = None
     #: The caller key whose slot this connection holds, until it is given back.
     _compass_slot: str | None = None
-    #: The payload of the ping waiting for its pong, and the timer of the next ping step.
-    _compass_ping_payload: bytes | None = None
-    _compass_ping_timer: object | None = None
     _compass_send_buffer_set: bool = False
 
     def get_expiry_grace(self) -> float:
@@ -163,22 +154,6 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
         that every ``AuthenticatedWebSocketHandler`` of an application counts together."""
         return caller_slots(self.application)
 
-    def get_ping_interval(self) -> float:
-        """Seconds between pings: Tornado's ``websocket_ping_interval`` (0 or unset: none)."""
-        return float(self.settings.get("websocket_ping_interval") or 0)
-
-    def get_ping_timeout(self) -> float:
-        """Seconds a ping waits for its pong: ``websocket_ping_timeout``, by default and at most
-        the interval, as in Tornado (0: pings are sent, their pongs not awaited)."""
-        interval = self.get_ping_interval()
-        timeout = self.settings.get("websocket_ping_timeout")
-        return interval if timeout is None else min(float(timeout), interval)
-
-    @property
-    def ping_interval(self) -> float | None:
-        """0: Tornado's own pings are off; this class pings (``get_ping_interval``)."""
-        return 0
-
     async def prepare(self) -> None:
         """Authenticate (``AuthenticatedHandler.prepare``), then take one of the caller's
         connection slots; a caller at its cap gets 429 before the upgrade."""
@@ -204,16 +179,12 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
         # not a WebSocket request, a foreign Origin).
         io_loop = IOLoop.current()
         expiry = io_loop.call_later(self._seconds_left(), self._close_at_expiry)
-        interval = self.get_ping_interval()
-        if interval > 0:
-            self._compass_ping_timer = io_loop.call_later(interval, self._send_ping)
+        self.start_pings()
         try:
             await super().get(*args, **kwargs)
         finally:
             io_loop.remove_timeout(expiry)
-            if self._compass_ping_timer is not None:
-                io_loop.remove_timeout(self._compass_ping_timer)
-                self._compass_ping_timer = None
+            self.stop_pings()
             self._give_back_slot()
             if self.get_status() == 101:
                 self.get_authenticator().telemetry.websocket_closed(
@@ -255,13 +226,6 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
         # exception was never retrieved" when collected: one line per dropped client.
         future.add_done_callback(_retrieve)
         return future
-
-    def on_pong(self, data: bytes) -> None:
-        """A pong arrived; only the one that echoes the last ping's payload counts. An override
-        must call ``super().on_pong(data)``, or the connection is closed as not answering."""
-        expected = self._compass_ping_payload
-        if expected is not None and hmac.compare_digest(data, expected):
-            self._compass_ping_payload = None
 
     def on_finish(self) -> None:
         """After the answer to the handshake. One that was not upgraded (a refusal, a GET that is
@@ -321,32 +285,9 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
                             expires_at=identity.expires_at,
                             grace_seconds=self.get_expiry_grace())
 
-    def _send_ping(self) -> None:
-        self._compass_ping_timer = None
-        connection = self.ws_connection
-        if connection is None or connection.is_closing():
-            return
-        payload = os.urandom(PING_PAYLOAD_BYTES)
-        self._compass_ping_payload = payload
-        self.ping(payload)
-        interval, timeout = self.get_ping_interval(), self.get_ping_timeout()
-        io_loop = IOLoop.current()
-        if timeout > 0:
-            self._compass_ping_timer = io_loop.call_later(timeout, self._check_pong,
-                                                          interval - timeout)
-        else:
-            self._compass_ping_timer = io_loop.call_later(interval, self._send_ping)
-
-    def _check_pong(self, until_next_ping: float) -> None:
-        self._compass_ping_timer = None
-        connection = self.ws_connection
-        if connection is None or connection.is_closing():
-            return
-        if self._compass_ping_payload is not None:
-            self._close_for("ping_timeout", CLOSE_REASON_PING_TIMEOUT, MSG_PING_TIMEOUT,
-                            ping_timeout=self.get_ping_timeout())
-            return
-        self._compass_ping_timer = IOLoop.current().call_later(until_next_ping, self._send_ping)
+    def on_ping_timeout(self) -> None:
+        self._close_for("ping_timeout", CLOSE_REASON_PING_TIMEOUT, MSG_PING_TIMEOUT,
+                        ping_timeout=self.get_ping_timeout())
 
     def _close_for(self, closed_by: ClosedBy, reason: str, message: str, **extra: Any) -> None:
         """Close with 1008 and ``reason``, counted as ``closed_by``, logged as ``message``."""
