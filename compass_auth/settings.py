@@ -287,6 +287,13 @@ class AuthSettings:
         "AUTH_ISSUER", (),
         "Comma-separated accepted issuers; empty = the issuer the discovery document declares.",
         check=_issuers_check, **_LIST)
+    #: Kubernetes' AuthenticationConfiguration: other issuers' tokens (issue 22).
+    authentication_config: str | None = setting(
+        "AUTH_AUTHENTICATION_CONFIG", None,
+        "Path of a Kubernetes `AuthenticationConfiguration` file (`apiserver.config.k8s.io/v1`) "
+        "whose `jwt` authenticators are trusted besides the cluster's own issuer; validated at "
+        "start-up, re-read every 10 s ([several issuers](authentication-config.md#in-the-service)"
+        "); empty = the cluster's issuer only.", **_OPTIONAL_TEXT)
     #: Dangerous: any issuer whose tokens the cluster's keys sign passes.
     insecure_skip_issuer_check: bool = setting(
         "AUTH_SKIP_ISSUER_CHECK", False,

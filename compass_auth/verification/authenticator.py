@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..apiserver.connection import ApiServer
+from ..authn_config import IssuerUnknown
 from ..authorization.authorizer import Authorizer
 from ..core.bearer import Bearer, Credential, HeaderProblem, check_token, fingerprint, read_bearer
 from ..core.cache import TokenHasher
@@ -42,6 +43,7 @@ from ..logs.budget import LogBudget
 from ..logs.text import LogText, clip, render
 from ..settings import AuthSettings
 from ..telemetry import METHOD_JWKS, METHOD_TOKENREVIEW, Telemetry, Verification
+from .issuers import JwtAuthenticators
 from .local import LocalPath
 from .readiness import Readiness, readiness_from
 from .review import ReviewPath
@@ -131,6 +133,9 @@ class Authenticator:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._on_close: list[Callable[[], None]] = []
+        #: The ``jwt`` authenticators of ``AUTH_AUTHENTICATION_CONFIG`` (other issuers), set by
+        #: the factory; ``None`` without that file (verification/issuers.py).
+        self.issuers: JwtAuthenticators | None = None
 
     @classmethod
     async def connect(
@@ -155,6 +160,8 @@ class Authenticator:
             self._tasks.append(asyncio.create_task(
                 self._lifecycle.run(self._stop, on_startup_failure=self._enter_fallback),
                 name="compass-auth-keys"))
+            if self.issuers is not None:
+                self.issuers.start()
 
     async def wait_started(self) -> None:
         """Wait until the start-up discovery finished, either way: then tokens are verified
@@ -170,6 +177,8 @@ class Authenticator:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.issuers is not None:
+            await self.issuers.close()
         await self._api.close()
 
     # --- verification ---------------------------------------------------------------------
@@ -192,6 +201,8 @@ class Authenticator:
         path = paths[0]
         hit = path.cached(credential)
         read = 1
+        if hit is None and self.issuers is not None:
+            hit = self.issuers.cached(credential)  # another issuer's token, verified before
         if hit is None:
             # In auto mode with a usable key set a token is verified locally: the TokenReview
             # cache is read only when this request reaches that path (authenticate_uncached).
@@ -231,7 +242,9 @@ class Authenticator:
                     record.method, record.cache_hit = pending.method, True
                     identity = _answer(pending.hit)
                 else:
-                    identity = await verify_on_paths(
+                    other = (None if self.issuers is None
+                             else await self._verify_other_issuer(pending.bearer, record))
+                    identity = other or await verify_on_paths(
                         self._paths, pending, record, self.settings.max_token_bytes,
                         self._enter_fallback)
                 verified = identity
@@ -260,6 +273,34 @@ class Authenticator:
             return answer
         return await self.authenticate_uncached(answer, allowed_subjects)
 
+    async def _verify_other_issuer(self, bearer: Bearer, record: Verification
+                                   ) -> Identity | None:
+        """A token whose ``iss`` is a ``jwt`` authenticator's, verified by that authenticator
+        alone; ``None`` for the cluster's own tokens (the paths above verify those) and for an
+        ``iss`` no authenticator has when the cluster's issuer is not known yet (TokenReview
+        decides). (The hook of verification/issuers.py; the unverified ``iss`` only routes.)"""
+        assert self.issuers is not None
+        check_token(bearer.token, self.settings.max_token_bytes)
+        decoded = decode(bearer.token)
+        issuer = decoded.payload.get("iss")
+        if issuer in self.cluster_issuers():
+            return None
+        state = self.issuers.route(issuer)
+        if state is None:
+            if not self.cluster_issuers():
+                return None
+            raise IssuerUnknown(f"token issuer {str(issuer)[:200]!r} is neither the cluster's "
+                                f"nor one of {self.issuers.path}")
+        record.method = METHOD_JWKS
+        return await self.issuers.verify(state, bearer, decoded)
+
+    def cluster_issuers(self) -> tuple[str, ...]:
+        """The cluster's own service-account issuer(s): ``AUTH_ISSUER``, else discovery's."""
+        if self.settings.issuers:
+            return self.settings.issuers
+        keys = self.local.keys.snapshot()
+        return (keys.issuer,) if keys is not None else ()
+
     # --- paths and status -----------------------------------------------------------------
 
     async def readiness(self) -> Readiness:
@@ -278,7 +319,8 @@ class Authenticator:
             mode=self.settings.mode, path=path, tokenreview_ok=tokenreview_ok,
             keys=key_cache.snapshot(), keys_age=key_cache.age(),
             keys_error=key_cache.last_error, review_error=reviewer.last_failure_message,
-            tokenreview_cache_entries=reviewer.cache_size())
+            tokenreview_cache_entries=reviewer.cache_size(),
+            authentication_config=None if self.issuers is None else self.issuers.status())
 
     def active_path(self) -> str:
         """``jwks`` or ``tokenreview``: how the next token would be verified."""
