@@ -98,6 +98,7 @@ async def serve(devcluster_serve: Serve, path: Path, **environ: str
 async def test_each_token_routes_to_its_own_authenticator(
     devcluster: DevCluster, second_cluster: DevCluster, oidc_issuer: OidcIssuer,
     devcluster_serve: Serve, authentication_config_file: WriteConfig,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     path = authentication_config_file(entries(second_cluster, oidc_issuer))
     url, _ = await serve(devcluster_serve, path)
@@ -132,6 +133,10 @@ async def test_each_token_routes_to_its_own_authenticator(
     # Another issuer's token for the wrong audience, or signed by the wrong issuer's key.
     wrong_audience = await get(f"{url}/who", oidc_issuer.mint("job-7", audience="vault"))
     assert (wrong_audience.code, body(wrong_audience)["reason"]) == (401, "audience_mismatch")
+    # The log line names the authenticator that refused it (telemetry: the same attribute).
+    assert any("audience_mismatch (token_fp=" in record.getMessage()
+               and f"authenticator={oidc_issuer.issuer})" in record.getMessage()
+               for record in caplog.records)
     assert devcluster.request_count("tokenreview") == 0
 
 

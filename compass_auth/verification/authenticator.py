@@ -240,6 +240,8 @@ class Authenticator:
                     pending.raise_error()
                 if pending.hit is not None:
                     record.method, record.cache_hit = pending.method, True
+                    if isinstance(pending.hit, Identity):
+                        record.authenticator = pending.hit.authenticator
                     identity = _answer(pending.hit)
                 else:
                     other = (None if self.issuers is None
@@ -255,12 +257,13 @@ class Authenticator:
                     self.telemetry.stale_token(identity)
                     self._stale_log(identity, token)  # one WARN per token, by fingerprint
             except AuthError as error:
-                self._rejections.rejected(error, token, verified)
+                self._rejections.rejected(error, token, verified, record.authenticator)
                 raise
             record.identity = identity
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(MSG_ACCEPTED, extra={"subject": identity.subject,
                                               "verified_by": identity.verified_by,
+                                              "authenticator": identity.authenticator or "none",
                                               "credential_id": identity.credential_id or "none"})
         return identity
 
@@ -291,7 +294,7 @@ class Authenticator:
                 return None
             raise IssuerUnknown(f"token issuer {str(issuer)[:200]!r} is neither the cluster's "
                                 f"nor one of {self.issuers.path}")
-        record.method = METHOD_JWKS
+        record.method, record.authenticator = METHOD_JWKS, state.url
         return await self.issuers.verify(state, bearer, decoded)
 
     def cluster_issuers(self) -> tuple[str, ...]:
@@ -405,7 +408,8 @@ class RejectionLog:
             logger.warning(LogText(f"{MSG_REJECTED}: {count} more {reason} lines suppressed "
                                    "before shutdown", MSG_REJECTED), extra=fields)
 
-    def rejected(self, error: AuthError, token: str, identity: Identity | None = None) -> None:
+    def rejected(self, error: AuthError, token: str, identity: Identity | None = None,
+                 authenticator: str | None = None) -> None:
         """The line for a refused request (within the budget): why, for which token
         (fingerprint), and the credential id of a verified token refused by policy."""
         suppressed = self.budget.admit(error.reason)
@@ -416,6 +420,8 @@ class RejectionLog:
                                   "error": detail}
         if token:
             fields["token_fp"] = fingerprint(token)
+        if authenticator is not None:
+            fields["authenticator"] = authenticator  # the file's issuer that refused it
         if identity is not None and identity.credential_id:
             # A verified token refused by policy (subject lists, staleness): the credential id
             # joins this line with the API server's audit log of the token's issuance.
@@ -423,8 +429,9 @@ class RejectionLog:
         # The reason and fingerprint are in the text too, so that an application with plain
         # logging.basicConfig() (which prints no extra fields) still sees why, and for which
         # token; the fields stay for structured formatters. Operators grep for MSG_REJECTED.
-        text = (f"{MSG_REJECTED}: {error.reason} (token_fp={fields.get('token_fp', 'none')}): "
-                f"{detail}")
+        via = f", authenticator={authenticator}" if authenticator is not None else ""
+        text = (f"{MSG_REJECTED}: {error.reason} (token_fp={fields.get('token_fp', 'none')}"
+                f"{via}): {detail}")
         if suppressed:
             fields["suppressed"] = suppressed
             text += f" [{suppressed} more {error.reason} lines suppressed before this one]"

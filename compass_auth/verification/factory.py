@@ -135,6 +135,9 @@ def build(
     if authentication_config is not None:
         authenticator.issuers = build_issuers(settings, authentication_config)
         keys.add_listener(_guard_cluster_issuer(authenticator.issuers))
+        issuers = authenticator.issuers
+        telemetry.observe_cache("verified_other_issuers", issuers.cache_size)
+        telemetry.observe_reloads(lambda: dict(issuers.reloads))
     telemetry.observe_cache("tokenreview", reviewer.cache_size)
     telemetry.observe_cache("verified", local.cache_size)
     telemetry.observe_cache("authorization", access_reviewer.cache_size)
