@@ -21,9 +21,7 @@ from compass_auth.testing import DevCluster, Fault, OidcIssuer
 from compass_auth.testing.authnconfig import jwt_authenticator
 from compass_auth.testing.fixtures import Serve, WriteConfig
 
-from .helpers import settings_from
-
-pytestmark = pytest.mark.asyncio
+from .helpers import service_process, settings_from
 
 #: The second cluster's users and groups, prefixed as an administrator would.
 SECOND = "second:"
@@ -270,3 +268,16 @@ async def test_a_bad_file_stops_start_up_naming_the_file_the_field_and_the_rule(
     assert "jwt[0].issuer.url" in text
     assert "disallowed issuers" in text
     assert "jwt[0].issuer.audienceMatchPolicy" in text
+
+
+def test_the_service_exits_2_on_a_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "authn.yaml"
+    bad.write_text("apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\n"
+                   "jwt:\n- issuer: {url: 'http://ci.example.com', audiences: [a]}\n"
+                   "  claimMappings: {username: {claim: sub, prefix: ''}}\n")
+    process = service_process({"AUTH_AUTHENTICATION_CONFIG": str(bad)})
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stderr
+    assert str(bad) in stderr
+    assert "jwt[0].issuer.url" in stderr
+    assert "URL scheme must be https" in stderr
