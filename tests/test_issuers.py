@@ -183,8 +183,21 @@ async def test_one_issuers_rotation_or_outage_leaves_the_others_untouched(
     assert "503" in issuers[oidc_issuer.issuer]["last_error"]
     assert issuers[second_cluster.issuer]["ready"] is True
 
+    # A flood of its tokens while it is down: its discovery is asked at most once per
+    # cool-down (0.1 s here), not once per token, and no TokenReview is sent for them.
+    asked = oidc_issuer.request_count("discovery")
+    answers = await asyncio.gather(*(get(f"{url}/who", oidc_issuer.mint(f"job-{n}"))
+                                     for n in range(50)))
+    assert {answer.code for answer in answers} == {503}
+    assert oidc_issuer.request_count("discovery") - asked <= 10
+    assert devcluster.request_count("tokenreview") == 0
+
     # The second cluster rotates its key: only its JWKS is fetched again.
     oidc_issuer.clear_faults()
+    await asyncio.sleep(0.3)  # past the cool-down: the next token of it fetches its keys
+    recovered = await get(f"{url}/who", oidc_issuer.mint("job-7"))
+    assert recovered.code == 200, recovered.body
+    await asyncio.sleep(0.3)  # any fetch scheduled at the end of the cool-down is done
     before = oidc_issuer.request_count("jwks")
     before_own = devcluster.request_count("jwks")
     second_cluster.rotate_key()

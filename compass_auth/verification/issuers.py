@@ -122,14 +122,15 @@ class IssuerState:
         return identity
 
     async def _keys_now(self) -> KeySet:
-        """No usable key set: one fetch (shared, within the cool-down) or 503 for this
-        issuer's tokens."""
-        if self.keys.schedule.not_before is None or self.keys.seconds_until_retry() <= 0:
-            with contextlib.suppress(KeysUnavailable):
-                return await self.keys.refresh()
-        raise KeysUnavailable(
-            f"keys of {self.url} unavailable: {self.keys.last_error or 'not loaded yet'}",
-            retry_after=max(1.0, self.keys.seconds_until_retry()))
+        """No usable key set: join the fetch under way, or fetch once the cool-down since the
+        last one has passed (``keys/unknown.py``'s rule: a flood of this issuer's tokens while
+        it is down costs it one fetch per cool-down), else 503 for this issuer's tokens."""
+        try:
+            return await self.unknown.look_for_issuer(self.url)
+        except KeysUnavailable:
+            raise KeysUnavailable(
+                f"keys of {self.url} unavailable: {self.keys.last_error or 'not loaded yet'}",
+                retry_after=max(1.0, self.keys.seconds_until_retry())) from None
 
     def status(self) -> dict[str, Any]:
         """This issuer's readiness detail."""
