@@ -42,7 +42,7 @@ class Readiness:
 
     def as_dict(self) -> dict[str, Any]:
         """The ``/readyz`` body (JSON-ready)."""
-        body = {
+        body: dict[str, Any] = {
             "ready": self.ready, "path": self.path, "mode": self.mode, "reason": self.reason,
             "issuer": self.issuer, "keys": list(self.keys),
             "keys_age_seconds": self.keys_age_seconds, "last_error": self.last_error,
