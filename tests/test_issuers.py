@@ -138,6 +138,20 @@ async def test_each_token_routes_to_its_own_authenticator(
     assert devcluster.request_count("tokenreview") == 0
 
 
+async def test_subject_lists_match_the_mapped_username(
+    devcluster: DevCluster, oidc_issuer: OidcIssuer, devcluster_serve: Serve,
+    authentication_config_file: WriteConfig,
+) -> None:
+    path = authentication_config_file([jwt_authenticator(oidc_issuer, prefix="ci:")])
+    url, _ = await serve(devcluster_serve, path, AUTH_ALLOWED_SUBJECTS="ci:job-7")
+    assert (await get(f"{url}/who", oidc_issuer.mint("job-7"))).code == 200
+    other = await get(f"{url}/who", oidc_issuer.mint("job-8"))
+    assert (other.code, body(other)["reason"]) == (403, "subject_not_allowed")
+    # The unprefixed claim is not the username: "job-7" alone is not on the list.
+    with_sub = await get(f"{url}/who", oidc_issuer.mint("ci:job-7"))
+    assert with_sub.code == 403
+
+
 async def test_a_remote_service_account_is_authorized_by_a_binding_to_its_clusters_group(
     devcluster: DevCluster, second_cluster: DevCluster, oidc_issuer: OidcIssuer,
     devcluster_serve: Serve, authentication_config_file: WriteConfig,
