@@ -17,11 +17,12 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from compass_auth import AuthenticatedHandler, Authenticator, ResourceCheck
 from compass_auth.authn_config import AuthenticationConfigError
+from compass_auth.core.access import review_body
 from compass_auth.testing import DevCluster, Fault, OidcIssuer
 from compass_auth.testing.authnconfig import jwt_authenticator
 from compass_auth.testing.fixtures import Serve, WriteConfig
 
-from .helpers import service_process, settings_from
+from .helpers import claims_of, service_process, settings_from
 
 #: The second cluster's users and groups, prefixed as an administrator would.
 SECOND = "second:"
@@ -157,8 +158,19 @@ async def test_a_remote_service_account_is_authorized_by_a_binding_to_its_cluste
     devcluster_serve: Serve, authentication_config_file: WriteConfig,
 ) -> None:
     path = authentication_config_file(entries(second_cluster, oidc_issuer))
-    url, _ = await serve(devcluster_serve, path)
+    url, authenticator = await serve(devcluster_serve, path)
     token = second_cluster.mint(namespace="team-b", service_account="builder")
+
+    # The review carries exactly the mapped user: name, groups, uid and extra (credential id).
+    identity = await authenticator.authenticate_request([f"Bearer {token}"])
+    spec = review_body(identity, Reports.required_access[0])["spec"]
+    claims = claims_of(token)
+    assert spec["user"] == "second:system:serviceaccount:team-b:builder"
+    assert spec["groups"] == ["second:system:serviceaccounts",
+                              "second:system:serviceaccounts:team-b", "system:authenticated"]
+    assert spec["uid"] == claims["kubernetes.io"]["serviceaccount"]["uid"]
+    assert spec["extra"] == {"authentication.kubernetes.io/credential-id":
+                             [f"JTI={claims['jti']}"]}
 
     denied = await get(f"{url}/reports", token)
     assert denied.code == 403, denied.body
