@@ -132,6 +132,16 @@ async def test_each_token_routes_to_its_own_authenticator(
     # Another issuer's token for the wrong audience, or signed by the wrong issuer's key.
     wrong_audience = await get(f"{url}/who", oidc_issuer.mint("job-7", audience="vault"))
     assert (wrong_audience.code, body(wrong_audience)["reason"]) == (401, "audience_mismatch")
+    # Keys are per issuer: the OIDC issuer's claims under the second cluster's kid (signed by
+    # the OIDC key) find no such key among the OIDC issuer's; a symmetric alg is never tried.
+    payload = claims_of(oidc_issuer.mint("job-7"))
+    foreign_kid = oidc_issuer.sign_raw({"alg": "RS256", "kid": second_cluster.signing_key_id},
+                                       payload)
+    crossed = await get(f"{url}/who", foreign_kid)
+    assert (crossed.code, body(crossed)["reason"]) == (401, "unknown_key")
+    hmac = oidc_issuer.sign_raw({"alg": "HS256", "kid": oidc_issuer.signing_key_id}, payload)
+    refused_alg = await get(f"{url}/who", hmac)
+    assert (refused_alg.code, body(refused_alg)["reason"]) == (401, "unsupported_algorithm")
     # The log line names the authenticator that refused it (telemetry: the same attribute).
     assert any("audience_mismatch (token_fp=" in record.getMessage()
                and f"authenticator={oidc_issuer.issuer})" in record.getMessage()
@@ -263,6 +273,11 @@ async def test_a_reload_adds_and_removes_an_issuer_without_a_restart(
     status = (await authenticator.readiness()).as_dict()["authentication_config"]
     assert "audiences" in status["reload_error"]
     assert issuers.reloads == {"applied": 1, "refused": 1}
+
+    # A version naming the cluster's own issuer (known from discovery) is refused too.
+    authentication_config_file([jwt_authenticator(devcluster)])
+    assert await issuers.reload() is False
+    assert "disallowed issuers" in str(issuers.reload_error)
 
     # Remove the OIDC issuer: its token, verified and cached before, is refused at once.
     authentication_config_file([jwt_authenticator(second_cluster,
