@@ -158,10 +158,16 @@ def _api_audience_error(what: str, whose: str) -> str:
     )
 
 
+def _is_service_account(subject: str) -> bool:
+    parts = subject.split(":")
+    return len(parts) == 4 and parts[:2] == ["system", "serviceaccount"] and all(parts[2:])
+
+
 def _subjects_check(name: str, value: Any) -> None:
     for subject in value:
-        parts = subject.split(":")
-        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"] or not all(parts[2:]):
+        if not _is_service_account(subject) and (
+                subject.startswith("system:serviceaccount") or not subject
+                or any(character.isspace() for character in subject)):
             raise SettingsError(
                 f"{name} entry {subject!r} is not system:serviceaccount:<namespace>:<name>"
             )
@@ -272,8 +278,9 @@ class AuthSettings:
         _text, _audience_check)
     allowed_subjects: frozenset[str] = setting(
         "AUTH_ALLOWED_SUBJECTS", frozenset(),
-        "Comma-separated `system:serviceaccount:NS:NAME` subjects allowed to call; "
-        "empty = any.", check=_subjects_check, **_SET)
+        "Comma-separated `system:serviceaccount:NS:NAME` subjects allowed to call (with "
+        "AUTH_AUTHENTICATION_CONFIG, also other issuers' mapped usernames); empty = any.",
+        check=_subjects_check, **_SET)
     required_access: tuple[Check, ...] = setting(
         "AUTH_REQUIRED_ACCESS", (),
         "RBAC checks every caller of every `AuthenticatedHandler` (WebSockets included) must "
@@ -287,6 +294,13 @@ class AuthSettings:
         "AUTH_ISSUER", (),
         "Comma-separated accepted issuers; empty = the issuer the discovery document declares.",
         check=_issuers_check, **_LIST)
+    #: Kubernetes' AuthenticationConfiguration: other issuers' tokens (issue 22).
+    authentication_config: str | None = setting(
+        "AUTH_AUTHENTICATION_CONFIG", None,
+        "Path of a Kubernetes `AuthenticationConfiguration` file (`apiserver.config.k8s.io/v1`) "
+        "whose `jwt` authenticators are trusted besides the cluster's own issuer; validated at "
+        "start-up, re-read every 10 s ([several issuers](authentication-config.md#in-the-service)"
+        "); empty = the cluster's issuer only.", **_OPTIONAL_TEXT)
     #: Dangerous: any issuer whose tokens the cluster's keys sign passes.
     insecure_skip_issuer_check: bool = setting(
         "AUTH_SKIP_ISSUER_CHECK", False,
@@ -417,6 +431,15 @@ class AuthSettings:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        # Usernames other than service accounts come only from AUTH_AUTHENTICATION_CONFIG's
+        # claim mappings (issue 22); without that file such an entry is a typo.
+        others = sorted(subject for subject in self.allowed_subjects
+                        if not _is_service_account(subject))
+        if others and not self.authentication_config:
+            raise SettingsError(
+                f"AUTH_ALLOWED_SUBJECTS entry {others[0]!r} is not "
+                "system:serviceaccount:<namespace>:<name> (other usernames need "
+                "AUTH_AUTHENTICATION_CONFIG)")
         if self.audience in self.issuers:
             raise SettingsError(_api_audience_error(
                 f"AUTH_AUDIENCE={self.audience!r} is an issuer of AUTH_ISSUER, by default the "

@@ -597,6 +597,11 @@ async def serve(
         if setup is not None:
             setup.shutdown()
         return 2
+    except SettingsError as error:  # AUTH_AUTHENTICATION_CONFIG: the file, field path and rule
+        logger.error("invalid settings", extra={"error": str(error)})
+        if setup is not None:
+            setup.shutdown()
+        return 2
     try:
         service = Service(
             authenticator,

@@ -3,7 +3,8 @@
 Starts the built-in cluster emulator (HTTPS on loopback, its own CA), points the service at it
 through a kubeconfig, calls ``/whoami`` with one token per case and prints what happened, then
 opens the WebSocket ``/ws/whoami`` with a token that expires in a few seconds and shows it being
-closed at expiry; then fallback, authorization, and the example ASGI service
+closed at expiry; then fallback, authorization, another cluster's token accepted through
+``AUTH_AUTHENTICATION_CONFIG`` (``demo_issuers.py``), and the example ASGI service
 (examples/asgi_service) on uvicorn against the same emulator. Exits 0 when every case got the
 answer it should.
 """
@@ -31,6 +32,7 @@ from compass_auth.testing import DevCluster, Fault
 
 from . import otel
 from .app import Service
+from .demo_issuers import run_other_cluster
 from .logs import LogfmtFormatter
 from .settings import AUDIENCE
 
@@ -381,6 +383,11 @@ async def run_demo(telemetry: str = "none") -> bool:
         authorization = await run_authorization(cluster, workdir, setup)
         print(format_table(authorization))
         rows += authorization
+        print("\nanother cluster: trusted through AUTH_AUTHENTICATION_CONFIG, authorized by a "
+              "binding to its group")
+        other = await run_other_cluster(cluster, workdir, setup)
+        print(format_table(other))
+        rows += other
         print("\nASGI: the example ASGI service (examples/asgi_service, Starlette) on uvicorn, "
               "the same settings and emulator")
         asgi = await run_asgi(cluster, workdir, setup)

@@ -183,10 +183,14 @@ def test_demo_prints_the_spans_with_telemetry_console() -> None:
                 for outcome in ("allowed", "denied", "unavailable")}
     # /whoami: 1 allowed, 4 denied; /ws/whoami: 1 allowed, 2 denied; fallback: 2 allowed, 1 denied;
     # authorization: both tokens verified (one is then denied by RBAC: an auth.authorize span);
-    # the ASGI example: 2 verified (one denied by RBAC), 3 denied (no token twice, audience).
-    assert outcomes == {"allowed": 8, "denied": 10, "unavailable": 0}, "\n".join(spans)
+    # another cluster: both tokens verified (the first then denied by RBAC); the ASGI example:
+    # 2 verified (one denied by RBAC), 3 denied (no token twice, audience).
+    assert outcomes == {"allowed": 10, "denied": 10, "unavailable": 0}, "\n".join(spans)
     authorize = [line for line in spans if "'auth.authorize'" in line]
-    assert sum('"auth.outcome": "denied"' in line for line in authorize) == 2, "\n".join(spans)
+    assert sum('"auth.outcome": "denied"' in line for line in authorize) == 3, "\n".join(spans)
+    # The other cluster's verifications name the authenticator that answered.
+    assert sum('"auth.authenticator": "https://second-cluster.example"' in line
+               for line in verify) == 2, "\n".join(spans)
     # The WebSocket handshakes' server spans end with their status, refusals included.
     handshakes = [re.findall(r'"http.response.status_code": (\d+)', line)
                   for line in spans if "'GET /ws/whoami'" in line]

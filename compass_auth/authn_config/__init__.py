@@ -3,7 +3,8 @@
 and applied to verified claims as its JWT authenticator does. A pure layer: no asyncio, no
 network; the one I/O is reading the file. CEL expressions need the ``cel`` extra.
 
-Not yet wired into ``Authenticator``: docs/authentication-config.md says what exists.
+The service uses it through ``verification/issuers.py`` (``AUTH_AUTHENTICATION_CONFIG``);
+docs/authentication-config.md.
 """
 
 from __future__ import annotations

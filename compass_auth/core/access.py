@@ -240,15 +240,19 @@ def review_body(identity: Identity, check: Check) -> dict[str, Any]:
     extra = user_extra(identity)
     if extra:
         spec["extra"] = extra
-    if identity.service_account_uid:
-        spec["uid"] = identity.service_account_uid
+    uid = identity.uid or identity.service_account_uid
+    if uid:
+        spec["uid"] = uid
     return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
             "spec": spec}
 
 
 def user_extra(identity: Identity) -> dict[str, list[str]]:
     """``authentication.kubernetes.io/*`` extra values as kube-apiserver sets them (keys
-    sorted, absent ones left out)."""
+    sorted, absent ones left out); for another issuer's user, the ``extra`` its claim mappings
+    made (the API server sends exactly that user)."""
+    if identity.authenticator is not None:
+        return {key: list(values) for key, values in sorted(identity.extra.items())}
     values = (("credential-id", identity.credential_id), ("node-name", identity.node_name),
               ("node-uid", identity.node_uid), ("pod-name", identity.pod_name),
               ("pod-uid", identity.pod_uid))
@@ -260,7 +264,8 @@ def principal(identity: Identity) -> tuple[Any, ...]:
     cache key (two identities with equal principals get the same answer)."""
     return (identity.subject, identity.service_account_uid, identity.groups,
             identity.credential_id, identity.node_name, identity.node_uid,
-            identity.pod_name, identity.pod_uid)
+            identity.pod_name, identity.pod_uid, identity.authenticator, identity.uid,
+            tuple(sorted(identity.extra.items())) if identity.extra else ())
 
 
 def uses_service_namespace(checks: tuple[Check, ...] | list[Check]) -> bool:

@@ -23,6 +23,8 @@ VerifiedBy = Literal["jwks", "tokenreview"]
 SUBJECT_PATTERN = re.compile(r"system:serviceaccount:([a-z0-9.-]{1,253}):([a-z0-9.-]{1,253})")
 
 _EXTRA_PREFIX = "authentication.kubernetes.io/"
+#: The ``extra`` of a service-account identity: shared, read-only.
+_NO_EXTRA: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,14 @@ class Identity:
     #: The groups kube-apiserver gives the caller: ``system:serviceaccounts``,
     #: ``system:serviceaccounts:<namespace>`` and ``system:authenticated``.
     groups: tuple[str, ...] = ()
+    #: A caller of another issuer (a ``jwt`` authenticator of ``AUTH_AUTHENTICATION_CONFIG``):
+    #: the ``issuer.url`` of the authenticator that answered, and the user's ``uid`` and
+    #: ``extra`` as its ``claimMappings`` made them (``subject`` is the username, ``groups`` its
+    #: groups). ``None``/empty for the cluster's service accounts, whose uid and extra come from
+    #: the fields above.
+    authenticator: str | None = None
+    uid: str | None = None
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _NO_EXTRA, compare=False)
 
     @classmethod
     def from_claims(

@@ -78,3 +78,4 @@ class Telemetry:
         self.review_call = self.calls.review_call
         self.observe_cache = self.gauges.observe_cache
         self.observe_path = self.gauges.observe_path
+        self.observe_reloads = self.gauges.observe_reloads

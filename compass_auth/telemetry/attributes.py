@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..core.errors import Outcome
 from ..core.identity import Identity
 from .names import (
+    AUTH_AUTHENTICATOR,
     AUTH_CACHE_HIT,
     AUTH_CHECK,
     AUTH_CREDENTIAL_ID,
@@ -42,6 +43,8 @@ def identity_attributes(identity: Identity,
         attributes[AUTH_POD] = identity.pod_name
     if identity.credential_id:
         attributes[AUTH_CREDENTIAL_ID] = identity.credential_id
+    if identity.authenticator is not None:
+        attributes[AUTH_AUTHENTICATOR] = identity.authenticator
     return attributes
 
 

@@ -32,6 +32,11 @@ AUTH_ATTEMPT = "auth.attempt"
 AUTH_FORCE = "auth.force"
 AUTH_CREDENTIAL_ID = "auth.credential_id"
 AUTH_CHECK = "auth.check"
+#: The ``issuer.url`` of the AuthenticationConfiguration's ``jwt`` authenticator that answered
+#: (absent for the cluster's own tokens): a bounded set, the file's issuers.
+AUTH_AUTHENTICATOR = "auth.authenticator"
+#: Reloads of AUTH_AUTHENTICATION_CONFIG by ``auth.result`` (``applied``, ``refused``).
+METRIC_CONFIG_RELOADS = "auth.config.reloads"
 # OpenTelemetry HTTP semantic conventions (stable), for client spans and the server spans of
 # ``tornado/server_spans.py``. Written out rather than imported: ``opentelemetry-semantic-
 # conventions`` is not a dependency of the library (tests/test_server_spans.py checks these

@@ -21,6 +21,7 @@ from ..core.errors import AuthError, Outcome
 from ..core.identity import Identity
 from .attributes import verification_attributes
 from .names import (
+    AUTH_AUTHENTICATOR,
     AUTH_METHOD,
     AUTH_NAMESPACE,
     AUTH_OUTCOME,
@@ -49,6 +50,8 @@ class Verification:
     method: str = METHOD_JWKS
     cache_hit: bool = False
     identity: Identity | None = None
+    #: The ``jwt`` authenticator that answered (its ``issuer.url``), for another issuer's token.
+    authenticator: str | None = None
 
 
 class VerificationTelemetry:
@@ -61,7 +64,8 @@ class VerificationTelemetry:
         self._children_follow_parent = children_follow_parent
         # Counted in a dict and reported by callback: a dict increment costs ~0.1 µs on the
         # request path, a synchronous SDK counter ~5 µs (attribute hashing, locks, per reader).
-        self.counts: dict[tuple[str, str, str], int] = {}
+        #: By method, outcome, reason and authenticator (``None``: the cluster's own tokens).
+        self.counts: dict[tuple[str, str, str, str | None], int] = {}
         meter.create_observable_counter(
             METRIC_VERIFICATIONS, callbacks=[self._observe], unit="{verification}",
             description="Token verifications by method, outcome and reason.")
@@ -131,7 +135,7 @@ class VerificationTelemetry:
         most decisions (a client reuses its token for up to an hour) would leave no trace. An
         unsampled server span gets nothing: the sampler dropped its trace."""
         if self._metering:
-            key = (method, "allowed", "ok")
+            key = (method, "allowed", "ok", identity.authenticator)
             self.counts[key] = self.counts.get(key, 0) + 1
         if not self._tracing:
             return
@@ -157,7 +161,7 @@ class VerificationTelemetry:
                 started: float, identity: Identity | None) -> None:
         if self._metering:
             elapsed = time.perf_counter() - started
-            key = (record.method, outcome, reason)
+            key = (record.method, outcome, reason, record.authenticator)
             self.counts[key] = self.counts.get(key, 0) + 1
             if len(self.pending_durations) < PENDING_DURATIONS_LIMIT:
                 self.pending_durations.append((elapsed, record.method, outcome))
@@ -165,8 +169,11 @@ class VerificationTelemetry:
                 self._duration.record(elapsed, {AUTH_METHOD: record.method,
                                                 AUTH_OUTCOME: outcome})
         if self._tracing and span.is_recording():
-            span.set_attributes(verification_attributes(record.method, outcome, reason,
-                                                        record.cache_hit, identity))
+            attributes = verification_attributes(record.method, outcome, reason,
+                                                 record.cache_hit, identity)
+            if record.authenticator is not None:
+                attributes[AUTH_AUTHENTICATOR] = record.authenticator
+            span.set_attributes(attributes)
 
     def _record_durations(self) -> None:
         """Move the waiting durations into the SDK histogram."""
@@ -181,6 +188,9 @@ class VerificationTelemetry:
     def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
         self._record_durations()  # a reader is collecting: see pending_durations
         return [
-            Observation(count, {AUTH_METHOD: method, AUTH_OUTCOME: outcome, AUTH_REASON: reason})
-            for (method, outcome, reason), count in list(self.counts.items())
+            Observation(count, {AUTH_METHOD: method, AUTH_OUTCOME: outcome, AUTH_REASON: reason}
+                        if authenticator is None else
+                        {AUTH_METHOD: method, AUTH_OUTCOME: outcome, AUTH_REASON: reason,
+                         AUTH_AUTHENTICATOR: authenticator})
+            for (method, outcome, reason, authenticator), count in list(self.counts.items())
         ]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..apiserver.connection import ApiServer
+from ..authn_config import IssuerUnknown
 from ..authorization.authorizer import Authorizer
 from ..core.bearer import Bearer, Credential, HeaderProblem, check_token, fingerprint, read_bearer
 from ..core.cache import TokenHasher
@@ -42,6 +43,7 @@ from ..logs.budget import LogBudget
 from ..logs.text import LogText, clip, render
 from ..settings import AuthSettings
 from ..telemetry import METHOD_JWKS, METHOD_TOKENREVIEW, Telemetry, Verification
+from .issuers import JwtAuthenticators
 from .local import LocalPath
 from .readiness import Readiness, readiness_from
 from .review import ReviewPath
@@ -131,6 +133,9 @@ class Authenticator:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._on_close: list[Callable[[], None]] = []
+        #: The ``jwt`` authenticators of ``AUTH_AUTHENTICATION_CONFIG`` (other issuers), set by
+        #: the factory; ``None`` without that file (verification/issuers.py).
+        self.issuers: JwtAuthenticators | None = None
 
     @classmethod
     async def connect(
@@ -155,6 +160,8 @@ class Authenticator:
             self._tasks.append(asyncio.create_task(
                 self._lifecycle.run(self._stop, on_startup_failure=self._enter_fallback),
                 name="compass-auth-keys"))
+            if self.issuers is not None:
+                self.issuers.start()
 
     async def wait_started(self) -> None:
         """Wait until the start-up discovery finished, either way: then tokens are verified
@@ -170,6 +177,8 @@ class Authenticator:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.issuers is not None:
+            await self.issuers.close()
         await self._api.close()
 
     # --- verification ---------------------------------------------------------------------
@@ -192,6 +201,8 @@ class Authenticator:
         path = paths[0]
         hit = path.cached(credential)
         read = 1
+        if hit is None and self.issuers is not None:
+            hit = self.issuers.cached(credential)  # another issuer's token, verified before
         if hit is None:
             # In auto mode with a usable key set a token is verified locally: the TokenReview
             # cache is read only when this request reaches that path (authenticate_uncached).
@@ -229,9 +240,13 @@ class Authenticator:
                     pending.raise_error()
                 if pending.hit is not None:
                     record.method, record.cache_hit = pending.method, True
+                    if isinstance(pending.hit, Identity):
+                        record.authenticator = pending.hit.authenticator
                     identity = _answer(pending.hit)
                 else:
-                    identity = await verify_on_paths(
+                    other = (None if self.issuers is None
+                             else await self._verify_other_issuer(pending.bearer, record))
+                    identity = other or await verify_on_paths(
                         self._paths, pending, record, self.settings.max_token_bytes,
                         self._enter_fallback)
                 verified = identity
@@ -242,12 +257,13 @@ class Authenticator:
                     self.telemetry.stale_token(identity)
                     self._stale_log(identity, token)  # one WARN per token, by fingerprint
             except AuthError as error:
-                self._rejections.rejected(error, token, verified)
+                self._rejections.rejected(error, token, verified, record.authenticator)
                 raise
             record.identity = identity
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(MSG_ACCEPTED, extra={"subject": identity.subject,
                                               "verified_by": identity.verified_by,
+                                              "authenticator": identity.authenticator or "none",
                                               "credential_id": identity.credential_id or "none"})
         return identity
 
@@ -259,6 +275,34 @@ class Authenticator:
         if isinstance(answer, Identity):
             return answer
         return await self.authenticate_uncached(answer, allowed_subjects)
+
+    async def _verify_other_issuer(self, bearer: Bearer, record: Verification
+                                   ) -> Identity | None:
+        """A token whose ``iss`` is a ``jwt`` authenticator's, verified by that authenticator
+        alone; ``None`` for the cluster's own tokens (the paths above verify those) and for an
+        ``iss`` no authenticator has when the cluster's issuer is not known yet (TokenReview
+        decides). (The hook of verification/issuers.py; the unverified ``iss`` only routes.)"""
+        assert self.issuers is not None
+        check_token(bearer.token, self.settings.max_token_bytes)
+        decoded = decode(bearer.token)
+        issuer = decoded.payload.get("iss")
+        if issuer in self.cluster_issuers():
+            return None
+        state = self.issuers.route(issuer)
+        if state is None:
+            if not self.cluster_issuers():
+                return None
+            raise IssuerUnknown(f"token issuer {str(issuer)[:200]!r} is neither the cluster's "
+                                f"nor one of {self.issuers.path}")
+        record.method, record.authenticator = METHOD_JWKS, state.url
+        return await self.issuers.verify(state, bearer, decoded)
+
+    def cluster_issuers(self) -> tuple[str, ...]:
+        """The cluster's own service-account issuer(s): ``AUTH_ISSUER``, else discovery's."""
+        if self.settings.issuers:
+            return self.settings.issuers
+        keys = self.local.keys.snapshot()
+        return (keys.issuer,) if keys is not None else ()
 
     # --- paths and status -----------------------------------------------------------------
 
@@ -278,7 +322,8 @@ class Authenticator:
             mode=self.settings.mode, path=path, tokenreview_ok=tokenreview_ok,
             keys=key_cache.snapshot(), keys_age=key_cache.age(),
             keys_error=key_cache.last_error, review_error=reviewer.last_failure_message,
-            tokenreview_cache_entries=reviewer.cache_size())
+            tokenreview_cache_entries=reviewer.cache_size(),
+            authentication_config=None if self.issuers is None else self.issuers.status())
 
     def active_path(self) -> str:
         """``jwks`` or ``tokenreview``: how the next token would be verified."""
@@ -363,7 +408,8 @@ class RejectionLog:
             logger.warning(LogText(f"{MSG_REJECTED}: {count} more {reason} lines suppressed "
                                    "before shutdown", MSG_REJECTED), extra=fields)
 
-    def rejected(self, error: AuthError, token: str, identity: Identity | None = None) -> None:
+    def rejected(self, error: AuthError, token: str, identity: Identity | None = None,
+                 authenticator: str | None = None) -> None:
         """The line for a refused request (within the budget): why, for which token
         (fingerprint), and the credential id of a verified token refused by policy."""
         suppressed = self.budget.admit(error.reason)
@@ -374,6 +420,8 @@ class RejectionLog:
                                   "error": detail}
         if token:
             fields["token_fp"] = fingerprint(token)
+        if authenticator is not None:
+            fields["authenticator"] = authenticator  # the file's issuer that refused it
         if identity is not None and identity.credential_id:
             # A verified token refused by policy (subject lists, staleness): the credential id
             # joins this line with the API server's audit log of the token's issuance.
@@ -381,8 +429,9 @@ class RejectionLog:
         # The reason and fingerprint are in the text too, so that an application with plain
         # logging.basicConfig() (which prints no extra fields) still sees why, and for which
         # token; the fields stay for structured formatters. Operators grep for MSG_REJECTED.
-        text = (f"{MSG_REJECTED}: {error.reason} (token_fp={fields.get('token_fp', 'none')}): "
-                f"{detail}")
+        via = f", authenticator={authenticator}" if authenticator is not None else ""
+        text = (f"{MSG_REJECTED}: {error.reason} (token_fp={fields.get('token_fp', 'none')}"
+                f"{via}): {detail}")
         if suppressed:
             fields["suppressed"] = suppressed
             text += f" [{suppressed} more {error.reason} lines suppressed before this one]"

@@ -11,6 +11,7 @@ installs it there: the authenticator does not import its factory).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 
@@ -19,20 +20,26 @@ from ..apiserver.connection import connect as connect_api
 from ..apiserver.discovery import DiscoveryClient
 from ..apiserver.subjectaccess import AccessReviewer
 from ..apiserver.tokenreview import TokenReviewer
+from ..authn_config import AuthenticationConfig, load_authentication_config
 from ..authorization.authorizer import Authorizer
 from ..core.access import uses_service_namespace
 from ..core.cache import TokenHasher
+from ..core.keyset import KeySet
 from ..core.verifier import VerificationPolicy
 from ..keys.cache import KeyCache
 from ..keys.issuer_check import IssuerCrossCheck
 from ..keys.lifecycle import KeyLifecycle
 from ..keys.unknown import UnknownNames
+from ..logs.text import render
 from ..settings import AuthSettings
 from ..telemetry import Telemetry
 from . import authenticator as authenticator_module
 from .authenticator import Authenticator
+from .issuers import JwtAuthenticators, KeyTimings
 from .local import LocalPath
 from .review import ReviewPath
+
+logger = logging.getLogger(__name__)
 
 
 async def connect(
@@ -42,7 +49,9 @@ async def connect(
 ) -> Authenticator:
     """Configure the API-server client (fails fast on bad configuration) and build the
     authenticator (with its authorizer: ``authenticator.authorizer``); the caller starts it
-    with ``start()``."""
+    with ``start()``. A bad ``AUTH_AUTHENTICATION_CONFIG`` file raises its
+    ``AuthenticationConfigError`` (a ``SettingsError``) before any connection is made."""
+    config = load_config(settings)
     api = await connect_api(settings, environ)
     if uses_service_namespace(settings.required_access) and not api.namespace:
         await api.close()
@@ -50,7 +59,21 @@ async def connect(
             "AUTH_REQUIRED_ACCESS uses {service_namespace}, but the service's namespace is "
             "unknown: no namespace file in AUTH_SERVICEACCOUNT_DIR, or no namespace in the "
             "kubeconfig context")
-    return build(settings, api, telemetry=telemetry)
+    return build(settings, api, telemetry=telemetry, authentication_config=config)
+
+
+def load_config(settings: AuthSettings) -> AuthenticationConfig | None:
+    """The ``AUTH_AUTHENTICATION_CONFIG`` file, validated, or ``None`` without one.
+
+    The cluster's own issuer is known for sure only after discovery, which runs in the
+    background after start-up; so at start-up the issuers of ``AUTH_ISSUER`` are the disallowed
+    ones (kube-apiserver refuses an entry naming its ``--service-account-issuer``), and the
+    issuer discovery reports is added when it arrives (``_guard_cluster_issuer``). Either way
+    a token whose ``iss`` is the cluster's goes to the service-account path first."""
+    if not settings.authentication_config:
+        return None
+    return load_authentication_config(settings.authentication_config,
+                                      disallowed_issuers=settings.issuers)
 
 
 def build(
@@ -59,6 +82,7 @@ def build(
     *,
     telemetry: Telemetry | None = None,
     clock: Callable[[], float] = time.time,
+    authentication_config: AuthenticationConfig | None = None,
 ) -> Authenticator:
     """An ``Authenticator`` for ``settings`` over an API-server connection."""
     telemetry = telemetry or Telemetry()
@@ -108,11 +132,43 @@ def build(
     # disagree (at start-up, and whenever the discovered issuer changes).
     keys.add_listener(IssuerCrossCheck(
         settings.issuers, api.own_token, skip=settings.insecure_skip_issuer_check).on_keys)
+    if authentication_config is not None:
+        authenticator.issuers = build_issuers(settings, authentication_config)
+        keys.add_listener(_guard_cluster_issuer(authenticator.issuers))
+        issuers = authenticator.issuers
+        telemetry.observe_cache("verified_other_issuers", issuers.cache_size)
+        telemetry.observe_reloads(lambda: dict(issuers.reloads))
     telemetry.observe_cache("tokenreview", reviewer.cache_size)
     telemetry.observe_cache("verified", local.cache_size)
     telemetry.observe_cache("authorization", access_reviewer.cache_size)
     telemetry.observe_path(authenticator.current_path)
     return authenticator
+
+
+def build_issuers(settings: AuthSettings, config: AuthenticationConfig) -> JwtAuthenticators:
+    """The ``jwt`` authenticators, with the cluster's key timings and verified-token cache
+    limits (one rule for every issuer)."""
+    timings = KeyTimings(refresh_interval=settings.jwks_refresh_interval,
+                         min_refresh_interval=settings.jwks_min_refresh_interval,
+                         max_stale=settings.jwks_max_stale,
+                         retry_interval=settings.rediscovery_interval)
+    return JwtAuthenticators(config, timings, cache_size=settings.cache_size,
+                             cache_ttl=settings.cache_ttl, leeway=settings.clock_skew,
+                             disallowed_issuers=settings.issuers)
+
+
+def _guard_cluster_issuer(issuers: JwtAuthenticators) -> Callable[[KeySet | None, KeySet], None]:
+    """A key-cache listener: the issuer discovery reports is disallowed in later versions of
+    the file, and an entry of the file in force that names it is reported (its tokens go to
+    the service-account path anyway)."""
+    def on_keys(previous: KeySet | None, current: KeySet) -> None:
+        issuers.disallowed.add(current.issuer)
+        if current.issuer in issuers.states:
+            fields = {"issuer": current.issuer, "path": issuers.path}
+            logger.error(render("a jwt authenticator names the cluster's own service-account "
+                                "issuer; its tokens are verified as the cluster's", fields),
+                         extra=fields)
+    return on_keys
 
 
 def verification_policy(settings: AuthSettings) -> VerificationPolicy:

@@ -35,20 +35,28 @@ class Readiness:
     keys_age_seconds: float | None
     last_error: str | None
     tokenreview_cache_entries: int
+    #: With ``AUTH_AUTHENTICATION_CONFIG``: the file, why its latest version was refused, and
+    #: each other issuer's keys (``JwtAuthenticators.status``). They do not decide ``ready``:
+    #: one issuer's outage costs only its own tokens.
+    authentication_config: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The ``/readyz`` body (JSON-ready)."""
-        return {
+        body: dict[str, Any] = {
             "ready": self.ready, "path": self.path, "mode": self.mode, "reason": self.reason,
             "issuer": self.issuer, "keys": list(self.keys),
             "keys_age_seconds": self.keys_age_seconds, "last_error": self.last_error,
             "tokenreview_cache_entries": self.tokenreview_cache_entries,
         }
+        if self.authentication_config is not None:
+            body["authentication_config"] = self.authentication_config
+        return body
 
 
 def readiness_from(*, mode: str, path: str, tokenreview_ok: bool, keys: KeySet | None,
                    keys_age: float | None, keys_error: str | None, review_error: str | None,
-                   tokenreview_cache_entries: int) -> Readiness:
+                   tokenreview_cache_entries: int,
+                   authentication_config: dict[str, Any] | None = None) -> Readiness:
     """The answer from the facts the authenticator gathered: the active ``path`` (``jwks`` or
     ``tokenreview``), whether TokenReview works (only asked on that path), the key set."""
     ready = path == "jwks" or tokenreview_ok
@@ -62,6 +70,7 @@ def readiness_from(*, mode: str, path: str, tokenreview_ok: bool, keys: KeySet |
         keys_age_seconds=None if keys_age is None else round(keys_age, 1),
         last_error=keys_error,
         tokenreview_cache_entries=tokenreview_cache_entries,
+        authentication_config=authentication_config,
     )
 
 
