@@ -37,7 +37,7 @@ DEFAULT_SERVER_CERT_NAMES = (
 )
 
 
-class ClusterCore(ServedEmulator):
+class ClusterCore(ServedEmulator[ClusterState]):
     """Server lifecycle, addresses, minting and signing keys (base of ``DevCluster``)."""
 
     _kind = "DevCluster"

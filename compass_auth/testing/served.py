@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
 import tornado.web
 
@@ -35,11 +35,14 @@ class EmulatorState(Protocol):
     def reset(self) -> None: ...
 
 
-class ServedEmulator:
+StateT = TypeVar("StateT", bound=EmulatorState)
+
+
+class ServedEmulator(Generic[StateT]):
     """Base of ``ClusterCore`` and ``OidcIssuer``; a subclass sets ``_state`` and then calls
     :meth:`_serve` in its ``__init__``, and calls :meth:`_start_serving` from ``start``."""
 
-    _state: EmulatorState
+    _state: StateT
     #: Names the emulator in errors ("DevCluster not started").
     _kind = "emulator"
 

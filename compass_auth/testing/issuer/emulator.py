@@ -28,7 +28,7 @@ DEFAULT_EXPIRES_IN = 600
 DEFAULT_SERVER_CERT_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-class OidcIssuer(ServedEmulator):
+class OidcIssuer(ServedEmulator[IssuerState]):
     """An HTTPS OIDC issuer on loopback with its own CA and signing keys.
 
     Serves ``<issuer>/.well-known/openid-configuration`` and the JWKS it names, mints tokens with
