@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio.client import AuthenticationV1Api, V1TokenReview, V1TokenReviewSpec
+from tornado.httpclient import AsyncHTTPClient
 
 from compass_auth import AuthSettings
 from compass_auth.apiserver.connection import ApiServer
@@ -112,6 +114,30 @@ def service_process(environ: dict[str, str], *flags: str) -> subprocess.Popen[st
         cwd=ROOT, env={**os.environ, "AUTH_AUDIENCE": AUDIENCE, **environ},
         stderr=subprocess.PIPE, text=True,
     )
+
+
+def stop_process(process: subprocess.Popen[str]) -> str:
+    """SIGTERM (nothing if it has exited), up to 20 s to exit, then SIGKILL; returns the rest
+    of its stderr."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, rest = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return rest or ""
+
+
+async def wait_ready(port: int) -> None:
+    """Until the service on ``port`` answers /readyz with 200 (about 10 s at the most)."""
+    client = AsyncHTTPClient()
+    for _ in range(200):
+        response = await client.fetch(f"http://127.0.0.1:{port}/readyz", raise_error=False)
+        if response.code == 200:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the service did not become ready")
 
 
 def settings_from(environ: Mapping[str, str]) -> AuthSettings:
