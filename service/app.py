@@ -21,7 +21,6 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 import tornado.web
@@ -54,7 +53,7 @@ from compass_auth.logs.budget import LogBudget
 from compass_auth.logs.text import LogText
 from compass_auth.settings import SettingsError
 from compass_auth.telemetry import Telemetry
-from compass_auth.tornado.handler import log_uncaught, request_summary, write_json_error
+from compass_auth.tornado.handler import JsonErrorHandler, request_summary
 from compass_auth.tornado.server_spans import ServerSpans
 from compass_auth.tornado.websocket import AuthenticatedWebSocketHandler
 
@@ -86,19 +85,9 @@ REFUSAL_LOG_INTERVAL = 10.0
 MSG_SERVER_ERROR = "request failed"
 
 
-class JsonHandler(tornado.web.RequestHandler):
+class JsonHandler(JsonErrorHandler):
     """Plain handlers of the example: JSON errors instead of Tornado's HTML page, and access
-    log lines without query strings (like ``AuthenticatedHandler``'s)."""
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        write_json_error(self, status_code)
-
-    def _request_summary(self) -> str:
-        return request_summary(self.request)
-
-    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
-                      tb: TracebackType | None) -> None:
-        log_uncaught(self, typ, value, tb)  # without the request's repr and its query string
+    log lines without query strings (the library's base of ``AuthenticatedHandler``)."""
 
 
 class WhoAmIHandler(AuthenticatedHandler):

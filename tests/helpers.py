@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio.client import AuthenticationV1Api, V1TokenReview, V1TokenReviewSpec
+from tornado.httpclient import AsyncHTTPClient
 
 from compass_auth import AuthSettings
 from compass_auth.apiserver.connection import ApiServer
@@ -114,6 +116,30 @@ def service_process(environ: dict[str, str], *flags: str) -> subprocess.Popen[st
     )
 
 
+def stop_process(process: subprocess.Popen[str]) -> str:
+    """SIGTERM (nothing if it has exited), up to 20 s to exit, then SIGKILL; returns the rest
+    of its stderr."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, rest = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return rest or ""
+
+
+async def wait_ready(port: int) -> None:
+    """Until the service on ``port`` answers /readyz with 200 (about 10 s at the most)."""
+    client = AsyncHTTPClient()
+    for _ in range(200):
+        response = await client.fetch(f"http://127.0.0.1:{port}/readyz", raise_error=False)
+        if response.code == 200:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the service did not become ready")
+
+
 def settings_from(environ: Mapping[str, str]) -> AuthSettings:
     """``AuthSettings.from_env`` with the tests' audience unless ``environ`` sets another (the
     library has no default audience)."""
@@ -167,19 +193,45 @@ def mint(cluster: DevCluster, **kwargs: Any) -> str:
 
 SERVICE_NAMESPACE = "compass-system"  # the emulator's default account for the service
 WHOAMI_CHECK = "verb=get,group=compass.example,resource=whoami,namespace={service_namespace}"
-RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: whoami-caller, namespace: compass-system}
-rules:
-  - apiGroups: [compass.example]
-    resources: [whoami]
-    verbs: [get]
----
+#: The collector's service account as an RBAC subject (YAML flow mapping, for role_binding).
+COLLECTOR_SUBJECT = "{kind: ServiceAccount, name: collector, namespace: default}"
+
+
+def group_subject(group: str) -> str:
+    """A group as an RBAC subject (YAML flow mapping, for role_binding)."""
+    return f'{{kind: Group, name: "{group}", apiGroup: rbac.authorization.k8s.io}}'
+
+
+def role_binding(name: str, namespace: str, role: str, subject: str,
+                 role_kind: str = "Role") -> str:
+    """A RoleBinding (YAML) of ``role`` to one ``subject``, a YAML flow mapping such as
+    :data:`COLLECTOR_SUBJECT`."""
+    return f"""
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {name: collector-calls-whoami, namespace: compass-system}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: whoami-caller}
+metadata: {{name: {name}, namespace: {namespace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: {role_kind}, name: {role}}}
 subjects:
-  - {kind: ServiceAccount, name: collector, namespace: default}
+  - {subject}
 """
+
+
+def grant_to_collector(role: str, binding: str, namespace: str, group: str,
+                       resource: str) -> str:
+    """A Role that may ``get`` ``resource`` of API ``group`` in ``namespace``, bound to the
+    collector (YAML for ``DevCluster.load_rbac``)."""
+    return f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: {role}, namespace: {namespace}}}
+rules:
+  - {{apiGroups: [{group}], resources: [{resource}], verbs: [get]}}
+---""" + role_binding(binding, namespace, role, COLLECTOR_SUBJECT)
+
+
+RBAC = grant_to_collector(role="whoami-caller", binding="collector-calls-whoami",
+                          namespace="compass-system", group="compass.example", resource="whoami")
+#: The collector may get reports.example.com reports in team-a.
+REPORTS_GRANT = grant_to_collector(role="report-reader", binding="collector-reads-reports",
+                                   namespace="team-a", group="reports.example.com",
+                                   resource="reports")

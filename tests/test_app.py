@@ -15,7 +15,7 @@ from tornado.httpclient import AsyncHTTPClient
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import RunningService, read_until_closed
-from .helpers import ROOT, service_process, wait_for_port
+from .helpers import ROOT, service_process, stop_process, wait_for_port
 
 
 async def test_serve_answers_then_exits_0_on_sigterm(
@@ -92,13 +92,7 @@ async def test_connection_limits_from_the_command_line(
         assert response.code == 200
         idle_writer.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=20)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        stop_process(process)
 
 
 @pytest.mark.parametrize(("flags", "loop"), [((), "uvloop"), (("--loop", "asyncio"), "asyncio")])

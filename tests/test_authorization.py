@@ -21,7 +21,16 @@ from compass_auth.core.access import review_body
 from compass_auth.testing import DevCluster, Fault
 
 from .conftest import AUDIENCE, COLLECTOR, RunningService, StartService, log_text
-from .helpers import RBAC, SERVICE_NAMESPACE, WHOAMI_CHECK, body, settings_from
+from .helpers import (
+    COLLECTOR_SUBJECT,
+    RBAC,
+    SERVICE_NAMESPACE,
+    WHOAMI_CHECK,
+    body,
+    group_subject,
+    role_binding,
+    settings_from,
+)
 
 MODES = ["local", "review", "fallback"]
 
@@ -179,14 +188,9 @@ async def test_concurrent_identical_checks_share_one_review(
 
 
 #: Every service account of the namespace default may call /whoami.
-NAMESPACE_CALLS_WHOAMI = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: default-calls-whoami, namespace: compass-system}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: whoami-caller}
-subjects:
-  - {kind: Group, name: "system:serviceaccounts:default", apiGroup: rbac.authorization.k8s.io}
-"""
+NAMESPACE_CALLS_WHOAMI = role_binding(
+    "default-calls-whoami", SERVICE_NAMESPACE, "whoami-caller",
+    group_subject("system:serviceaccounts:default"))
 
 
 async def test_outstanding_reviews_are_capped(
@@ -272,14 +276,10 @@ class NamespaceHandler(AuthenticatedHandler):
         self.write({"namespace": namespace})
 
 
-REPORTS_RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: collector-reads-reports, namespace: team-a}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: report-reader}
-subjects:
-  - {kind: ServiceAccount, name: collector, namespace: default}
----
+REPORTS_RBAC = role_binding(
+    "collector-reads-reports", "team-a", "report-reader", COLLECTOR_SUBJECT,
+    role_kind="ClusterRole",
+) + """---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: report-reader}

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from compass_auth.testing import DevCluster
 
-from .helpers import ROOT, service_process
+from .helpers import ROOT, service_process, stop_process
 
 
 def _serve_without_audience(environ: dict[str, str]) -> subprocess.Popen[str]:
@@ -23,8 +23,9 @@ def _serve_without_audience(environ: dict[str, str]) -> subprocess.Popen[str]:
         cwd=ROOT, env={**bare, **environ}, stderr=subprocess.PIPE, text=True)
 
 
-def _lines_until_exit_or_listening(process: subprocess.Popen[str]) -> list[str]:
-    """stderr up to the process's exit, or up to its ``listening`` line (then it is stopped)."""
+def _lines_until(process: subprocess.Popen[str], listening: Callable[[str], bool]) -> list[str]:
+    """stderr up to the process's exit, or up to the line that says it is ``listening`` (then it
+    is stopped)."""
     assert process.stderr is not None
     lines: list[str] = []
     deadline = time.monotonic() + 30
@@ -34,18 +35,15 @@ def _lines_until_exit_or_listening(process: subprocess.Popen[str]) -> list[str]:
             if not line:
                 break
             lines.append(line)
-            if "msg=listening" in line:
+            if listening(line):
                 break
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=20)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        stop_process(process)
     return lines
+
+
+def _lines_until_exit_or_listening(process: subprocess.Popen[str]) -> list[str]:
+    return _lines_until(process, lambda line: "msg=listening" in line)
 
 
 def test_serve_without_an_audience_refuses_to_start_naming_it(
@@ -79,20 +77,9 @@ def test_serve_logs_in_the_format_and_level_the_example_settings_name(
     kubeconfig = devcluster.write_kubeconfig(tmp_path / "kubeconfig")
     process = service_process({"KUBECONFIG": str(kubeconfig), "AUTH_AUDIENCE": "reports",
                                "AUTH_LOG_FORMAT": "json", "AUTH_LOG_LEVEL": "debug"})
-    assert process.stderr is not None
-    records = []
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            records.append(json.loads(line))  # every line is a JSON object
-            if records[-1]["msg"] == "listening":
-                break
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=20)
+    # Every line is a JSON object (json.loads fails the test on one that is not).
+    lines = _lines_until(process, lambda line: json.loads(line)["msg"] == "listening")
+    records = [json.loads(line) for line in lines]
     messages = [record["msg"] for record in records]
     assert "listening" in messages
     assert "DEBUG" in {record["level"] for record in records}

@@ -21,6 +21,8 @@ from compass_auth.testing import DevCluster, Fault
 from compass_auth.testing.appserver import KeysNotLoaded, serve_app
 from compass_auth.testing.fixtures import Serve
 
+from .helpers import REPORTS_GRANT
+
 COLLECTOR = "system:serviceaccount:default:collector"
 
 
@@ -38,20 +40,7 @@ class Reports(AuthenticatedHandler):
         self.write({"subject": self.identity.subject})
 
 
-GRANT = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: report-reader, namespace: team-a}
-rules:
-  - {apiGroups: [reports.example.com], resources: [reports], verbs: [get]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: collector-reads-reports, namespace: team-a}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: report-reader}
-subjects:
-  - {kind: ServiceAccount, name: collector, namespace: default}
-"""
+GRANT = REPORTS_GRANT
 
 
 async def get(url: str, token: str) -> HTTPResponse:

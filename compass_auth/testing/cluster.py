@@ -6,7 +6,6 @@ import base64
 import json
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +14,6 @@ from compass_auth.testing.credentials import files, jws
 from compass_auth.testing.credentials.ca import Issued
 from compass_auth.testing.rbac.controls import RbacControls
 from compass_auth.testing.server.faults import Fault
-from compass_auth.testing.server.requestlog import RequestLog, RequestRecord
 from compass_auth.testing.state import DEFAULT_SERVICE_ACCOUNT, DEFAULT_SERVICE_NAMESPACE
 
 logger = logging.getLogger(__name__)
@@ -151,10 +149,6 @@ class DevCluster(RbacControls, ClusterCore):
         ``"all"`` (``server.endpoints.FAULT_ENDPOINTS``)."""
         self._state.faults.set(endpoint, fault)
 
-    def clear_faults(self) -> None:
-        """Remove all faults."""
-        self._state.faults.clear()
-
     def set_tokenreview_allowed(self, allowed: bool) -> None:
         """Grant or revoke ``create tokenreviews`` for service accounts (admins keep it)."""
         self._state.tokenreview_allowed = allowed
@@ -166,53 +160,3 @@ class DevCluster(RbacControls, ClusterCore):
     def set_issuer(self, issuer: str) -> None:
         """Declare another issuer in discovery and mint with it; the old one stays accepted."""
         self._state.issuer = issuer
-
-    def pause(self) -> None:
-        """Stop listening (connection refused) until :meth:`resume`."""
-        self._server.pause()
-        self._paused = True
-
-    def resume(self) -> None:
-        """Listen again on the same port."""
-        self._server.resume()
-        self._paused = False
-
-    def set_server_certificate(
-        self,
-        names: Sequence[str] | None = None,
-        expired: bool = False,
-        self_signed: bool = False,
-    ) -> None:
-        """Serve another certificate to new connections.
-
-        For TLS-failure tests: wrong ``names``, ``expired``, or ``self_signed``
-        (not from the CA). :meth:`reset` restores the original one.
-        """
-        names = tuple(names) if names is not None else self._cert_names
-        issued = self._ca.issue_server(names, expired=expired, self_signed=self_signed)
-        self._server.set_context(self._context(issued))
-        self._context_changed = True
-
-    @property
-    def requests(self) -> RequestLog:
-        """The thread-safe request log."""
-        return self._state.requests
-
-    def request_count(self, endpoint: str) -> int:
-        """Requests that reached ``endpoint`` since the last reset (dropped ones too)."""
-        return self._state.requests.count(endpoint)
-
-    @property
-    def request_log(self) -> list[RequestRecord]:
-        """A copy of the request log, oldest first."""
-        return self._state.requests.records()
-
-    def reset(self) -> None:
-        """Back to a clean slate between tests: faults, switches, the clock's offset; objects
-        being deleted gracefully are removed; keys and the other objects are kept."""
-        self._state.reset()
-        if self._context_changed:
-            self._server.set_context(self._default_context)
-            self._context_changed = False
-        if self._paused:
-            self.resume()

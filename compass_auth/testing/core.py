@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import ssl
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self
 
-from compass_auth.testing.credentials import jws
 from compass_auth.testing.credentials.ca import CertificateAuthority, Issued
 from compass_auth.testing.credentials.factory import TokenFactory
+from compass_auth.testing.served import ServedEmulator
 from compass_auth.testing.server.endpoints import FAULT_ENDPOINTS, make_app
-from compass_auth.testing.server.thread import ServerThread, server_ssl_context
 from compass_auth.testing.state import (
     DEFAULT_SERVICE_ACCOUNT,
     DEFAULT_SERVICE_NAMESPACE,
@@ -43,8 +37,10 @@ DEFAULT_SERVER_CERT_NAMES = (
 )
 
 
-class ClusterCore:
+class ClusterCore(ServedEmulator[ClusterState]):
     """Server lifecycle, addresses, minting and signing keys (base of ``DevCluster``)."""
+
+    _kind = "DevCluster"
 
     def __init__(
         self,
@@ -74,17 +70,9 @@ class ClusterCore:
             clock=clock,
         )
         self._tokens = TokenFactory(self._state)
-        self._ca = CertificateAuthority()
-        self._cert_names = tuple(server_cert_names)
-        self._default_context = self._context(self._ca.issue_server(self._cert_names))
-        self._context_changed = False
-        self._host = host
-        self._server = ServerThread(
-            make_app(self._state, self._tokens), self._default_context, host, port
-        )
-        self._workdir: Path | None = None
+        self._serve(CertificateAuthority(), make_app(self._state, self._tokens),
+                    server_cert_names, host, port, name="devcluster")
         self._admin_cert: Issued | None = None
-        self._paused = False
         # The service under test's own account exists from the start.
         self._state.objects.ensure(
             "serviceaccount", DEFAULT_SERVICE_NAMESPACE, DEFAULT_SERVICE_ACCOUNT
@@ -93,58 +81,10 @@ class ClusterCore:
     # ---- lifecycle -------------------------------------------------------
     def start(self) -> Self:
         """Write the CA file and start serving; returns when the port listens."""
-        self._workdir = Path(tempfile.mkdtemp(prefix="devcluster-"))
-        self.ca_path.write_bytes(self.ca_pem)
-        try:
-            self._server.start()
-            if self._jwks_on_served_url:
-                self._state.external_address = self.url
-        except BaseException:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-            raise
+        self._start_serving("devcluster-")
+        if self._jwks_on_served_url:
+            self._state.external_address = self.url
         return self
-
-    def stop(self) -> None:
-        """Stop serving and remove the CA file."""
-        self._server.stop()
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The listening port (chosen at start when 0 was asked)."""
-        return self._server.port
-
-    @property
-    def url(self) -> str:
-        """``https://127.0.0.1:<port>`` (IPv6 hosts bracketed)."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"https://{host}:{self.port}"
-
-    @property
-    def ca_pem(self) -> bytes:
-        """PEM of the CA that signs the serving and client certificates."""
-        return self._ca.cert_pem
-
-    @property
-    def ca_path(self) -> Path:
-        """A file holding :attr:`ca_pem`, present between start and stop."""
-        if self._workdir is None:
-            raise RuntimeError("DevCluster not started")
-        return self._workdir / "ca.crt"
 
     @property
     def issuer(self) -> str:
@@ -295,42 +235,11 @@ class ClusterCore:
         afterwards carry the advanced ``iat``; :meth:`reset` puts the clock back."""
         self._state.clock.advance(seconds)
 
-    @property
-    def clock_offset(self) -> float:
-        """Seconds the emulator's clock runs ahead of the host's (see :meth:`advance_clock`)."""
-        return self._state.clock.offset
-
     # ---- keys ------------------------------------------------------------
-    @property
-    def signing_key_id(self) -> str:
-        """``kid`` of the key new tokens are signed with."""
-        return self._state.keys.current.kid
-
-    def add_key(
-        self, key_type: Literal["RSA", "EC"] = "RSA", make_current: bool = False
-    ) -> str:
-        """Publish a new key at once (and optionally sign with it); returns its kid."""
-        return self._state.keys.add(key_type, make_current=make_current)
-
-    def rotate_key(self, key_type: Literal["RSA", "EC"] = "RSA") -> str:
-        """``add_key(make_current=True)``: the old key stays published."""
-        return self.add_key(key_type, make_current=True)
-
     def remove_key(self, kid: str) -> None:
         """Unpublish ``kid`` and reject it in TokenReview (mint(key_id=kid) still works)."""
         self._state.keys.remove(kid)
 
-    def jwks(self) -> dict[str, Any]:
-        """The document ``/openid/v1/jwks`` serves."""
-        return {
-            "keys": [
-                jws.jwk(key.public_key, key.kid) for key in self._state.keys.published()
-            ]
-        }
-
     def public_key_pem(self, kid: str) -> bytes:
         """PEM public key of ``kid`` (e.g. as the secret of an HS256 confusion attack)."""
         return self._state.keys.public_key_pem(kid)
-
-    def _context(self, issued: Issued) -> ssl.SSLContext:
-        return server_ssl_context(issued.cert_pem, issued.key_pem, self._ca.cert_pem)

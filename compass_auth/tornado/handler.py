@@ -54,7 +54,26 @@ MSG_UNCAUGHT = "Uncaught exception"
 _UNCAUGHT_LOG_BUDGET = LogBudget()
 
 
-class AuthenticatedHandler(tornado.web.RequestHandler):
+class JsonErrorHandler(tornado.web.RequestHandler):
+    """JSON errors instead of Tornado's HTML page, and log lines without the query string: the
+    base of :class:`AuthenticatedHandler`, and of an application's plain handlers (health,
+    metrics) so that they answer and log alike (service/app.py's ``JsonHandler``)."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every other error (404, 405, 500, ...) is JSON too, never Tornado's HTML page."""
+        write_json_error(self, status_code)
+
+    def _request_summary(self) -> str:
+        # Tornado's access log and uncaught-exception log both use this; its default includes
+        # the query string, where RFC 6750 §2.3 clients put access_token=<the token>.
+        return request_summary(self.request)
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        log_uncaught(self, typ, value, tb)
+
+
+class AuthenticatedHandler(JsonErrorHandler):
     """Authenticates every request with the application's ``Authenticator``.
 
     Class attributes:
@@ -157,19 +176,6 @@ class AuthenticatedHandler(tornado.web.RequestHandler):
             self.set_header(name, value)
         self.finish(answer.body)
         raise tornado.web.Finish()
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Every other error (404, 405, 500, ...) is JSON too, never Tornado's HTML page."""
-        write_json_error(self, status_code)
-
-    def _request_summary(self) -> str:
-        # Tornado's access log and uncaught-exception log both use this; its default includes
-        # the query string, where RFC 6750 §2.3 clients put access_token=<the token>.
-        return request_summary(self.request)
-
-    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
-                      tb: TracebackType | None) -> None:
-        log_uncaught(self, typ, value, tb)
 
 
 def write_json_error(handler: tornado.web.RequestHandler, status_code: int) -> None:

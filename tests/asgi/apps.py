@@ -18,23 +18,12 @@ from compass_auth import AuthenticatedHandler, Identity, ResourceCheck
 from compass_auth.asgi import Auth, AuthMiddleware, identity_of
 from compass_auth.asgi.fastapi import Authenticated, auth_exception_handlers
 
+from ..helpers import REPORTS_GRANT
+
 OTHER = "system:serviceaccount:default:other"
 REPORTS = (ResourceCheck("get", "reports", group="reports.example.com",
                          namespace="{namespace}"),)
-GRANT = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: report-reader, namespace: team-a}
-rules:
-  - {apiGroups: [reports.example.com], resources: [reports], verbs: [get]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: collector-reads-reports, namespace: team-a}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: report-reader}
-subjects:
-  - {kind: ServiceAccount, name: collector, namespace: default}
-"""
+GRANT = REPORTS_GRANT
 
 
 def who(identity: Identity) -> dict[str, Any]:

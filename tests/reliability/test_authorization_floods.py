@@ -19,31 +19,20 @@ import pytest
 from compass_auth import AuthenticatedHandler, ResourceCheck
 
 from ..conftest import RunningService, StartService
-from ..helpers import RBAC, WHOAMI_CHECK
+from ..helpers import RBAC, SERVICE_NAMESPACE, WHOAMI_CHECK, group_subject, role_binding
 from .flood import FloodResult, Plan, flood
 
 REQUESTS = int(os.environ.get("COMPASS_FLOOD_REQUESTS", "10000"))
 CACHE_SIZE = 500
 #: Half of the flood's callers are in the namespace flood-allowed, whose group this binds; the
 #: others, in flood-denied, are refused (and the reports route below has no binding at all).
-GROUP_BINDING = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: flood-calls-whoami, namespace: compass-system}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: whoami-caller}
-subjects:
-  - {kind: Group, name: "system:serviceaccounts:flood-allowed",
-     apiGroup: rbac.authorization.k8s.io}
-"""
+GROUP_BINDING = role_binding(
+    "flood-calls-whoami", SERVICE_NAMESPACE, "whoami-caller",
+    group_subject("system:serviceaccounts:flood-allowed"))
 
-FLOODER_CALLS_WHOAMI = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: flooder-calls-whoami, namespace: compass-system}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: whoami-caller}
-subjects:
-  - {kind: ServiceAccount, name: flooder, namespace: flood-denied}
-"""
+FLOODER_CALLS_WHOAMI = role_binding(
+    "flooder-calls-whoami", SERVICE_NAMESPACE, "whoami-caller",
+    "{kind: ServiceAccount, name: flooder, namespace: flood-denied}")
 
 
 def rss_mib() -> float:

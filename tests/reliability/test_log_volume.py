@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
 
 from compass_auth.logs.budget import BURST, INTERVAL
 from compass_auth.testing import DevCluster, Fault
 
 from ..conftest import AUDIENCE
-from ..helpers import claims_of, raw_request, service_process, wait_for_port
+from ..helpers import claims_of, raw_request, service_process, wait_for_port, wait_ready
 from .flood import flood
 
 REJECTED = 'msg="token verification failed'  # old and new: the text, or the message alone
@@ -82,15 +81,6 @@ def serve(devcluster: DevCluster, tmp_path: Path) -> Iterator[Callable[..., Serv
     for log in started:
         log.stop()
 
-
-async def wait_ready(port: int) -> None:
-    client = AsyncHTTPClient()
-    for _ in range(200):
-        answer = await client.fetch(f"http://127.0.0.1:{port}/readyz", raise_error=False)
-        if answer.code == 200:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the service never became ready")
 
 
 async def test_a_flood_of_garbage_tokens_writes_a_bounded_log(serve: Callable[..., ServiceLog]

@@ -21,7 +21,7 @@ from compass_auth.testing import DevCluster
 from service.limits import HEAD_REFUSAL_LINGER_SECONDS, MAX_HEADER_BYTES
 
 from ..conftest import RunningService, read_until_closed, wait_until
-from ..helpers import Answer, assert_431, service_process, wait_for_port
+from ..helpers import Answer, assert_431, service_process, wait_for_port, wait_ready
 
 HEADS = int(os.environ.get("COMPASS_OVERSIZED_HEADS", "2000"))
 #: Connections at once during the flood.
@@ -88,14 +88,6 @@ async def send_heads(port: int, count: int) -> Counter[str]:
     return outcomes
 
 
-async def wait_ready(client: AsyncHTTPClient, port: int) -> None:
-    for _ in range(200):
-        response = await client.fetch(f"http://127.0.0.1:{port}/readyz", raise_error=False)
-        if response.code == 200:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the service did not become ready")
-
 
 async def test_repeated_heads_over_the_cap_all_get_431_in_flat_memory(
     devcluster: DevCluster, tmp_path: Path
@@ -111,7 +103,7 @@ async def test_repeated_heads_over_the_cap_all_get_431_in_flat_memory(
         drain = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
         drain.start()
         client = AsyncHTTPClient()
-        await wait_ready(client, port)  # the key set loaded: start-up allocations are over
+        await wait_ready(port)  # the key set loaded: start-up allocations are over
         fds_before = open_fds(process.pid)
         warm_up = await send_heads(port, HEADS)
         assert warm_up["other"] == 0, warm_up

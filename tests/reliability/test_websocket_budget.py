@@ -25,7 +25,7 @@ from tornado.websocket import websocket_connect
 
 from compass_auth.testing import DevCluster
 
-from ..helpers import service_process, wait_for_port
+from ..helpers import service_process, wait_for_port, wait_ready
 from ..rawws import TEXT, RawWebSocket
 
 ABUSERS = int(os.environ.get("COMPASS_WEBSOCKET_ABUSERS", "1000"))
@@ -90,15 +90,6 @@ def service(devcluster: DevCluster, tmp_path: Path) -> Iterator[Service]:
         if running.process.poll() is None:
             running.stop()
 
-
-async def wait_ready(port: int) -> None:
-    client = AsyncHTTPClient()
-    for _ in range(200):
-        response = await client.fetch(f"http://127.0.0.1:{port}/readyz", raise_error=False)
-        if response.code == 200:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the service did not become ready")
 
 
 async def abuse_once(port: int, token: str, unread: int) -> tuple[int | None, str]:

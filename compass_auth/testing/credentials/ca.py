@@ -79,20 +79,7 @@ class CertificateAuthority:
             .add_extension(
                 x509.BasicConstraints(ca=True, path_length=None), critical=True
             )
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=True,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_key_usage(cert_sign=True), critical=True)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()),
                 critical=False,
@@ -130,20 +117,7 @@ class CertificateAuthority:
             .add_extension(
                 x509.BasicConstraints(ca=False, path_length=None), critical=True
             )
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=True,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_key_usage(cert_sign=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
         if not self_signed:
@@ -183,3 +157,18 @@ class CertificateAuthority:
         return self._leaf(
             _name(common_name, organizations), ExtendedKeyUsageOID.CLIENT_AUTH
         )
+
+
+def _key_usage(cert_sign: bool) -> x509.KeyUsage:
+    """Signatures and key encipherment; ``keyCertSign`` for the CA alone."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=True,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )

@@ -19,6 +19,7 @@ import tornado.web
 
 from compass_auth.testing.credentials import jws
 from compass_auth.testing.issuer.state import IssuerState
+from compass_auth.testing.server.faulting import FaultingHandler
 from compass_auth.testing.server.faults import Fault
 from compass_auth.testing.server.requestlog import RequestRecord
 
@@ -30,7 +31,7 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 _JSON = "application/json"
 
 
-class IssuerHandler(tornado.web.RequestHandler):
+class IssuerHandler(FaultingHandler):
     """Base: record the request, apply a fault, then the verb method."""
 
     def initialize(self, state: IssuerState, endpoint: str) -> None:
@@ -49,25 +50,9 @@ class IssuerHandler(tornado.web.RequestHandler):
         if fault is not None:
             await self._apply_fault(fault)
 
-    async def _apply_fault(self, fault: Fault) -> None:
-        if fault.delay:
-            await asyncio.sleep(fault.delay)  # other requests are served meanwhile
-        if fault.drop:
-            self._record(0)  # before the socket closes: the client may read the log at once
-            self.request.connection.close()  # type: ignore[union-attr]
-            self._finished = True
-            return
-        if fault.retry_after is not None:
-            self.set_header("Retry-After", str(fault.retry_after))
-        if fault.location is not None:
-            self.set_header("Location", fault.location)
-        if fault.status is not None:
-            body = fault.body
-            if body is None:
-                body = b"" if 300 <= fault.status < 400 else _error(fault.status)
-            self.reply(fault.status, body)
-        elif fault.body is not None:
-            self.reply(200, fault.body)
+    def _fault_error_body(self, fault: Fault) -> bytes:
+        assert fault.status is not None
+        return _error(fault.status)
 
     def reply(self, status: int, body: bytes, content_type: str = _JSON) -> None:
         self.set_status(status)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compass_auth.testing.rbac import authorizer
-from compass_auth.testing.rbac.errors import FieldError, Invalid, Malformed
+from compass_auth.testing.rbac.errors import FieldError, Invalid, Malformed, type_error
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +41,8 @@ class AccessReview:
     spec: dict[str, Any]
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _malformed(where: str, value: Any, go_type: str) -> Malformed:
-    return Malformed(
-        f'{KIND} in version "v1" cannot be handled as a {KIND}: json: cannot unmarshal '
-        f"{_json_type(value)} into Go struct field {where} of type {go_type}"
-    )
+    return type_error(KIND, where, value, go_type)
 
 
 def _string(where: str, value: Any) -> str:

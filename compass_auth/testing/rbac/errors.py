@@ -72,6 +72,25 @@ class Malformed(ValueError):
     """The body does not decode as the expected kind (wrong JSON types): 400 BadRequest."""
 
 
+def type_error(kind: str, where: str, value: Any, go_type: str) -> Malformed:
+    """``value`` at ``where`` is not of ``go_type``, in encoding/json's words as the API server
+    passes them on."""
+    return Malformed(
+        f'{kind} in version "v1" cannot be handled as a {kind}: json: cannot unmarshal '
+        f"{_json_type(value)} into Go struct field {where} of type {go_type}"
+    )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
 class Invalid(ValueError):
     """The object decoded but fails validation: 422 Invalid with one cause per field error."""
 

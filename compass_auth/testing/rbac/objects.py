@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compass_auth.testing.rbac import authorizer
-from compass_auth.testing.rbac.errors import FieldError, Invalid, Malformed
+from compass_auth.testing.rbac.errors import FieldError, Invalid, Malformed, type_error
 from compass_auth.testing.rbac.validation import (
     name_errors,
     ref_errors,
@@ -93,30 +93,11 @@ class RbacObject:
 # ---- decoding (400) ----------------------------------------------------------------------------
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _type_error(kind: str, where: str, value: Any, go_type: str) -> Malformed:
-    return Malformed(
-        f'{kind} in version "v1" cannot be handled as a {kind}: json: cannot unmarshal '
-        f"{_json_type(value)} into Go struct field {where} of type {go_type}"
-    )
-
-
 def _string(kind: str, where: str, value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise _type_error(kind, where, value, "string")
+        raise type_error(kind, where, value, "string")
     return value
 
 
@@ -124,7 +105,7 @@ def _strings(kind: str, where: str, value: Any, limit: int = MAX_LIST_ITEMS) -> 
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise _type_error(kind, where, value, "[]string")
+        raise type_error(kind, where, value, "[]string")
     if len(value) > limit:
         raise Malformed(f"{kind}: {where} has {len(value)} items, at most {limit} are accepted")
     return tuple(_string(kind, where, item) for item in value)
@@ -134,7 +115,7 @@ def _object(kind: str, where: str, value: Any, go_type: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _type_error(kind, where, value, go_type)
+        raise type_error(kind, where, value, go_type)
     return value
 
 
@@ -147,7 +128,7 @@ def _items(kind: str, where: str, value: Any, go_type: str, limit: int) -> list[
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _type_error(kind, where, value, go_type)
+        raise type_error(kind, where, value, go_type)
     if len(value) > limit:
         raise Malformed(f"{kind}: {where} has {len(value)} items, at most {limit} are accepted")
     return value

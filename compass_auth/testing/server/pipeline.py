@@ -8,7 +8,6 @@ authorise, and only then reach the verb method. The handlers themselves are in
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -17,12 +16,11 @@ import uuid
 from asyncio import Future
 from typing import Any, ClassVar
 
-import tornado.web
-
 from compass_auth.testing.credentials import jws
 from compass_auth.testing.credentials.factory import TokenFactory
 from compass_auth.testing.credentials.validation import UserInfo
 from compass_auth.testing.server import negotiation
+from compass_auth.testing.server.faulting import FaultingHandler
 from compass_auth.testing.server.faults import Fault
 from compass_auth.testing.server.requestlog import RequestRecord, fingerprint
 from compass_auth.testing.state import ADMIN_USER, ANONYMOUS_USER, ClusterState
@@ -39,7 +37,7 @@ _CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 API_VERSION = f"{bodies.TOKENREVIEW_GROUP}/v1"
 
 
-class KubeHandler(tornado.web.RequestHandler):
+class KubeHandler(FaultingHandler):
     """Base: headers, fault injection, authentication, RBAC and JSON replies.
 
     ``endpoint`` (an ``initialize`` argument, from ``endpoints.py``) is the name faults and
@@ -53,7 +51,6 @@ class KubeHandler(tornado.web.RequestHandler):
     """
 
     public: ClassVar[bool] = False
-    content_type: ClassVar[str] = _JSON
     negotiates: ClassVar[bool] = False
 
     def initialize(self, state: ClusterState, factory: TokenFactory, endpoint: str) -> None:
@@ -131,41 +128,12 @@ class KubeHandler(tornado.web.RequestHandler):
             user.username, self.request.path, self.request.method.lower()
         )
 
-    async def _apply_fault(self, fault: Fault) -> None:
-        if fault.delay:
-            # An async sleep, never time.sleep: other requests go on meanwhile.
-            await asyncio.sleep(fault.delay)
-        if fault.drop:
-            # Record first: once the socket closes the client may look at the log.
-            self._record(0)
-            # Close the socket without a byte of HTTP, like a crashed peer or an LB reset.
-            # HTTP1Connection.close() (not in the HTTPConnection interface) also
-            # resolves the connection's pending futures, so nothing hangs.
-            self.request.connection.close()  # type: ignore[union-attr]
-            self._finished = True
-            return
-        if fault.retry_after is not None:
-            self.set_header("Retry-After", str(fault.retry_after))
-        if fault.location is not None:
-            self.set_header("Location", fault.location)
-        if fault.status is not None:
-            body = fault.body
-            if body is None:
-                body = (
-                    b""
-                    if 300 <= fault.status < 400
-                    else jws.go_json(
-                        bodies.fault_status(
-                            fault.status,
-                            self.user.username,
-                            self.request.path,
-                            fault.retry_after,
-                        )
-                    )
-                )
-            self.reply(fault.status, body)
-        elif fault.body is not None:
-            self.reply(200, fault.body, self.content_type)
+    def _fault_error_body(self, fault: Fault) -> bytes:
+        assert fault.status is not None
+        return jws.go_json(
+            bodies.fault_status(fault.status, self.user.username, self.request.path,
+                                fault.retry_after)
+        )
 
     def _bearer(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")

@@ -23,6 +23,15 @@ MAX_EXPIRATION_SECONDS = 1 << 32
 DEFAULT_EXPIRATION_SECONDS = 3600
 
 
+def _expiration_problem(seconds: object) -> str | None:
+    """Why ``spec.expirationSeconds`` is refused (upstream's wording), or None."""
+    if not isinstance(seconds, int) or seconds < MIN_EXPIRATION_SECONDS:
+        return "may not specify a duration less than 10 minutes"
+    if seconds > MAX_EXPIRATION_SECONDS:
+        return "may not specify a duration larger than 2^32 seconds"
+    return None
+
+
 class TokenRequestHandler(KubeHandler):
     """``POST /api/v1/namespaces/NS/serviceaccounts/NAME/token`` (admins only)."""
 
@@ -57,7 +66,8 @@ class TokenRequestHandler(KubeHandler):
         seconds = spec.get("expirationSeconds")
         if seconds is None:
             seconds = DEFAULT_EXPIRATION_SECONDS
-        if not isinstance(seconds, int) or seconds < MIN_EXPIRATION_SECONDS:
+        problem = _expiration_problem(seconds)
+        if problem is not None:
             self.reply(
                 422,
                 bodies.invalid(
@@ -66,20 +76,7 @@ class TokenRequestHandler(KubeHandler):
                     name,
                     "spec.expirationSeconds",
                     seconds,
-                    "may not specify a duration less than 10 minutes",
-                ),
-            )
-            return
-        if seconds > MAX_EXPIRATION_SECONDS:
-            self.reply(
-                422,
-                bodies.invalid(
-                    "TokenRequest",
-                    "authentication.k8s.io",
-                    name,
-                    "spec.expirationSeconds",
-                    seconds,
-                    "may not specify a duration larger than 2^32 seconds",
+                    problem,
                 ),
             )
             return

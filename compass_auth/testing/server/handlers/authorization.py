@@ -18,7 +18,8 @@ a huge body costs at most that much memory and gets a 413 Status, never a silent
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import tornado.web
 
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: kube-apiserver's --max-request-bytes default for JSON bodies (3 MiB).
 MAX_BODY_BYTES = 3 * 1024 * 1024
+
+T = TypeVar("T")
 
 
 @tornado.web.stream_request_body
@@ -94,6 +97,22 @@ class BoundedBodyHandler(KubeHandler):
         self.request.body = b"".join(self._parts)
         return json_body(self)
 
+    async def decoded_body(self, decode: Callable[[dict[str, Any]], T]) -> T | None:
+        """:meth:`admitted`, :meth:`json_document`, then ``decode`` it; None once answered
+        (by the pipeline, 413, 400, or 400/422 for a malformed/invalid document)."""
+        if not await self.admitted():
+            return None
+        body = self.json_document()
+        if body is None:
+            return None
+        try:
+            return decode(body)
+        except errors.Malformed as exc:
+            self.reply(400, bodies.bad_request(str(exc)))
+        except errors.Invalid as exc:
+            self.reply(422, exc.status())
+        return None
+
     def _too_large(self) -> None:
         logger.info(
             "devcluster body over limit endpoint=%s bytes=%d limit=%d",
@@ -116,18 +135,8 @@ class SubjectAccessReviewHandler(BoundedBodyHandler):
         )
 
     async def post(self) -> None:
-        if not await self.admitted():
-            return
-        body = self.json_document()
-        if body is None:
-            return
-        try:
-            review = access_review.decode(body)
-        except errors.Malformed as exc:
-            self.reply(400, bodies.bad_request(str(exc)))
-            return
-        except errors.Invalid as exc:
-            self.reply(422, exc.status())
+        review = await self.decoded_body(access_review.decode)
+        if review is None:
             return
         decision = self.state.rbac.authorize(review.attributes)
         logger.info(
@@ -170,20 +179,10 @@ class RbacCreateHandler(BoundedBodyHandler):
         )
 
     async def post(self, namespace: str = "") -> None:
-        if not await self.admitted():
-            return
-        body = self.json_document()
-        if body is None:
+        obj = await self.decoded_body(lambda body: objects.decode(body, self.kind, namespace))
+        if obj is None:
             return
         resource = objects.resource_of(self.kind)
-        try:
-            obj = objects.decode(body, self.kind, namespace)
-        except errors.Malformed as exc:
-            self.reply(400, bodies.bad_request(str(exc)))
-            return
-        except errors.Invalid as exc:
-            self.reply(422, exc.status())
-            return
         try:
             created = self.state.rbac.create(obj)
         except AlreadyExists:
