@@ -32,8 +32,10 @@ request like any ``AuthenticatedHandler`` and then closes the connection when th
   ended it (``token_expired``, ``unread_output``, ``ping_timeout``, ``client``, ``server``); a
   close by this class also logs one INFO line with the subject and the token's fingerprint.
 
-It does NOT re-verify the token while the connection is open: a token revoked before its
-``exp`` (pod deleted) keeps its connection until then. Browsers cannot send an
+* **Closed at revocation.** When the background confirmation of the token
+  (verification/revocation.py) finds it refused by the API server (pod or service account
+  deleted), the connection is closed with 1008 and the reason ``token revoked``. The connection
+  itself does not start confirmations: the requests that use the token do. Browsers cannot send an
 ``Authorization`` header on a WebSocket handshake; this is for workload clients.
 """
 
@@ -68,11 +70,13 @@ CLOSE_REASON_EXPIRED = "token expired"
 CLOSE_REASON_EXPIRY_UNKNOWN = "token expiry unknown"
 CLOSE_REASON_UNREAD_OUTPUT = "too much unread output"
 CLOSE_REASON_PING_TIMEOUT = "ping not answered"
+CLOSE_REASON_REVOKED = "token revoked"
 #: Log messages operators grep for; keep them stable (docs/websocket.md).
 MSG_EXPIRED = "websocket closed: token expired"
 MSG_EXPIRY_UNKNOWN = "websocket closed: token expiry unknown"
 MSG_UNREAD_OUTPUT = "websocket closed: too much unread output"
 MSG_PING_TIMEOUT = "websocket closed: ping not answered"
+MSG_REVOKED = "websocket closed: token revoked"
 #: ``Retry-After`` of the 429 for a caller at its cap: a place frees only when one of its own
 #: connections ends, which the server cannot foresee; a few seconds spares a retry storm.
 CALLER_LIMIT_RETRY_AFTER = 5
@@ -81,8 +85,8 @@ CALLER_LIMIT_RETRY_AFTER = 5
 PING_PAYLOAD_BYTES = 16
 
 #: Who ended an upgraded connection: the ``auth.reason`` of ``auth.websocket.closes``.
-ClosedBy = Literal["token_expired", "expiry_unknown", "unread_output", "ping_timeout", "client",
-                   "server"]
+ClosedBy = Literal["token_expired", "expiry_unknown", "token_revoked", "unread_output",
+                   "ping_timeout", "client", "server"]
 
 #: The per-caller counts of each application (``get_caller_slots``); gone with the application.
 _CALLER_SLOTS: weakref.WeakKeyDictionary[Any, CallerSlots] = weakref.WeakKeyDictionary()
@@ -204,6 +208,8 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
         # not a WebSocket request, a foreign Origin).
         io_loop = IOLoop.current()
         expiry = io_loop.call_later(self._seconds_left(), self._close_at_expiry)
+        unwatch = self.get_authenticator().watch_revocation(
+            self.request.headers.get_list("Authorization"), self._close_at_revocation)
         interval = self.get_ping_interval()
         if interval > 0:
             self._compass_ping_timer = io_loop.call_later(interval, self._send_ping)
@@ -211,6 +217,7 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
             await super().get(*args, **kwargs)
         finally:
             io_loop.remove_timeout(expiry)
+            unwatch()
             if self._compass_ping_timer is not None:
                 io_loop.remove_timeout(self._compass_ping_timer)
                 self._compass_ping_timer = None
@@ -320,6 +327,12 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
             self._close_for("token_expired", CLOSE_REASON_EXPIRED, MSG_EXPIRED,
                             expires_at=identity.expires_at,
                             grace_seconds=self.get_expiry_grace())
+
+    def _close_at_revocation(self) -> None:
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return
+        self._close_for("token_revoked", CLOSE_REASON_REVOKED, MSG_REVOKED)
 
     def _send_ping(self) -> None:
         self._compass_ping_timer = None

@@ -33,6 +33,7 @@ from ..core.errors import (
     KeysUnavailable,
     Refusal,
     TokenReviewUnavailable,
+    TokenRevoked,
     VerificationUnavailable,
 )
 from ..core.identity import Identity
@@ -45,6 +46,7 @@ from ..telemetry import METHOD_JWKS, METHOD_TOKENREVIEW, Telemetry, Verification
 from .local import LocalPath
 from .readiness import Readiness, readiness_from
 from .review import ReviewPath
+from .revocation import RevocationCheck
 from .stale import StaleTokenLog
 
 logger = logging.getLogger(__name__)
@@ -112,8 +114,11 @@ class Authenticator:
         telemetry: Telemetry,
         hasher: TokenHasher,
         authorizer: Authorizer,
+        revocation: RevocationCheck | None = None,
     ) -> None:
         self.settings = settings
+        #: Background confirmation of locally verified tokens (``None``: off, or review mode).
+        self.revocation = revocation
         #: The ``Authorizer`` built with it, for applications that pass only ``authenticator=``
         #: (``AuthenticatedHandler.get_authorizer``); never called here.
         self.authorizer = authorizer
@@ -170,6 +175,8 @@ class Authenticator:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.revocation is not None:
+            await self.revocation.close()
         await self._api.close()
 
     # --- verification ---------------------------------------------------------------------
@@ -208,6 +215,8 @@ class Authenticator:
                                     allowed_subjects))):
             return Pending(credential, read, hit, path.method)  # the full path reports it
         self.telemetry.cache_hit(hit, path.method)
+        if self.revocation is not None and path is self.local:
+            self.revocation.use(credential, hit)  # a clock compare unless a confirmation is due
         return hit
 
     async def authenticate_uncached(
@@ -227,6 +236,9 @@ class Authenticator:
             try:
                 if isinstance(pending, Refusal):
                     pending.raise_error()
+                revocation = self.revocation
+                if revocation is not None and (refused := revocation.refused(pending.bearer)):
+                    raise TokenRevoked(refused)
                 if pending.hit is not None:
                     record.method, record.cache_hit = pending.method, True
                     identity = _answer(pending.hit)
@@ -241,6 +253,8 @@ class Authenticator:
                 if identity.stale and self.local.policy.stale_tokens == "warn":
                     self.telemetry.stale_token(identity)
                     self._stale_log(identity, token)  # one WARN per token, by fingerprint
+                if revocation is not None and record.method == METHOD_JWKS:
+                    revocation.use(pending.bearer, identity)  # confirmed in the background
             except AuthError as error:
                 self._rejections.rejected(error, token, verified)
                 raise
@@ -260,6 +274,16 @@ class Authenticator:
             return answer
         return await self.authenticate_uncached(answer, allowed_subjects)
 
+    def watch_revocation(self, authorization: list[str],
+                         close: Callable[[], None]) -> Callable[[], None]:
+        """Call ``close()`` if the token of this ``Authorization`` header is found revoked (an
+        open WebSocket: tornado/websocket.py, asgi/expiry.py); returns the function that stops
+        watching, to call when the connection ends."""
+        credential = read_bearer(authorization, self._hasher)
+        if self.revocation is None or not isinstance(credential, Bearer):
+            return _unwatched
+        return self.revocation.watch(credential.key, close)
+
     # --- paths and status -----------------------------------------------------------------
 
     async def readiness(self) -> Readiness:
@@ -278,7 +302,8 @@ class Authenticator:
             mode=self.settings.mode, path=path, tokenreview_ok=tokenreview_ok,
             keys=key_cache.snapshot(), keys_age=key_cache.age(),
             keys_error=key_cache.last_error, review_error=reviewer.last_failure_message,
-            tokenreview_cache_entries=reviewer.cache_size())
+            tokenreview_cache_entries=reviewer.cache_size(),
+            revocation_check="off" if self.revocation is None else self.revocation.state())
 
     def active_path(self) -> str:
         """``jwks`` or ``tokenreview``: how the next token would be verified."""
@@ -338,6 +363,10 @@ async def verify_on_paths(paths: Sequence[VerificationPath], pending: Pending,
                 raise
             on_fallback(unavailable.detail)
     raise AssertionError("no verification path")  # pragma: no cover - there is always one
+
+
+def _unwatched() -> None:
+    """What ``watch_revocation`` returns when nothing is watched."""
 
 
 def _answer(hit: Identity | Refusal) -> Identity:

@@ -35,6 +35,10 @@ class Readiness:
     keys_age_seconds: float | None
     last_error: str | None
     tokenreview_cache_entries: int
+    #: Background confirmation of locally verified tokens (verification/revocation.py):
+    #: ``off``, ``available``, or ``unavailable`` (tokens are still served locally: never a
+    #: reason to fail readiness).
+    revocation_check: str = "off"
 
     def as_dict(self) -> dict[str, Any]:
         """The ``/readyz`` body (JSON-ready)."""
@@ -43,12 +47,13 @@ class Readiness:
             "issuer": self.issuer, "keys": list(self.keys),
             "keys_age_seconds": self.keys_age_seconds, "last_error": self.last_error,
             "tokenreview_cache_entries": self.tokenreview_cache_entries,
+            "revocation_check": self.revocation_check,
         }
 
 
 def readiness_from(*, mode: str, path: str, tokenreview_ok: bool, keys: KeySet | None,
                    keys_age: float | None, keys_error: str | None, review_error: str | None,
-                   tokenreview_cache_entries: int) -> Readiness:
+                   tokenreview_cache_entries: int, revocation_check: str = "off") -> Readiness:
     """The answer from the facts the authenticator gathered: the active ``path`` (``jwks`` or
     ``tokenreview``), whether TokenReview works (only asked on that path), the key set."""
     ready = path == "jwks" or tokenreview_ok
@@ -62,6 +67,7 @@ def readiness_from(*, mode: str, path: str, tokenreview_ok: bool, keys: KeySet |
         keys_age_seconds=None if keys_age is None else round(keys_age, 1),
         last_error=keys_error,
         tokenreview_cache_entries=tokenreview_cache_entries,
+        revocation_check=revocation_check,
     )
 
 

@@ -1,0 +1,212 @@
+"""Revocation at local speed: locally verified tokens confirmed by TokenReview in the background.
+
+A signature check cannot tell that a token's pod or service account is gone; only the API server
+can (upstream ``pkg/serviceaccount/claims.go``, ``validator.Validate``: the service account,
+secret, pod or node is missing, has another UID, or was deleted more than 60 s ago). Asking it
+before every first sight is ``AUTH_MODE=review``. Here the request never waits for it:
+
+* **Off the request path.** The first sight of a token is answered by local verification and
+  starts a confirmation (one TokenReview) in a task of its own; a cache hit costs a dict lookup
+  and a clock compare (``use``), and starts a confirmation only when the token's window has
+  passed. A token not used costs nothing: confirmations follow use, there is no timer per token.
+* **Bounded.** At most one confirmation per token per window (the due time is set when it
+  starts, whatever its answer); at most ``max_in_flight`` at once, in an in-flight budget of their
+  own (``ReviewClient.review``'s ``budget``), so they never take a slot a request waits for; with
+  no slot free nothing is queued: the next use of the token tries again. The due times and the
+  refusals are bounded like the verified-token cache (``capacity``, its size).
+* **Revocation.** When the API server refuses a token local verification accepted,
+  ``forget(key, identity)`` drops it from the verified-token cache and the caller's authorization
+  decisions (the factory wires it), the WebSockets opened with it are closed (``watch``), and
+  the token is refused with ``TokenRevoked`` until its ``exp`` (``refused``).
+* **Outages never deny.** An error, timeout, 429/``Retry-After`` hold or full budget of the
+  review client leaves the token served locally; one log line when confirmations become
+  unavailable, one when they are answered again, the ``auth.revocation.available`` gauge and the
+  readiness detail (``state``), never a readiness failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Literal
+
+from ..apiserver.budget import InFlightBudget
+from ..apiserver.tokenreview import TokenReviewer
+from ..core.bearer import Bearer, fingerprint
+from ..core.cache import VerdictCache
+from ..core.errors import ReviewRejected, TokenReviewUnavailable
+from ..core.identity import Identity
+from ..logs.text import clip, render
+from ..telemetry import Telemetry
+from ..telemetry.revocation import RevocationTelemetry
+
+logger = logging.getLogger(__name__)
+
+#: Log messages operators grep for; keep them stable.
+MSG_REVOKED = "token revoked: the API server refused a token verified locally"
+MSG_UNAVAILABLE = "revocation checks unavailable; tokens are still verified locally"
+MSG_RECOVERED = "revocation checks answered again"
+#: Seconds a refusal is remembered when the token has no ``exp`` (no local path gives one).
+REFUSAL_WITHOUT_EXPIRY = 3600.0
+
+State = Literal["off", "available", "unavailable"]
+
+
+class RevocationCheck:
+    """Confirms locally verified tokens with TokenReview, off the request path."""
+
+    def __init__(
+        self,
+        reviewer: TokenReviewer,
+        *,
+        forget: Callable[[bytes, Identity], None],
+        window: float,
+        capacity: int,
+        max_in_flight: int,
+        telemetry: Telemetry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._reviewer = reviewer
+        self._forget = forget
+        self.window = window
+        self._capacity = max(1, capacity)
+        self._telemetry: RevocationTelemetry = (telemetry or Telemetry()).revocations
+        self._telemetry.observe_available(lambda: self.available)
+        self._clock, self._wall_clock = clock, wall_clock
+        #: Per token (its HMAC), when (monotonic) its next confirmation is due, least recently
+        #: confirmed first: bounded like the verified-token cache.
+        self._due: OrderedDict[bytes, float] = OrderedDict()
+        #: Tokens the API server refused, until their ``exp`` (bounded, segmented LRU).
+        self._refused: VerdictCache[str] = VerdictCache(self._capacity, clock)
+        self.budget = InFlightBudget(max_in_flight, what="revocation confirmations",
+                                     setting="AUTH_REVOCATION_WINDOW")
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Open connections by token HMAC: how to close each (``watch``); bounded by the open
+        #: connections themselves (each removes itself when it ends).
+        self._connections: dict[bytes, dict[int, Callable[[], None]]] = {}
+        self._next_watch = 0
+        self.available = True
+        self.last_error: str | None = None
+
+    # --- the request path -------------------------------------------------------------------
+
+    def use(self, bearer: Bearer, identity: Identity) -> None:
+        """A request used ``bearer``, verified locally (first sight or cache hit): start its
+        confirmation when one is due. A dict lookup and a clock compare when none is."""
+        due = self._due.get(bearer.key)
+        if due is not None and due > self._clock():
+            return
+        self._start(bearer, identity)
+
+    def refused(self, bearer: Bearer) -> str | None:
+        """Why the API server refused this token, while it is remembered; ``None`` if it did
+        not (read on the uncached path only: a refused token is in no verdict cache)."""
+        return self._refused.get(bearer.key)
+
+    def watch(self, key: bytes, close: Callable[[], None]) -> Callable[[], None]:
+        """Call ``close()`` when the token whose HMAC is ``key`` is found revoked (an open
+        WebSocket); returns the function that stops watching (call it when the connection
+        ends)."""
+        self._next_watch += 1
+        handle = self._next_watch
+        self._connections.setdefault(key, {})[handle] = close
+
+        def unwatch() -> None:
+            closers = self._connections.get(key)
+            if closers is not None:
+                closers.pop(handle, None)
+                if not closers:
+                    del self._connections[key]
+
+        return unwatch
+
+    # --- status -----------------------------------------------------------------------------
+
+    def state(self) -> State:
+        return "available" if self.available else "unavailable"
+
+    def in_flight(self) -> int:
+        """Confirmations outstanding (started, not finished)."""
+        return len(self._tasks)
+
+    def tracked(self) -> int:
+        """Tokens with a due time (at most ``capacity``)."""
+        return len(self._due)
+
+    def watched(self) -> int:
+        return sum(len(closers) for closers in self._connections.values())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- confirmations ----------------------------------------------------------------------
+
+    def _start(self, bearer: Bearer, identity: Identity) -> None:
+        if len(self._tasks) >= self.budget.capacity:
+            self._telemetry.confirmation("skipped")  # no queue: the next use tries again
+            return
+        key = bearer.key
+        self._due[key] = self._clock() + self.window
+        self._due.move_to_end(key)
+        while len(self._due) > self._capacity:
+            self._due.popitem(last=False)
+        linked = self._telemetry.request_context()
+        # The budget's slot is taken inside the review (ReviewClient.review), when the task
+        # runs; the tasks alive are at most the budget's capacity (checked above), so that take
+        # never fails.
+        task = asyncio.create_task(self._confirm(bearer, identity, linked),
+                                   name="compass-auth-revocation")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _confirm(self, bearer: Bearer, identity: Identity, linked: object) -> None:
+        with self._telemetry.confirm_span(linked) as span:  # type: ignore[arg-type]
+            try:
+                await self._reviewer.review(bearer.token, bearer.key, identity.expires_at,
+                                            None, self.budget)
+            except ReviewRejected as refusal:
+                result = "revoked"
+                self._recovered()
+                self._revoke(bearer, identity, refusal.detail)
+            except TokenReviewUnavailable as error:
+                result = "unavailable"
+                self._unavailable(error.detail)
+            else:
+                result = "confirmed"
+                self._recovered()
+            span.set_attribute("auth.result", result)
+        self._telemetry.confirmation(result)
+
+    def _revoke(self, bearer: Bearer, identity: Identity, detail: str) -> None:
+        key = bearer.key
+        lifetime = (REFUSAL_WITHOUT_EXPIRY if identity.expires_at is None
+                    else identity.expires_at - self._wall_clock())
+        self._refused.put(key, detail, lifetime)
+        self._due.pop(key, None)
+        self._forget(key, identity)
+        closers = self._connections.pop(key, {})
+        fields = {"credential_id": identity.credential_id or "none",
+                  "token_fp": fingerprint(bearer.token), "subject": identity.subject,
+                  "error": clip(detail), "connections": len(closers)}
+        logger.warning(render(MSG_REVOKED, fields), extra=fields)
+        for close in closers.values():
+            close()
+
+    def _unavailable(self, why: str) -> None:
+        self.last_error = why
+        if self.available:
+            self.available = False
+            fields = {"error": clip(why)}
+            logger.warning(render(MSG_UNAVAILABLE, fields), extra=fields)
+
+    def _recovered(self) -> None:
+        if not self.available:
+            self.available = True
+            self.last_error = None
+            logger.info(MSG_RECOVERED)
