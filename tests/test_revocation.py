@@ -13,6 +13,7 @@ import json
 import logging
 import resource
 import time
+from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPRequest
@@ -203,3 +204,41 @@ async def test_flood_of_distinct_tokens_is_bounded(
     assert revocation.tracked() <= 2000
     assert running.authenticator.review.reviewer.in_flight() == 0
     assert rss_growth_kib < 64 * 1024
+
+
+async def test_telemetry_links_counts_and_revoked_outcome(
+        start_service: StartService, devcluster: DevCluster, telemetry_setup: Any) -> None:
+    """Each confirmation is a root span linked to the request's span (not its child); results
+    and the refused requests' ``revoked`` outcome are counted."""
+    setup, spans, reader = telemetry_setup
+    running: RunningService = await start_service(telemetry=setup,
+                                                  AUTH_REVOCATION_WINDOW=str(WINDOW))
+    token = running.token(pod=POD)
+    assert (await reason_of(running, token))[0] == 200
+    await confirmations_done(running)
+    devcluster.delete_pod("default", POD)
+    await refused_after(running, token, WINDOW + 5)
+    finished = list(spans.get_finished_spans())
+    confirms = [s for s in finished if s.name == "auth.revocation.confirm"]
+    assert [s.attributes["auth.result"] for s in confirms] == ["confirmed", "revoked"]
+    first_verify = next(s for s in finished if s.name == "auth.verify")
+    for confirm in confirms:
+        assert confirm.parent is None  # a root: the request did not wait for it
+        assert len(confirm.links) == 1
+    assert confirms[0].links[0].context.span_id == first_verify.context.span_id
+    reviews = [s for s in finished if s.name == "auth.tokenreview"]
+    assert {s.parent.span_id for s in reviews if s.parent} == {
+        s.context.span_id for s in confirms}
+    points: dict[str, dict[tuple[Any, ...], Any]] = {}
+    for resource_metrics in reader.get_metrics_data().resource_metrics:
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                points[metric.name] = {
+                    tuple(sorted(p.attributes.items())): getattr(p, "value", None)
+                    for p in metric.data.data_points}
+    assert points["auth.revocation.confirmations"] == {
+        (("auth.result", "confirmed"),): 1, (("auth.result", "revoked"),): 1}
+    assert points["auth.revocation.available"] == {(): 1}
+    verifications = points["auth.verifications"]
+    assert verifications[(("auth.method", "jwks"), ("auth.outcome", "revoked"),
+                          ("auth.reason", "token_revoked"))] == 1
