@@ -127,7 +127,8 @@ class Lifetime:
         delay = 0.0 if expires_at is None else max(
             0.0, expires_at + self.grace() - time.time())
         self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
-        self._unwatch = self._authenticator.watch_revocation(self._authorization, self._revoked)
+        self._unwatch = self._authenticator.watch_revocation(
+            self._authorization, self._identity, self._revoked)
 
     def _revoked(self) -> None:
         if self.closed_by is not None:

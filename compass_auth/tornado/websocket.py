@@ -31,12 +31,13 @@ request like any ``AuthenticatedHandler`` and then closes the connection when th
 * **Counted.** Every close of an upgraded connection counts in ``auth.websocket.closes`` by who
   ended it (``token_expired``, ``unread_output``, ``ping_timeout``, ``client``, ``server``); a
   close by this class also logs one INFO line with the subject and the token's fingerprint.
-
 * **Closed at revocation.** When the background confirmation of the token
   (verification/revocation.py) finds it refused by the API server (pod or service account
-  deleted), the connection is closed with 1008 and the reason ``token revoked``. The connection
-  itself does not start confirmations: the requests that use the token do. Browsers cannot send an
-``Authorization`` header on a WebSocket handshake; this is for workload clients.
+  deleted), the connection is closed with 1008 and the reason ``token revoked``. An open
+  connection counts as a use of its token: it is confirmed once per window meanwhile.
+
+Browsers cannot send an ``Authorization`` header on a WebSocket handshake; this is for workload
+clients.
 """
 
 from __future__ import annotations
@@ -209,7 +210,8 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, tornado.websocket.WebS
         io_loop = IOLoop.current()
         expiry = io_loop.call_later(self._seconds_left(), self._close_at_expiry)
         unwatch = self.get_authenticator().watch_revocation(
-            self.request.headers.get_list("Authorization"), self._close_at_revocation)
+            self.request.headers.get_list("Authorization"), self.identity,
+            self._close_at_revocation)
         interval = self.get_ping_interval()
         if interval > 0:
             self._compass_ping_timer = io_loop.call_later(interval, self._send_ping)

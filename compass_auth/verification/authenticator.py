@@ -274,15 +274,17 @@ class Authenticator:
             return answer
         return await self.authenticate_uncached(answer, allowed_subjects)
 
-    def watch_revocation(self, authorization: list[str],
+    def watch_revocation(self, authorization: list[str], identity: Identity,
                          close: Callable[[], None]) -> Callable[[], None]:
-        """Call ``close()`` if the token of this ``Authorization`` header is found revoked (an
-        open WebSocket: tornado/websocket.py, asgi/expiry.py); returns the function that stops
-        watching, to call when the connection ends."""
+        """Call ``close()`` if the token of this ``Authorization`` header (verified as
+        ``identity``) is found revoked: an open WebSocket (tornado/websocket.py,
+        asgi/expiry.py), whose token is then confirmed once per window. Returns the function
+        that stops watching, to call when the connection ends."""
         credential = read_bearer(authorization, self._hasher)
-        if self.revocation is None or not isinstance(credential, Bearer):
+        if (self.revocation is None or not isinstance(credential, Bearer)
+                or identity.verified_by != METHOD_JWKS):
             return _unwatched
-        return self.revocation.watch(credential.key, close)
+        return self.revocation.watch(credential, identity, close)
 
     # --- paths and status -----------------------------------------------------------------
 

@@ -17,7 +17,8 @@ before every first sight is ``AUTH_MODE=review``. Here the request never waits f
 * **Revocation.** When the API server refuses a token local verification accepted,
   ``forget(key, identity)`` drops it from the verified-token cache and the caller's authorization
   decisions (the factory wires it), the WebSockets opened with it are closed (``watch``), and
-  the token is refused with ``TokenRevoked`` until its ``exp`` (``refused``).
+  the token is refused with ``TokenRevoked`` until its ``exp`` (``refused``). An open WebSocket
+  is a use of its token: one sweep per window confirms the watched tokens that are due.
 * **Outages never deny.** An error, timeout, 429/``Retry-After`` hold or full budget of the
   review client leaves the token served locally; one log line when confirmations become
   unavailable, one when they are answered again, the ``auth.revocation.available`` gauge and the
@@ -89,6 +90,9 @@ class RevocationCheck:
         #: connections themselves (each removes itself when it ends).
         self._connections: dict[bytes, dict[int, Callable[[], None]]] = {}
         self._next_watch = 0
+        #: The token and identity of each watched key, for the sweep.
+        self._watched_tokens: dict[bytes, tuple[Bearer, Identity]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
         self.available = True
         self.last_error: str | None = None
 
@@ -107,13 +111,19 @@ class RevocationCheck:
         not (read on the uncached path only: a refused token is in no verdict cache)."""
         return self._refused.get(bearer.key)
 
-    def watch(self, key: bytes, close: Callable[[], None]) -> Callable[[], None]:
-        """Call ``close()`` when the token whose HMAC is ``key`` is found revoked (an open
-        WebSocket); returns the function that stops watching (call it when the connection
-        ends)."""
+    def watch(self, bearer: Bearer, identity: Identity,
+              close: Callable[[], None]) -> Callable[[], None]:
+        """Call ``close()`` when ``bearer`` is found revoked (an open WebSocket); returns the
+        function that stops watching (call it when the connection ends). An open connection is
+        a use of its token: once per window, a sweep over the watched tokens starts the
+        confirmations due (one timer for all, armed while any connection is watched)."""
+        key = bearer.key
         self._next_watch += 1
         handle = self._next_watch
         self._connections.setdefault(key, {})[handle] = close
+        self._watched_tokens[key] = (bearer, identity)
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(self.window, self._sweep_watched)
 
         def unwatch() -> None:
             closers = self._connections.get(key)
@@ -121,6 +131,7 @@ class RevocationCheck:
                 closers.pop(handle, None)
                 if not closers:
                     del self._connections[key]
+                    self._watched_tokens.pop(key, None)
 
         return unwatch
 
@@ -141,6 +152,9 @@ class RevocationCheck:
         return sum(len(closers) for closers in self._connections.values())
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -183,6 +197,15 @@ class RevocationCheck:
             span.set_attribute("auth.result", result)
         self._telemetry.confirmation(result)
 
+    def _sweep_watched(self) -> None:
+        """The open connections' tokens are in use: start the confirmations due (within the
+        budget; the next sweep retries what did not fit)."""
+        self._sweep = None
+        for bearer, identity in list(self._watched_tokens.values()):
+            self.use(bearer, identity)
+        if self._watched_tokens:
+            self._sweep = asyncio.get_running_loop().call_later(self.window, self._sweep_watched)
+
     def _revoke(self, bearer: Bearer, identity: Identity, detail: str) -> None:
         key = bearer.key
         lifetime = (REFUSAL_WITHOUT_EXPIRY if identity.expires_at is None
@@ -191,6 +214,7 @@ class RevocationCheck:
         self._due.pop(key, None)
         self._forget(key, identity)
         closers = self._connections.pop(key, {})
+        self._watched_tokens.pop(key, None)
         fields = {"credential_id": identity.credential_id or "none",
                   "token_fp": fingerprint(bearer.token), "subject": identity.subject,
                   "error": clip(detail), "connections": len(closers)}
