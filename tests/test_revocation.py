@@ -9,16 +9,19 @@ the wait). The window is shortened with ``AUTH_REVOCATION_WINDOW``; everything e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import resource
 import time
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from compass_auth.core.bearer import Bearer, read_bearer
 from compass_auth.testing import DevCluster, Fault
 from compass_auth.verification.revocation import MSG_RECOVERED, MSG_REVOKED, MSG_UNAVAILABLE
 
@@ -244,3 +247,24 @@ async def test_telemetry_links_counts_and_revoked_outcome(
     verifications = points["auth.verifications"]
     assert verifications[(("auth.method", "jwks"), ("auth.outcome", "revoked"),
                           ("auth.reason", "token_revoked"))] == 1
+
+
+async def test_tokens_without_kubernetes_claims_are_never_confirmed(
+        service: RunningService) -> None:
+    """An identity that is not a service-account token's (another issuer's, once several are
+    accepted) is not sent to TokenReview: its refusal would not mean revocation."""
+    revocation = service.authenticator.revocation
+    assert revocation is not None
+    token = service.token(pod=POD)
+    identity = await service.authenticator.authenticate_request([f"Bearer {token}"])
+    await confirmations_done(service)
+    reviews = service.api_calls("tokenreview")
+    foreign = dataclasses.replace(identity, claims=MappingProxyType({"iss": "https://idp"}))
+    bearer = read_bearer([f"Bearer {service.token(pod='another')}"],
+                         service.authenticator._hasher)
+    assert isinstance(bearer, Bearer)
+    for _ in range(3):
+        revocation.use(bearer, foreign)
+    assert revocation.in_flight() == 0
+    await asyncio.sleep(0.2)
+    assert service.api_calls("tokenreview") == reviews

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -50,6 +51,9 @@ logger = logging.getLogger(__name__)
 MSG_REVOKED = "token revoked: the API server refused a token verified locally"
 MSG_UNAVAILABLE = "revocation checks unavailable; tokens are still verified locally"
 MSG_RECOVERED = "revocation checks answered again"
+#: The claim every service-account token carries (its pod, service account, node bindings):
+#: the tokens whose objects TokenReview checks.
+KUBERNETES_CLAIM = "kubernetes.io"
 #: Seconds a refusal is remembered when the token has no ``exp`` (no local path gives one).
 REFUSAL_WITHOUT_EXPIRY = 3600.0
 
@@ -162,14 +166,20 @@ class RevocationCheck:
     # --- confirmations ----------------------------------------------------------------------
 
     def _start(self, bearer: Bearer, identity: Identity) -> None:
+        if KUBERNETES_CLAIM not in identity.claims:
+            # Not a service-account token (an OIDC issuer's, when several are accepted): the
+            # API server's rule for deleted objects does not apply, and its TokenReview may not
+            # know the issuer. Never confirmed: a refusal would mean nothing here.
+            self._due[bearer.key] = math.inf
+            self._trim()
+            return
         if len(self._tasks) >= self.budget.capacity:
             self._telemetry.confirmation("skipped")  # no queue: the next use tries again
             return
         key = bearer.key
         self._due[key] = self._clock() + self.window
         self._due.move_to_end(key)
-        while len(self._due) > self._capacity:
-            self._due.popitem(last=False)
+        self._trim()
         linked = self._telemetry.request_context()
         # The budget's slot is taken inside the review (ReviewClient.review), when the task
         # runs; the tasks alive are at most the budget's capacity (checked above), so that take
@@ -196,6 +206,10 @@ class RevocationCheck:
                 self._recovered()
             span.set_attribute("auth.result", result)
         self._telemetry.confirmation(result)
+
+    def _trim(self) -> None:
+        while len(self._due) > self._capacity:
+            self._due.popitem(last=False)
 
     def _sweep_watched(self) -> None:
         """The open connections' tokens are in use: start the confirmations due (within the
