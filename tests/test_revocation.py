@@ -26,6 +26,7 @@ from compass_auth.testing import DevCluster, Fault
 from compass_auth.verification.revocation import MSG_RECOVERED, MSG_REVOKED, MSG_UNAVAILABLE
 
 from .conftest import RunningService, StartService, wait_until
+from .helpers import RBAC, WHOAMI_CHECK
 
 POD = "collector-6c9d8b7f5-x2k9q"
 WINDOW = 1.0
@@ -268,3 +269,22 @@ async def test_tokens_without_kubernetes_claims_are_never_confirmed(
     assert revocation.in_flight() == 0
     await asyncio.sleep(0.2)
     assert service.api_calls("tokenreview") == reviews
+
+
+async def test_revoked_token_leaves_the_authorization_decisions(
+        start_service: StartService, devcluster: DevCluster) -> None:
+    """The caller's cached SubjectAccessReview decisions for the revoked token are dropped;
+    another token's stay."""
+    devcluster.load_rbac(RBAC)
+    running: RunningService = await start_service(AUTH_REQUIRED_ACCESS=WHOAMI_CHECK,
+                                                  AUTH_REVOCATION_WINDOW=str(WINDOW))
+    token, other = running.token(pod=POD), running.token(pod="other-pod")
+    for each in (token, other):
+        assert (await reason_of(running, each))[0] == 200
+    await confirmations_done(running)
+    decisions = running.authenticator.authorizer.reviewer
+    assert decisions.cache_size() == 2  # one per token: the credential id is in the key
+    devcluster.delete_pod("default", POD)
+    await refused_after(running, token, WINDOW + 5)
+    assert decisions.cache_size() == 1
+    assert (await reason_of(running, other))[0] == 200
