@@ -34,7 +34,7 @@ request like any ``AuthenticatedHandler`` and then closes the connection when th
 * **Closed at revocation.** When the background confirmation of the token
   (verification/revocation.py) finds it refused by the API server (pod or service account
   deleted), the connection is closed with 1008 and the reason ``token revoked``. An open
-  connection counts as a use of its token: it is confirmed once per window meanwhile.
+  connection counts as a use of its token: it is confirmed within every window and a half.
 
 Browsers cannot send an ``Authorization`` header on a WebSocket handshake; this is for workload
 clients.
