@@ -49,11 +49,14 @@ class Fleet:
     #: AUTH_REVOCATION_WINDOW (None: the TokenReview TTL); 0 when AUTH_REVOCATION_CHECK is off.
     revocation_window: float | None = None
 
+    def window(self) -> float:
+        """The revocation window (0: confirmations off)."""
+        return self.tokenreview_ttl if self.revocation_window is None else self.revocation_window
+
     def confirmations(self, seconds: float) -> float:
         """Revocation confirmations of the fleet's tokens in use over ``seconds`` (each token
-        already confirmed once)."""
-        window = (self.tokenreview_ttl if self.revocation_window is None
-                  else self.revocation_window)
+        already confirmed once; first sights spread over the window)."""
+        window = self.window()
         return 0.0 if window == 0 else self.replicas * self.callers * seconds / window
 
 
@@ -103,9 +106,11 @@ def expected(fleet: Fleet, phase: str, seconds: float) -> dict[str, float]:
         fetches = n * max(1.0, seconds / fleet.refresh_interval)
         pending = min(seconds, fleet.rediscovery_interval)
         # Then the replicas' verified-token caches are empty (they restarted without keys):
-        # each token's first local sight is confirmed.
+        # the tokens' first local sights come together, and so do their confirmations, one
+        # round then once per whole window left in the phase.
+        rounds = 1 + (seconds - pending) // fleet.window() if first_sights else 0
         return _row(fetches, fetches,
-                    n * m * pending / fleet.tokenreview_ttl + first_sights, decisions)
+                    n * m * pending / fleet.tokenreview_ttl + first_sights * rounds, decisions)
     raise ValueError(f"no model for phase {phase!r}")
 
 
