@@ -9,9 +9,12 @@ server follows from the settings (compass_auth/settings.py):
 * SubjectAccessReview: at most one per distinct (token, check) per ``AUTH_AUTHZ_ALLOWED_TTL``
   (the decision cache is keyed by the whole principal, the token's credential id included, so
   a caller's new token is decided afresh);
-* TokenReview: none while the replica holds a key set; without one (started during a discovery
-  outage, or the last good set older than ``AUTH_JWKS_MAX_STALE``), one per distinct token per
-  ``AUTH_TOKENREVIEW_CACHE_TTL``.
+* TokenReview: while the replica holds a key set, the revocation confirmations
+  (compass_auth/verification/revocation.py): one per distinct token in use at its first local
+  sight, then at most one per ``AUTH_REVOCATION_WINDOW`` (default ``AUTH_TOKENREVIEW_CACHE_TTL``);
+  without a key set (started during a discovery outage, or the last good set older than
+  ``AUTH_JWKS_MAX_STALE``), one per distinct token per ``AUTH_TOKENREVIEW_CACHE_TTL``, and no
+  confirmations (the review is the verification).
 
 Each figure is per second over a phase of ``seconds``, plus what happens once in it (a restart
 empties every cache; the first successful discovery after an outage). Pure arithmetic: the
@@ -43,6 +46,18 @@ class Fleet:
     rediscovery_interval: float  # AUTH_REDISCOVERY_INTERVAL
     tokenreview_ttl: float  # AUTH_TOKENREVIEW_CACHE_TTL
     allowed_ttl: float  # AUTH_AUTHZ_ALLOWED_TTL
+    #: AUTH_REVOCATION_WINDOW (None: the TokenReview TTL); 0 when AUTH_REVOCATION_CHECK is off.
+    revocation_window: float | None = None
+
+    def window(self) -> float:
+        """The revocation window (0: confirmations off)."""
+        return self.tokenreview_ttl if self.revocation_window is None else self.revocation_window
+
+    def confirmations(self, seconds: float) -> float:
+        """Revocation confirmations of the fleet's tokens in use over ``seconds`` (each token
+        already confirmed once; first sights spread over the window)."""
+        window = self.window()
+        return 0.0 if window == 0 else self.replicas * self.callers * seconds / window
 
 
 #: The phases the benchmark runs, in order, with what each means for the model.
@@ -61,19 +76,23 @@ def expected(fleet: Fleet, phase: str, seconds: float) -> dict[str, float]:
     refreshes = n * seconds / fleet.refresh_interval
     decisions = n * m * seconds / fleet.allowed_ttl
     reviews = n * m * seconds / fleet.tokenreview_ttl
+    confirmations = fleet.confirmations(seconds)
+    first_sights = n * m if confirmations else 0.0  # a new token's first confirmation
     if phase == "steady":
-        return _row(refreshes, refreshes, 0, decisions)
+        return _row(refreshes, refreshes, confirmations, decisions)
     if phase == "rotation wave":
-        # A new token is verified locally: no TokenReview. But the decision cache is keyed by
-        # everything the review names, the token's credential id (JTI) included
-        # (compass_auth/core/access.py, ``principal``): each new token is decided once per replica.
-        return _row(refreshes, refreshes, 0, n * m + decisions)
+        # A new token is verified locally and confirmed at its first sight, in the background.
+        # The decision cache is keyed by everything the review names, the token's credential id
+        # (JTI) included (compass_auth/core/access.py, ``principal``): each new token is decided
+        # once per replica.
+        return _row(refreshes, refreshes, first_sights + confirmations, n * m + decisions)
     if phase == "outage, keys held":
         # A replica with keys notices the outage at its next scheduled refresh (on average half
         # an interval in), then retries discovery every rediscovery interval.
         noticed = n * min(1.0, seconds / fleet.refresh_interval)
         later = n * max(0.0, seconds - fleet.refresh_interval / 2) / fleet.rediscovery_interval
-        return _row(noticed + later, 0, 0, decisions)
+        # TokenReview still answers: the confirmations go on.
+        return _row(noticed + later, 0, confirmations, decisions)
     if phase == "outage, restarted":
         # Start-up discovery (every attempt fails), then the retries. Every cache starts empty:
         # each (replica, token) is reviewed and decided at first sight, then once per TTL.
@@ -86,7 +105,12 @@ def expected(fleet: Fleet, phase: str, seconds: float) -> dict[str, float]:
         # TokenReview answer expires are reviewed again.
         fetches = n * max(1.0, seconds / fleet.refresh_interval)
         pending = min(seconds, fleet.rediscovery_interval)
-        return _row(fetches, fetches, n * m * pending / fleet.tokenreview_ttl, decisions)
+        # Then the replicas' verified-token caches are empty (they restarted without keys):
+        # the tokens' first local sights come together, and so do their confirmations, one
+        # round then once per whole window left in the phase.
+        rounds = 1 + (seconds - pending) // fleet.window() if first_sights else 0
+        return _row(fetches, fetches,
+                    n * m * pending / fleet.tokenreview_ttl + first_sights * rounds, decisions)
     raise ValueError(f"no model for phase {phase!r}")
 
 

@@ -119,6 +119,19 @@ async def run(cluster: DevCluster, kubeconfig: Path, iterations: int, rounds: in
         variants[f"cache hit, {name}"] = with_span(
             lambda a=cached, h=known: a.authenticate_request(h))
 
+    # The same two paths without the background revocation confirmation (issue 21), in the
+    # same run: what AUTH_REVOCATION_CHECK costs a first sight (a task started) and a hit.
+    off = {**environ, "AUTH_REVOCATION_CHECK": "off"}
+    quiet = telemetries()["telemetry off"][0]
+    fresh_off = await connect(AuthSettings.from_env({**off, "AUTH_CACHE_SIZE": "0"}), quiet)
+    cached_off = await connect(AuthSettings.from_env(off), quiet)
+    known_off = next_header()
+    await cached_off.authenticate_request(known_off)
+    variants["first sight, telemetry off, no revocation"] = (
+        lambda: fresh_off.authenticate_request(next_header()))
+    variants["cache hit, telemetry off, no revocation"] = (
+        lambda: cached_off.authenticate_request(known_off))
+
     results: dict[str, list[float]] = {name: [] for name in variants}
     for call in variants.values():
         await measure(call, max(1, iterations // 10))
@@ -128,7 +141,7 @@ async def run(cluster: DevCluster, kubeconfig: Path, iterations: int, rounds: in
     for authenticator in authenticators:
         await authenticator.close()
     for name, values in results.items():
-        print(f"{name:<36} {statistics.median(values) * 1e6:8.1f} µs "
+        print(f"{name:<44} {statistics.median(values) * 1e6:8.1f} µs "
               f"({min(values) * 1e6:.1f}-{max(values) * 1e6:.1f})")
 
 

@@ -258,6 +258,11 @@ _LIST: dict[str, Any] = {"parse": lambda name, text: tuple(_comma_list(text)),
                          "text": ",".join}
 _SET: dict[str, Any] = {"parse": lambda name, text: frozenset(_comma_list(text)),
                         "text": lambda value: ",".join(sorted(value))}
+_OPTIONAL_SECONDS: dict[str, Any] = {
+    "parse": lambda name, text: _number(float, 1, 3600)[0](name, text) if text else None,
+    "check": lambda name, value: None if value is None else _number(float, 1, 3600)[1](
+        name, value),
+    "text": lambda value: "" if value is None else _seconds_text(value)}
 _OPTIONAL_TEXT: dict[str, Any] = {"parse": lambda name, text: text or None,
                                   "text": lambda value: value or ""}
 
@@ -388,6 +393,16 @@ class AuthSettings:
         "AUTH_TOKENREVIEW_CACHE_TTL", 120.0,
         "Seconds an accepted TokenReview answer is reused (capped by the token's exp).",
         **_seconds(0, 3600))
+    revocation_check: bool = setting(
+        "AUTH_REVOCATION_CHECK", True,
+        "In `auto` mode, confirm each locally verified token with TokenReview in the "
+        "background, off the request path, and refuse it (401 `token_revoked`) once the API "
+        "server does (pod or service account deleted); docs/verification.md#revocation.",
+        **_FLAG)
+    revocation_window: float | None = setting(
+        "AUTH_REVOCATION_WINDOW", None,
+        "Seconds between two confirmations of a token in use (at most one TokenReview per "
+        "token per window). Empty: AUTH_TOKENREVIEW_CACHE_TTL.", **_OPTIONAL_SECONDS)
     tokenreview_negative_ttl: float = setting(
         "AUTH_TOKENREVIEW_NEGATIVE_TTL", 30.0,
         "Seconds a rejected TokenReview answer is reused.", **_seconds(0, 3600))

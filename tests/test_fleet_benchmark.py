@@ -44,12 +44,15 @@ def test_the_fleet_benchmark_counts_what_the_model_predicts(tmp_path: Path) -> N
     bound = REPLICAS * (math.ceil(SECONDS / fleet["refresh_interval"]) + 1)
     for name in ("steady", "rotation wave"):
         api = phases[name]["api"]
-        assert api["tokenreview"] == 0, name  # local verification, new tokens included
+        # Verified locally; the revocation confirmations (issue 21) alone: one per (replica,
+        # token) at its first sight, then one per window at most.
+        assert api["tokenreview"] <= REPLICAS * CALLERS * (
+            2 + SECONDS / fleet["tokenreview_ttl"]), name
         assert api["jwks"] <= bound, (name, api)
         assert api["discovery"] <= bound, (name, api)
         assert phases[name]["readiness"] == ["jwks"] * REPLICAS
     held = phases["outage, keys held"]["api"]
-    assert held["tokenreview"] == 0
+    assert held["tokenreview"] <= REPLICAS * CALLERS * (1 + SECONDS / fleet["tokenreview_ttl"])
     assert held["jwks"] == 0
     # The outage is noticed at the next scheduled refresh, then retried every rediscovery interval.
     assert held["discovery"] <= REPLICAS * (SECONDS / fleet["rediscovery_interval"] * 1.1 + 1)

@@ -152,18 +152,22 @@ class ReviewClient(Generic[Key, Question, Verdict]):
         return self._cache.get(key)
 
     async def review(self, key: Key, question: Question, judge: Judge[Verdict],
-                     caller: Hashable | None) -> Verdict:
+                     caller: Hashable | None, budget: InFlightBudget | None = None) -> Verdict:
         """The verdict for ``key`` (not in the cache: the caller looked), asking with
         ``question`` unless the same key is being asked already; raise the wire's
         ``unavailable``. ``caller`` is whose share of the in-flight reviews this takes
-        (``None``: unknown, the total cap alone applies)."""
+        (``None``: unknown, the total cap alone applies). ``budget`` replaces the client's own
+        in-flight budget: background confirmations (verification/revocation.py) count against
+        one of their own, so they never take a slot a request is waiting for."""
         task = self._inflight.get(key)
         if task is None:
             self._check_backoff()
-            refusal = self._budget.take(caller)
+            if budget is None:
+                budget = self._budget
+            refusal = budget.take(caller)
             if refusal is not None:
                 raise self._wire.unavailable(refusal)
-            task = asyncio.create_task(self._review(key, question, judge, caller))
+            task = asyncio.create_task(self._review(key, question, judge, caller, budget))
             self._inflight[key] = task
         # shield: a client that hangs up must not cancel the review others wait for.
         answer = await asyncio.shield(task)
@@ -223,6 +227,10 @@ class ReviewClient(Generic[Key, Question, Verdict]):
         """Reviews outstanding: all, or those of ``caller``."""
         return len(self._budget) if caller is None else self._budget.held_by(caller)
 
+    def forget_where(self, doomed: Callable[[Hashable], bool]) -> int:
+        """Drop the cached verdicts whose key ``doomed`` names (a scan: rare events only)."""
+        return self._cache.discard_where(doomed)
+
     def cache_keys(self) -> list[Hashable]:
         """The keys cached (for tests: never tokens)."""
         return self._cache.keys()
@@ -249,7 +257,7 @@ class ReviewClient(Generic[Key, Question, Verdict]):
         self._not_before = None
 
     async def _review(self, key: Key, question: Question, judge: Judge[Verdict],
-                      caller: Hashable | None) -> Verdict | Failure:
+                      caller: Hashable | None, budget: InFlightBudget) -> Verdict | Failure:
         try:
             status = await self._call(question)
         except (TokenReviewUnavailable, AuthorizationUnavailable) as error:
@@ -257,7 +265,7 @@ class ReviewClient(Generic[Key, Question, Verdict]):
             return Failure(self._wire.unavailable, error.detail, error.retry_after)
         finally:
             self._inflight.pop(key, None)
-            self._budget.give_back(caller)
+            budget.give_back(caller)
         verdict, lifetime = judge(status)
         if lifetime is not None:
             self._cache.put(key, verdict, lifetime)

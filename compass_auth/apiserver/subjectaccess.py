@@ -153,6 +153,10 @@ class AccessReviewer:
         ``AuthorizationUnavailable``."""
         return await self._client.review(key, body, self._judge, caller_of(key))
 
+    def forget(self, caller: Hashable) -> int:
+        """Drop every cached decision whose principal is ``caller``; return how many."""
+        return self._client.forget_where(lambda key: cast(Key, key)[0] == caller)
+
     def cache_size(self) -> int:
         return self._client.cache_size()
 

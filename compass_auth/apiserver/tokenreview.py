@@ -49,6 +49,7 @@ from ..core.cache import TokenHasher
 from ..core.errors import ReviewRejected, TokenReviewUnavailable
 from ..core.identity import Identity, parse_subject
 from ..telemetry import SPAN_TOKENREVIEW, Telemetry
+from .budget import InFlightBudget
 from .connection import ApiServer
 from .reviews import HEALTH_MEMORY, ReviewClient, json_status
 
@@ -173,12 +174,14 @@ class TokenReviewer:
     # --- the request path -------------------------------------------------------------------
 
     async def review(self, token: str, key: bytes, expires_at: int | None,
-                     caller: Hashable | None = None) -> Identity:
+                     caller: Hashable | None = None,
+                     budget: InFlightBudget | None = None) -> Identity:
         """The identity the API server confirms, or raise ``ReviewRejected`` /
         ``TokenReviewUnavailable``; the cache holds no verdict for ``key`` (the caller read it).
         ``expires_at`` (the token's ``exp``, read by the caller's pre-check) bounds how long an
         accepted answer is cached; ``caller`` (the verified subject, or ``None`` when unknown)
-        is whose share of the in-flight reviews this one takes."""
+        is whose share of the in-flight reviews this one takes; ``budget`` (optional) the
+        in-flight budget it counts against instead of the shared one (``ReviewClient.review``)."""
 
         def judge(status: Mapping[str, Any]) -> tuple[Verdict, float]:
             identity, rejection = self._wire.verdict(status, expires_at)
@@ -190,7 +193,7 @@ class TokenReviewer:
                     lifetime = min(lifetime, expires_at - self._wall_clock())
             return Verdict(identity, rejection), lifetime
 
-        verdict = await self._client.review(key, token, judge, caller)
+        verdict = await self._client.review(key, token, judge, caller, budget)
         return verdict.identity_or_raise()
 
     # --- health -----------------------------------------------------------------------------

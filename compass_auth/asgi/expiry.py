@@ -9,8 +9,9 @@ answers, close codes, reasons, log lines and ``auth.websocket.closes`` counts:
   handler's 429 (``answers.too_many_connections``). ``end`` gives the place back.
 * **Closed at expiry.** At ``exp`` plus the grace
 period (``AUTH_WEBSOCKET_GRACE``) the connection is closed with 1008 ``token expired``; an
-identity without an expiry is closed at once with ``token expiry unknown`` (fail closed). The
-token is not re-verified meanwhile.
+identity without an expiry is closed at once with ``token expiry unknown`` (fail closed).
+* **Closed at revocation.** When the token's background confirmation finds it refused
+(verification/revocation.py), the connection is closed with 1008 ``token revoked``.
 
 ``Lifetime`` wraps the connection's ASGI ``send`` and ``receive``: it sees the accept, the
 application's own close and the client's disconnect, so it counts who ended the connection.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
@@ -36,8 +38,10 @@ from ..tornado.websocket import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_REASON_EXPIRED,
     CLOSE_REASON_EXPIRY_UNKNOWN,
+    CLOSE_REASON_REVOKED,
     MSG_EXPIRED,
     MSG_EXPIRY_UNKNOWN,
+    MSG_REVOKED,
     ClosedBy,
 )
 from ..verification.authenticator import Authenticator
@@ -61,6 +65,8 @@ class Lifetime:
         self.accepted = False
         self.closed_by: ClosedBy | None = None
         self._closed = False
+        self._close_reason = CLOSE_REASON_EXPIRED
+        self._unwatch: Callable[[], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
 
@@ -79,7 +85,7 @@ class Lifetime:
     async def send(self, message: Message) -> None:
         """The application's ``send``: an accept arms the expiry close."""
         if self._closed:
-            raise WebSocketDisconnect(CLOSE_POLICY_VIOLATION, CLOSE_REASON_EXPIRED)
+            raise WebSocketDisconnect(CLOSE_POLICY_VIOLATION, self._close_reason)
         kind = message["type"]
         if kind == "websocket.accept":
             await self._send(message)
@@ -108,6 +114,9 @@ class Lifetime:
             self._slot = None
         if self._timer is not None:
             self._timer.cancel()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self._closing is not None and not self._closing.done():
             self._closing.cancel()
         if self.accepted:
@@ -118,6 +127,14 @@ class Lifetime:
         delay = 0.0 if expires_at is None else max(
             0.0, expires_at + self.grace() - time.time())
         self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+        self._unwatch = self._authenticator.watch_revocation(
+            self._authorization, self._identity, self._revoked)
+
+    def _revoked(self) -> None:
+        if self.closed_by is not None:
+            return  # already ending
+        self.closed_by = "token_revoked"
+        self._close(MSG_REVOKED, CLOSE_REASON_REVOKED, {})
 
     def _expire(self) -> None:
         if self.closed_by is not None:
@@ -131,12 +148,17 @@ class Lifetime:
             self.closed_by = "token_expired"
             message, reason = MSG_EXPIRED, CLOSE_REASON_EXPIRED
             extra = {"expires_at": identity.expires_at, "grace_seconds": self.grace()}
+        self._close(message, reason, extra)
+
+    def _close(self, message: str, reason: str, extra: dict[str, Any]) -> None:
+        identity = self._identity
         credential = read_bearer(self._authorization, _no_key)
         token_fp = fingerprint(credential.token) if isinstance(credential, Bearer) else "none"
         # The line of AuthenticatedWebSocketHandler._close_for, word for word.
         logger.info("%s (subject=%s, token_fp=%s)", message, identity.subject, token_fp,
                     extra={"subject": identity.subject, "token_fp": token_fp, **extra})
         self._closed = True
+        self._close_reason = reason
         self._closing = asyncio.ensure_future(self._send(
             {"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION, "reason": reason}))
 

@@ -64,6 +64,11 @@ class Authorizer:
         #: decision is still counted by the auth.authorizations metric.
         self.log_budget = LogBudget()
 
+    def forget(self, identity: Identity) -> int:
+        """Drop the cached decisions for ``identity`` (its token was revoked:
+        verification/revocation.py); return how many."""
+        return self.reviewer.forget(principal(identity))
+
     def authorize_cached(self, identity: Identity, checks: Sequence[Check],
                          arguments: Mapping[str, str | None]
                          ) -> tuple[Decision | None, ...] | None:

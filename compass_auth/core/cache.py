@@ -149,6 +149,21 @@ class VerdictCache(Generic[V]):
                 gone += 1
         return gone
 
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` (nothing when it is not held)."""
+        if key in self._protected:
+            self._drop_protected(key)
+        else:
+            self._probation.pop(key, None)
+
+    def discard_where(self, doomed: Callable[[Hashable], bool]) -> int:
+        """Forget every key for which ``doomed(key)`` holds; return how many. A scan of the
+        whole cache: for rare events (a revoked token's decisions), never the request path."""
+        keys = [key for key in self.keys() if doomed(key)]
+        for key in keys:
+            self.discard(key)
+        return len(keys)
+
     def clear(self) -> None:
         self._probation.clear()
         self._protected.clear()

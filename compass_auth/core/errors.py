@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, NoReturn
 
-Outcome = Literal["allowed", "denied", "unavailable"]
+Outcome = Literal["allowed", "denied", "revoked", "unavailable"]
 
 
 class AuthError(Exception):
@@ -168,6 +168,15 @@ class ReviewRejected(TokenRejected):
 
     reason = "review_rejected"
     default_description = "the token was not accepted by the cluster"
+
+
+class TokenRevoked(TokenRejected):
+    """The API server refused a token that local verification had accepted (its pod or service
+    account is gone: verification/revocation.py); refused until the token's ``exp``."""
+
+    reason = "token_revoked"
+    outcome = "revoked"
+    default_description = "the token has been revoked"
 
 
 class SubjectNotAllowed(TokenRejected):

@@ -10,7 +10,8 @@ own providers.
 * verification.py: ``auth.verify``, ``auth.verifications``, ``auth.verification.duration``;
 * authorization.py: ``auth.authorize``, ``auth.authorizations``;
 * calls.py: CLIENT spans of API-server calls, key-fetch and TokenReview counters;
-* gauges.py: cache entries and the active path.
+* gauges.py: cache entries and the active path;
+* revocation.py: background confirmations of locally verified tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .calls import CallTelemetry
 from .gauges import Gauges
 from .names import *  # noqa: F403 - every name, as compass_auth.telemetry.NAME
 from .names import SCOPE
+from .revocation import RevocationTelemetry
 from .tracing import children_follow_parent
 from .tracing import current_trace_ids as current_trace_ids
 from .tracing import trace_event as trace_event
@@ -66,6 +68,7 @@ class Telemetry:
                                                      children_follow_parent=follow)
         self.calls = CallTelemetry(self.tracer, meter)
         self.gauges = Gauges(meter)
+        self.revocations = RevocationTelemetry(self.tracer, meter)
         self.verification = self.verifications.verification
         self.cache_hit = self.verifications.cache_hit
         self.stale_token = self.verifications.stale_token

@@ -15,6 +15,7 @@ SPAN_KEYS_FETCH = "auth.keys.fetch"
 SPAN_TOKENREVIEW = "auth.tokenreview"
 SPAN_AUTHORIZE = "auth.authorize"
 SPAN_SUBJECTACCESSREVIEW = "auth.subjectaccessreview"
+SPAN_REVOCATION_CONFIRM = "auth.revocation.confirm"
 
 # Attribute keys (span and metric attributes).
 AUTH_METHOD = "auth.method"
@@ -66,6 +67,13 @@ METRIC_ACTIVE_PATH = "auth.active_path"
 METRIC_STALE = "auth.tokens.stale"
 METRIC_WEBSOCKET_CLOSES = "auth.websocket.closes"
 METRIC_AUTHORIZATIONS = "auth.authorizations"
+METRIC_REVOCATION_CONFIRMATIONS = "auth.revocation.confirmations"
+METRIC_REVOCATION_AVAILABLE = "auth.revocation.available"
+
+#: Outcomes of a background confirmation (``auth.result`` of ``auth.revocation.confirmations``):
+#: the API server accepted the token, refused it (revoked), could not answer, or no slot was
+#: free (``skipped``: nothing sent, the next use of the token tries again).
+CONFIRMATION_OUTCOMES = ("confirmed", "revoked", "unavailable", "skipped")
 
 #: Verification latency buckets in seconds: a cached answer takes microseconds, a local
 #: signature check ~0.1-0.3 ms, a TokenReview a few ms to the 5 s timeout.

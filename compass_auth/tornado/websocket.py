@@ -31,10 +31,13 @@ request like any ``AuthenticatedHandler`` and then closes the connection when th
 * **Counted.** Every close of an upgraded connection counts in ``auth.websocket.closes`` by who
   ended it (``token_expired``, ``unread_output``, ``ping_timeout``, ``client``, ``server``); a
   close by this class also logs one INFO line with the subject and the token's fingerprint.
+* **Closed at revocation.** When the background confirmation of the token
+  (verification/revocation.py) finds it refused by the API server (pod or service account
+  deleted), the connection is closed with 1008 and the reason ``token revoked``. An open
+  connection counts as a use of its token: it is confirmed within every window and a half.
 
-It does NOT re-verify the token while the connection is open: a token revoked before its
-``exp`` (pod deleted) keeps its connection until then. Browsers cannot send an
-``Authorization`` header on a WebSocket handshake; this is for workload clients.
+Browsers cannot send an ``Authorization`` header on a WebSocket handshake; this is for workload
+clients.
 """
 
 from __future__ import annotations
@@ -67,18 +70,20 @@ CLOSE_REASON_EXPIRED = "token expired"
 CLOSE_REASON_EXPIRY_UNKNOWN = "token expiry unknown"
 CLOSE_REASON_UNREAD_OUTPUT = "too much unread output"
 CLOSE_REASON_PING_TIMEOUT = "ping not answered"
+CLOSE_REASON_REVOKED = "token revoked"
 #: Log messages operators grep for; keep them stable (docs/websocket.md).
 MSG_EXPIRED = "websocket closed: token expired"
 MSG_EXPIRY_UNKNOWN = "websocket closed: token expiry unknown"
 MSG_UNREAD_OUTPUT = "websocket closed: too much unread output"
 MSG_PING_TIMEOUT = "websocket closed: ping not answered"
+MSG_REVOKED = "websocket closed: token revoked"
 #: ``Retry-After`` of the 429 for a caller at its cap: a place frees only when one of its own
 #: connections ends, which the server cannot foresee; a few seconds spares a retry storm.
 CALLER_LIMIT_RETRY_AFTER = 5
 
 #: Who ended an upgraded connection: the ``auth.reason`` of ``auth.websocket.closes``.
-ClosedBy = Literal["token_expired", "expiry_unknown", "unread_output", "ping_timeout", "client",
-                   "server"]
+ClosedBy = Literal["token_expired", "expiry_unknown", "token_revoked", "unread_output",
+                   "ping_timeout", "client", "server"]
 
 #: The per-caller counts of each application (``get_caller_slots``); gone with the application.
 _CALLER_SLOTS: weakref.WeakKeyDictionary[Any, CallerSlots] = weakref.WeakKeyDictionary()
@@ -179,11 +184,15 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, OwnPings):
         # not a WebSocket request, a foreign Origin).
         io_loop = IOLoop.current()
         expiry = io_loop.call_later(self._seconds_left(), self._close_at_expiry)
+        unwatch = self.get_authenticator().watch_revocation(
+            self.request.headers.get_list("Authorization"), self.identity,
+            self._close_at_revocation)
         self.start_pings()
         try:
             await super().get(*args, **kwargs)
         finally:
             io_loop.remove_timeout(expiry)
+            unwatch()
             self.stop_pings()
             self._give_back_slot()
             if self.get_status() == 101:
@@ -288,6 +297,12 @@ class AuthenticatedWebSocketHandler(AuthenticatedHandler, OwnPings):
     def on_ping_timeout(self) -> None:
         self._close_for("ping_timeout", CLOSE_REASON_PING_TIMEOUT, MSG_PING_TIMEOUT,
                         ping_timeout=self.get_ping_timeout())
+
+    def _close_at_revocation(self) -> None:
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return
+        self._close_for("token_revoked", CLOSE_REASON_REVOKED, MSG_REVOKED)
 
     def _close_for(self, closed_by: ClosedBy, reason: str, message: str, **extra: Any) -> None:
         """Close with 1008 and ``reason``, counted as ``closed_by``, logged as ``message``."""

@@ -34,6 +34,7 @@ from ..core.errors import (
     KeysUnavailable,
     Refusal,
     TokenReviewUnavailable,
+    TokenRevoked,
     VerificationUnavailable,
 )
 from ..core.identity import Identity
@@ -47,6 +48,7 @@ from .issuers import JwtAuthenticators
 from .local import LocalPath
 from .readiness import Readiness, readiness_from
 from .review import ReviewPath
+from .revocation import RevocationCheck
 from .stale import StaleTokenLog
 
 logger = logging.getLogger(__name__)
@@ -114,8 +116,11 @@ class Authenticator:
         telemetry: Telemetry,
         hasher: TokenHasher,
         authorizer: Authorizer,
+        revocation: RevocationCheck | None = None,
     ) -> None:
         self.settings = settings
+        #: Background confirmation of locally verified tokens (``None``: off, or review mode).
+        self.revocation = revocation
         #: The ``Authorizer`` built with it, for applications that pass only ``authenticator=``
         #: (``AuthenticatedHandler.get_authorizer``); never called here.
         self.authorizer = authorizer
@@ -179,6 +184,8 @@ class Authenticator:
         self._tasks.clear()
         if self.issuers is not None:
             await self.issuers.close()
+        if self.revocation is not None:
+            await self.revocation.close()
         await self._api.close()
 
     # --- verification ---------------------------------------------------------------------
@@ -219,6 +226,8 @@ class Authenticator:
                                     allowed_subjects))):
             return Pending(credential, read, hit, path.method)  # the full path reports it
         self.telemetry.cache_hit(hit, path.method)
+        if self.revocation is not None and path is self.local:
+            self.revocation.use(credential, hit)  # a clock compare unless a confirmation is due
         return hit
 
     async def authenticate_uncached(
@@ -238,6 +247,9 @@ class Authenticator:
             try:
                 if isinstance(pending, Refusal):
                     pending.raise_error()
+                revocation = self.revocation
+                if revocation is not None and (refused := revocation.refused(pending.bearer)):
+                    raise TokenRevoked(refused)
                 if pending.hit is not None:
                     record.method, record.cache_hit = pending.method, True
                     if isinstance(pending.hit, Identity):
@@ -256,6 +268,8 @@ class Authenticator:
                 if identity.stale and self.local.policy.stale_tokens == "warn":
                     self.telemetry.stale_token(identity)
                     self._stale_log(identity, token)  # one WARN per token, by fingerprint
+                if revocation is not None and record.method == METHOD_JWKS:
+                    revocation.use(pending.bearer, identity)  # confirmed in the background
             except AuthError as error:
                 self._rejections.rejected(error, token, verified, record.authenticator)
                 raise
@@ -304,6 +318,18 @@ class Authenticator:
         keys = self.local.keys.snapshot()
         return (keys.issuer,) if keys is not None else ()
 
+    def watch_revocation(self, authorization: list[str], identity: Identity,
+                         close: Callable[[], None]) -> Callable[[], None]:
+        """Call ``close()`` if the token of this ``Authorization`` header (verified as
+        ``identity``) is found revoked: an open WebSocket (tornado/websocket.py,
+        asgi/expiry.py), whose token is then confirmed once per window. Returns the function
+        that stops watching, to call when the connection ends."""
+        credential = read_bearer(authorization, self._hasher)
+        if (self.revocation is None or not isinstance(credential, Bearer)
+                or identity.verified_by != METHOD_JWKS):
+            return _unwatched
+        return self.revocation.watch(credential, identity, close)
+
     # --- paths and status -----------------------------------------------------------------
 
     async def readiness(self) -> Readiness:
@@ -323,7 +349,8 @@ class Authenticator:
             keys=key_cache.snapshot(), keys_age=key_cache.age(),
             keys_error=key_cache.last_error, review_error=reviewer.last_failure_message,
             tokenreview_cache_entries=reviewer.cache_size(),
-            authentication_config=None if self.issuers is None else self.issuers.status())
+            authentication_config=None if self.issuers is None else self.issuers.status(),
+            revocation_check="off" if self.revocation is None else self.revocation.state())
 
     def active_path(self) -> str:
         """``jwks`` or ``tokenreview``: how the next token would be verified."""
@@ -383,6 +410,10 @@ async def verify_on_paths(paths: Sequence[VerificationPath], pending: Pending,
                 raise
             on_fallback(unavailable.detail)
     raise AssertionError("no verification path")  # pragma: no cover - there is always one
+
+
+def _unwatched() -> None:
+    """What ``watch_revocation`` returns when nothing is watched."""
 
 
 def _answer(hit: Identity | Refusal) -> Identity:

@@ -24,6 +24,7 @@ from ..authn_config import AuthenticationConfig, load_authentication_config
 from ..authorization.authorizer import Authorizer
 from ..core.access import uses_service_namespace
 from ..core.cache import TokenHasher
+from ..core.identity import Identity
 from ..core.keyset import KeySet
 from ..core.verifier import VerificationPolicy
 from ..keys.cache import KeyCache
@@ -38,6 +39,7 @@ from .authenticator import Authenticator
 from .issuers import JwtAuthenticators, KeyTimings
 from .local import LocalPath
 from .review import ReviewPath
+from .revocation import RevocationCheck
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +126,10 @@ def build(
         telemetry=telemetry,
     )
     authorizer = Authorizer(access_reviewer, telemetry, service_namespace=api.namespace)
+    revocation = revocation_check(settings, reviewer, local, authorizer, telemetry)
     authenticator = Authenticator(settings, api, local=local, review=review, lifecycle=lifecycle,
-                                  telemetry=telemetry, hasher=hasher, authorizer=authorizer)
+                                  telemetry=telemetry, hasher=hasher, authorizer=authorizer,
+                                  revocation=revocation)
     authenticator.on_close(authorizer.report_suppressed)
     keys.add_listener(lambda previous, current: authenticator.on_keys_loaded(current.issuer))
     # In-cluster quirks: warn when discovery's issuer, AUTH_ISSUER and our own token's iss
@@ -169,6 +173,31 @@ def _guard_cluster_issuer(issuers: JwtAuthenticators) -> Callable[[KeySet | None
                                 "issuer; its tokens are verified as the cluster's", fields),
                          extra=fields)
     return on_keys
+
+
+def revocation_check(settings: AuthSettings, reviewer: TokenReviewer, local: LocalPath,
+                     authorizer: Authorizer, telemetry: Telemetry) -> RevocationCheck | None:
+    """Background confirmation of locally verified tokens (``AUTH_REVOCATION_CHECK``); none in
+    review mode, where every first sight is reviewed before it is answered."""
+    if not settings.revocation_check or settings.mode != "auto":
+        return None
+
+    def forget(key: bytes, identity: Identity) -> None:
+        local.forget(key)
+        authorizer.forget(identity)
+
+    window = settings.revocation_window or settings.tokenreview_cache_ttl
+    return RevocationCheck(
+        reviewer, forget=forget, window=max(1.0, window), capacity=settings.cache_size,
+        max_in_flight=confirmations_in_flight(settings.tokenreview_max_in_flight),
+        telemetry=telemetry)
+
+
+def confirmations_in_flight(request_cap: int) -> int:
+    """Confirmations outstanding at most: a quarter of the request path's TokenReview cap (2 by
+    default), at least one. Their budget is their own (``ReviewClient.review``'s ``budget``), so
+    requests keep the whole AUTH_TOKENREVIEW_MAX_IN_FLIGHT; the API server sees at most the sum."""
+    return max(1, request_cap // 4)
 
 
 def verification_policy(settings: AuthSettings) -> VerificationPolicy:

@@ -70,6 +70,10 @@ class LocalPath:
         self._remember(bearer.key, identity, now)
         return identity
 
+    def forget(self, key: bytes) -> None:
+        """Drop a verified token (``bearer.key``): the API server refused it (revocation.py)."""
+        self._verified.discard(key)
+
     def available(self) -> bool:
         return self.keys.snapshot() is not None
 

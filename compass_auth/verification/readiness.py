@@ -39,6 +39,10 @@ class Readiness:
     #: each other issuer's keys (``JwtAuthenticators.status``). They do not decide ``ready``:
     #: one issuer's outage costs only its own tokens.
     authentication_config: dict[str, Any] | None = None
+    #: Background confirmation of locally verified tokens (verification/revocation.py):
+    #: ``off``, ``available``, or ``unavailable`` (tokens are still served locally: never a
+    #: reason to fail readiness).
+    revocation_check: str = "off"
 
     def as_dict(self) -> dict[str, Any]:
         """The ``/readyz`` body (JSON-ready)."""
@@ -47,6 +51,7 @@ class Readiness:
             "issuer": self.issuer, "keys": list(self.keys),
             "keys_age_seconds": self.keys_age_seconds, "last_error": self.last_error,
             "tokenreview_cache_entries": self.tokenreview_cache_entries,
+            "revocation_check": self.revocation_check,
         }
         if self.authentication_config is not None:
             body["authentication_config"] = self.authentication_config
@@ -56,7 +61,8 @@ class Readiness:
 def readiness_from(*, mode: str, path: str, tokenreview_ok: bool, keys: KeySet | None,
                    keys_age: float | None, keys_error: str | None, review_error: str | None,
                    tokenreview_cache_entries: int,
-                   authentication_config: dict[str, Any] | None = None) -> Readiness:
+                   authentication_config: dict[str, Any] | None = None,
+                   revocation_check: str = "off") -> Readiness:
     """The answer from the facts the authenticator gathered: the active ``path`` (``jwks`` or
     ``tokenreview``), whether TokenReview works (only asked on that path), the key set."""
     ready = path == "jwks" or tokenreview_ok
@@ -71,6 +77,7 @@ def readiness_from(*, mode: str, path: str, tokenreview_ok: bool, keys: KeySet |
         last_error=keys_error,
         tokenreview_cache_entries=tokenreview_cache_entries,
         authentication_config=authentication_config,
+        revocation_check=revocation_check,
     )
 
 

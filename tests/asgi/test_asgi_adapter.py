@@ -115,6 +115,24 @@ async def test_websocket_closed_with_1008_at_expiry(
     assert hello["expires_at"] - 1 <= closed < hello["expires_at"] + 5
 
 
+async def test_websocket_closed_with_1008_when_its_token_is_revoked(
+        framework: str, devcluster: DevCluster, asgi_serve: ServeAsgi) -> None:
+    """Issue 21: the background confirmation finds the pod gone; the connection opened with
+    the token is closed with 1008 ``token revoked`` and the token gets 401 ``token_revoked``."""
+    served = await asgi_serve(APPS[framework], {"AUTH_REVOCATION_WINDOW": "1"})
+    token = devcluster.mint(pod="revoked-pod")
+    connection = await websocket_connect(_request(served.ws_url + "/ws/whoami", token))
+    await asyncio.wait_for(connection.read_message(), 10)  # the greeting
+    devcluster.delete_pod("default", "revoked-pod")
+    deadline = time.monotonic() + 10
+    while (response := await get(served.url + "/whoami", token)).code == 200:
+        assert time.monotonic() < deadline, "the token was never refused"
+        await asyncio.sleep(0.1)
+    assert (response.code, body(response)["reason"]) == (401, "token_revoked")
+    assert await asyncio.wait_for(connection.read_message(), 10) is None
+    assert (connection.close_code, connection.close_reason) == (1008, "token revoked")
+
+
 def _request(url: str, token: str) -> object:
     from tornado.httpclient import HTTPRequest
 
