@@ -108,8 +108,8 @@ async def test_each_token_routes_to_its_own_authenticator(
     assert body(own)["subject"] == "system:serviceaccount:default:collector"
     assert body(own)["authenticator"] is None
 
-    remote = await get(f"{url}/who", second_cluster.mint(namespace="team-b",
-                                                         service_account="builder"))
+    remote_token = second_cluster.mint(namespace="team-b", service_account="builder")
+    remote = await get(f"{url}/who", remote_token)
     assert remote.code == 200, remote.body
     answer = body(remote)
     assert answer["subject"] == "second:system:serviceaccount:team-b:builder"
@@ -146,7 +146,15 @@ async def test_each_token_routes_to_its_own_authenticator(
     assert any("audience_mismatch (token_fp=" in record.getMessage()
                and f"authenticator={oidc_issuer.issuer})" in record.getMessage()
                for record in caplog.records)
-    assert devcluster.request_count("tokenreview") == 0
+    # The one TokenReview is the background confirmation of the cluster's own token (issue 21,
+    # docs/verification.md#revocation). The other cluster's service-account token carries the
+    # kubernetes.io claim too, but this API server cannot review it (it would refuse it as
+    # revoked): never confirmed here, and still accepted once confirmations had their time.
+    assert devcluster.request_count("tokenreview") <= 1
+    await asyncio.sleep(0.5)
+    again = await get(f"{url}/who", remote_token)
+    assert again.code == 200, again.body
+    assert devcluster.request_count("tokenreview") <= 1
 
 
 async def test_subject_lists_match_the_mapped_username(
@@ -226,7 +234,9 @@ async def test_one_issuers_rotation_or_outage_leaves_the_others_untouched(
                                      for n in range(50)))
     assert {answer.code for answer in answers} == {503}
     assert oidc_issuer.request_count("discovery") - asked <= 10
-    assert devcluster.request_count("tokenreview") == 0
+    # At most the background confirmation of the cluster's own token (issue 21); none for the
+    # down issuer's tokens.
+    assert devcluster.request_count("tokenreview") <= 1
 
     # The second cluster rotates its key: only its JWKS is fetched again.
     oidc_issuer.clear_faults()

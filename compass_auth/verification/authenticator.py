@@ -326,7 +326,7 @@ class Authenticator:
         that stops watching, to call when the connection ends."""
         credential = read_bearer(authorization, self._hasher)
         if (self.revocation is None or not isinstance(credential, Bearer)
-                or identity.verified_by != METHOD_JWKS):
+                or identity.verified_by != METHOD_JWKS or identity.authenticator):
             return _unwatched
         return self.revocation.watch(credential, identity, close)
 

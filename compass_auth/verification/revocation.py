@@ -167,10 +167,11 @@ class RevocationCheck:
     # --- confirmations ----------------------------------------------------------------------
 
     def _start(self, bearer: Bearer, identity: Identity) -> None:
-        if KUBERNETES_CLAIM not in identity.claims:
-            # Not a service-account token (an OIDC issuer's, when several are accepted): the
-            # API server's rule for deleted objects does not apply, and its TokenReview may not
-            # know the issuer. Never confirmed: a refusal would mean nothing here.
+        if identity.authenticator or KUBERNETES_CLAIM not in identity.claims:
+            # Not one of this cluster's service-account tokens: an OIDC issuer's, or another
+            # cluster's (it carries the claim too) verified through AUTH_AUTHENTICATION_CONFIG.
+            # This API server's TokenReview does not know its issuer and would refuse it, and
+            # the rule for deleted objects is the other cluster's: never confirmed here.
             self._due[bearer.key] = math.inf
             self._trim()
             return
