@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..apiserver.connection import ApiServer
-from ..authn_config import IssuerUnknown
 from ..authorization.authorizer import Authorizer
 from ..core.bearer import Bearer, Credential, HeaderProblem, check_token, fingerprint, read_bearer
 from ..core.cache import TokenHasher
@@ -33,9 +31,7 @@ from ..core.errors import (
     AuthError,
     KeysUnavailable,
     Refusal,
-    TokenReviewUnavailable,
     TokenRevoked,
-    VerificationUnavailable,
 )
 from ..core.identity import Identity
 from ..core.verifier import DecodedToken, decode
@@ -43,10 +39,10 @@ from ..keys.lifecycle import KeyLifecycle
 from ..logs.budget import LogBudget
 from ..logs.text import LogText, clip, render
 from ..settings import AuthSettings
-from ..telemetry import METHOD_JWKS, METHOD_TOKENREVIEW, Telemetry, Verification
+from ..telemetry import METHOD_JWKS, Telemetry, Verification
 from .issuers import JwtAuthenticators
 from .local import LocalPath
-from .readiness import Readiness, readiness_from
+from .path_status import PathStatus
 from .review import ReviewPath
 from .revocation import RevocationCheck
 from .stale import StaleTokenLog
@@ -60,8 +56,6 @@ MSG_FALLBACK = "local verification unavailable; verifying tokens with TokenRevie
 #: Characters of a rejection's detail in its log line: the detail quotes claim values, which a
 #: client chooses (issue 18: a padded ``aud`` made a 3 KB request write 11 KB of log).
 MAX_DETAIL_CHARS = 400
-#: Retry-After for 503s caused by TokenReview (busy or failing): a short pause, not a schedule.
-TOKENREVIEW_RETRY_AFTER = 2
 
 
 class VerificationPath(Protocol):
@@ -101,9 +95,10 @@ _connect: Callable[[AuthSettings, Mapping[str, str], Telemetry | None],
                    Awaitable[Authenticator]] | None = None
 
 
-class Authenticator:
+class Authenticator(PathStatus):
     """Verifies bearer tokens for one service (one audience); build it with
-    ``compass_auth.connect``."""
+    ``compass_auth.connect``. Which path verifies now, readiness and ``Retry-After`` are
+    ``PathStatus``'s (verification/path_status.py)."""
 
     def __init__(
         self,
@@ -256,8 +251,9 @@ class Authenticator:
                         record.authenticator = pending.hit.authenticator
                     identity = _answer(pending.hit)
                 else:
-                    other = (None if self.issuers is None
-                             else await self._verify_other_issuer(pending.bearer, record))
+                    other = (None if self.issuers is None else await self.issuers.verify_other(
+                        pending.bearer, self.cluster_issuers(), self.settings.max_token_bytes,
+                        record))
                     identity = other or await verify_on_paths(
                         self._paths, pending, record, self.settings.max_token_bytes,
                         self._enter_fallback)
@@ -290,33 +286,12 @@ class Authenticator:
             return answer
         return await self.authenticate_uncached(answer, allowed_subjects)
 
-    async def _verify_other_issuer(self, bearer: Bearer, record: Verification
-                                   ) -> Identity | None:
-        """A token whose ``iss`` is a ``jwt`` authenticator's, verified by that authenticator
-        alone; ``None`` for the cluster's own tokens (the paths above verify those) and for an
-        ``iss`` no authenticator has when the cluster's issuer is not known yet (TokenReview
-        decides). (The hook of verification/issuers.py; the unverified ``iss`` only routes.)"""
-        assert self.issuers is not None
-        check_token(bearer.token, self.settings.max_token_bytes)
-        decoded = decode(bearer.token)
-        issuer = decoded.payload.get("iss")
-        if issuer in self.cluster_issuers():
-            return None
-        state = self.issuers.route(issuer)
-        if state is None:
-            if not self.cluster_issuers():
-                return None
-            raise IssuerUnknown(f"token issuer {str(issuer)[:200]!r} is neither the cluster's "
-                                f"nor one of {self.issuers.path}")
-        record.method, record.authenticator = METHOD_JWKS, state.url
-        return await self.issuers.verify(state, bearer, decoded)
+    def _enter_fallback(self, why: str) -> None:
+        self._fallback.entered(why)
 
-    def cluster_issuers(self) -> tuple[str, ...]:
-        """The cluster's own service-account issuer(s): ``AUTH_ISSUER``, else discovery's."""
-        if self.settings.issuers:
-            return self.settings.issuers
-        keys = self.local.keys.snapshot()
-        return (keys.issuer,) if keys is not None else ()
+    def on_keys_loaded(self, issuer: str) -> None:
+        """The key set loaded (a ``KeyCache`` listener): local verification is back."""
+        self._fallback.left(issuer)
 
     def watch_revocation(self, authorization: list[str], identity: Identity,
                          close: Callable[[], None]) -> Callable[[], None]:
@@ -330,59 +305,6 @@ class Authenticator:
             return _unwatched
         return self.revocation.watch(credential, identity, close)
 
-    # --- paths and status -----------------------------------------------------------------
-
-    async def readiness(self) -> Readiness:
-        """Whether a verification path is available now, which, and why (a Kubernetes readiness
-        probe's answer; the example service's ``/readyz``).
-
-        Ready when the key set is loaded (``jwks``; no I/O), or when TokenReview is the path and
-        works: what a review said recently, else one probe shared by concurrent calls and
-        remembered (``TokenReviewer.check_health``: at most one review every ``HEALTH_MEMORY``
-        seconds, however many readiness calls)."""
-        path = self.active_path()
-        tokenreview_ok = path == METHOD_TOKENREVIEW and await self.review.check_health()
-        # Read after the probe: the key set may have loaded meanwhile.
-        key_cache, reviewer = self.local.keys, self.review.reviewer
-        return readiness_from(
-            mode=self.settings.mode, path=path, tokenreview_ok=tokenreview_ok,
-            keys=key_cache.snapshot(), keys_age=key_cache.age(),
-            keys_error=key_cache.last_error, review_error=reviewer.last_failure_message,
-            tokenreview_cache_entries=reviewer.cache_size(),
-            authentication_config=None if self.issuers is None else self.issuers.status(),
-            revocation_check="off" if self.revocation is None else self.revocation.state())
-
-    def active_path(self) -> str:
-        """``jwks`` or ``tokenreview``: how the next token would be verified."""
-        if self.settings.mode == "review" or not self.local.available():
-            return METHOD_TOKENREVIEW
-        return METHOD_JWKS
-
-    def current_path(self) -> str:
-        """``active_path()``, or ``none`` when TokenReview is the path and is known to fail
-        (for the ``auth.active_path`` gauge; never sends a probe)."""
-        path = self.active_path()
-        if path == METHOD_TOKENREVIEW and self.review.healthy() is False:
-            return "none"
-        return path
-
-    def retry_after(self, error: AuthError | None = None) -> int:
-        """Seconds a client should wait after a verification 503: what the API server asked of
-        us when it sent Retry-After, else a moment when TokenReview was busy or failing, else
-        until our next discovery attempt (1..60). (``Authorizer.retry_after`` answers for
-        authorization's 503s.)"""
-        if isinstance(error, VerificationUnavailable) and error.retry_after is not None:
-            return max(1, min(60, math.ceil(error.retry_after)))
-        if isinstance(error, TokenReviewUnavailable):
-            return TOKENREVIEW_RETRY_AFTER
-        return max(1, min(60, round(self.local.keys.seconds_until_retry())))
-
-    def _enter_fallback(self, why: str) -> None:
-        self._fallback.entered(why)
-
-    def on_keys_loaded(self, issuer: str) -> None:
-        """The key set loaded (a ``KeyCache`` listener): local verification is back."""
-        self._fallback.left(issuer)
 
 
 async def verify_on_paths(paths: Sequence[VerificationPath], pending: Pending,

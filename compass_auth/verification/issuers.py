@@ -30,18 +30,20 @@ from ..authn_config import (
     AuthenticationConfig,
     AuthenticationConfigError,
     CompiledAuthenticator,
+    IssuerUnknown,
     load_authentication_config,
 )
-from ..core.bearer import Bearer
+from ..core.bearer import Bearer, check_token
 from ..core.cache import VerdictCache
 from ..core.errors import KeysUnavailable, UnknownKey
 from ..core.identity import Identity
 from ..core.keyset import KeySet
-from ..core.verifier import DecodedToken
+from ..core.verifier import DecodedToken, decode
 from ..keys.cache import KeyCache
 from ..keys.oidc_discovery import OidcKeyFetcher
 from ..keys.unknown import UnknownNames
 from ..logs.text import clip, render
+from ..telemetry import METHOD_JWKS, Verification
 from .jwt_token import verify_jwt
 
 logger = logging.getLogger(__name__)
@@ -188,6 +190,26 @@ class JwtAuthenticators:
     async def verify(self, state: IssuerState, bearer: Bearer,
                      decoded: DecodedToken) -> Identity:
         return await state.verify(bearer, decoded, self._leeway)
+
+    async def verify_other(self, bearer: Bearer, cluster_issuers: tuple[str, ...],
+                           max_token_bytes: int, record: Verification) -> Identity | None:
+        """A token whose ``iss`` is a ``jwt`` authenticator's, verified by that authenticator
+        alone; ``None`` for the cluster's own tokens (``cluster_issuers``: the service-account
+        paths verify those) and for an ``iss`` no authenticator has while the cluster's issuer
+        is not known yet (TokenReview decides). The unverified ``iss`` only routes."""
+        check_token(bearer.token, max_token_bytes)
+        decoded = decode(bearer.token)
+        issuer = decoded.payload.get("iss")
+        if issuer in cluster_issuers:
+            return None
+        state = self.route(issuer)
+        if state is None:
+            if not cluster_issuers:
+                return None
+            raise IssuerUnknown(f"token issuer {str(issuer)[:200]!r} is neither the cluster's "
+                                f"nor one of {self.path}")
+        record.method, record.authenticator = METHOD_JWKS, state.url
+        return await self.verify(state, bearer, decoded)
 
     # --- lifecycle -----------------------------------------------------------------------
 
