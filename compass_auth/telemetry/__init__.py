@@ -66,9 +66,9 @@ class Telemetry:
             children_follow_parent=follow)
         self.authorizations = AuthorizationTelemetry(self.tracer, meter, tracing=tracing,
                                                      children_follow_parent=follow)
-        self.calls = CallTelemetry(self.tracer, meter)
+        self.calls = CallTelemetry(self.tracer, meter, tracing=tracing)
         self.gauges = Gauges(meter)
-        self.revocations = RevocationTelemetry(self.tracer, meter)
+        self.revocations = RevocationTelemetry(self.tracer, meter, tracing=tracing)
         self.verification = self.verifications.verification
         self.cache_hit = self.verifications.cache_hit
         self.stale_token = self.verifications.stale_token
