@@ -29,6 +29,16 @@ def test_the_suite_runs_on_the_quick_setting(tmp_path: Path) -> None:
                  "4. TokenReview cached", "5. ", "issue 23 goals",
                  "ASGI known token / ASGI no auth"):
         assert goal in report, report
+    # Issue 21: the revocation confirmations of the known-token scenario, counted from the
+    # emulator's request log. The one known token is first seen by the main instance in that
+    # scenario (the "no auth" scenario before it does not verify), so exactly one review.
+    reviews = re.search(r"^revocation confirmations under load .*AUTH_REVOCATION_CHECK on, "
+                        r"window 120 s, 1 rounds x 1 s, 1 distinct token\(s\)\): (\d+) "
+                        r"TokenReviews = ([\d.]+) reviews per token per window", report,
+                        re.MULTILINE)
+    assert reviews is not None, report
+    assert int(reviews.group(1)) == 1, report
+    assert float(reviews.group(2)) == 1.0, report
     # Denials are counted as such: the wrong-audience scenario got only non-2xx answers.
     wrong = re.search(r"^wrong audience\s+(\d+).*\s(\d+)$", report, re.MULTILINE)
     assert wrong is not None
