@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -260,3 +261,27 @@ async def test_policy_applies_to_cached_review_answers(
     for _ in range(2):
         response = await running.get(token=pod_bound)
         assert (response.code, body(response)["verified_by"]) == (200, "tokenreview")
+
+
+@pytest.mark.parametrize("audiences", [None, [], ["https://kubernetes.default.svc"]],
+                         ids=["absent", "empty", "the API server's"])
+async def test_a_review_that_does_not_return_our_audience_is_refused(
+    in_fallback: RunningService, audiences: list[str] | None,
+) -> None:
+    """An authenticated answer whose status.audiences lacks ours vouches for the token against
+    another audience: with none at all, the API server's own (TokenReviewStatus,
+    authentication.k8s.io/v1). A valid token of the cluster must not be let in on it."""
+    running = in_fallback
+    token = running.token()
+    status: dict[str, object] = {
+        "authenticated": True,
+        "user": {"username": COLLECTOR, "uid": "u",
+                 "groups": ["system:serviceaccounts", "system:authenticated"]}}
+    if audiences is not None:
+        status["audiences"] = audiences
+    answer = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+              "spec": {"token": "", "audiences": [AUDIENCE]}, "status": status}
+    running.cluster.set_fault("tokenreview", Fault(status=201, body=json.dumps(answer).encode()))
+    response = await running.get(token=token)
+    assert response.code == 401, response.body
+    assert body(response)["reason"] == "review_rejected"

@@ -130,11 +130,13 @@ class TokenReviewWire:
             name = str(user.get("username") if isinstance(user, dict) else None)[:100]
             return None, f"TokenReview user {name!r} is not a service account"
         audiences = status.get("audiences")
-        if audiences is not None and (
-            not isinstance(audiences, list) or self._audience not in audiences
-        ):
+        # "If a TokenReview returns an empty status.audience field where status.authenticated
+        # is 'true', then the token is valid against the audience of the Kubernetes API server"
+        # (TokenReviewStatus, authentication.k8s.io/v1): not against ours. A client that sets
+        # spec.audiences must find its audience returned, or the reviewer is not audience aware.
+        if not isinstance(audiences, list) or self._audience not in audiences:
             return None, f"TokenReview audiences {audiences!r} lack {self._audience!r}"
-        returned = tuple(a for a in audiences or [self._audience] if isinstance(a, str))
+        returned = tuple(a for a in audiences if isinstance(a, str))
         return Identity.from_token_review(user, returned, expires_at), None
 
 
