@@ -23,9 +23,10 @@ does NOT check that the pod or service account still exists: only TokenReview ca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -211,15 +212,26 @@ def _decode_verified(
 ) -> dict[str, Any]:
     shared = _PREPARSED.set((decoded.payload_bytes, decoded.payload))
     try:
-        return _JWT.decode(
-            decoded.token,
-            key,
-            # From the key, never from the token header (RFC 8725 §2.1).
-            algorithms=[algorithm],
-            audience=policy.audience,
-            issuer=issuers or None,
-            leeway=policy.clock_skew,
-        )
+        with pyjwt_errors_as_ours():
+            return _JWT.decode(
+                decoded.token,
+                key,
+                # From the key, never from the token header (RFC 8725 §2.1).
+                algorithms=[algorithm],
+                audience=policy.audience,
+                issuer=issuers or None,
+                leeway=policy.clock_skew,
+            )
+    finally:
+        _PREPARSED.reset(shared)
+
+
+@contextlib.contextmanager
+def pyjwt_errors_as_ours() -> Iterator[None]:
+    """The one place PyJWT's errors become ours (``_PYJWT_ERRORS``), for every verifier that
+    calls ``jwt.decode``: this module and another issuer's tokens (verification/jwt_token.py)."""
+    try:
+        yield
     except jwt.PyJWTError as error:
         ours = next(
             (ours for pyjwt_class, ours in _PYJWT_ERRORS if isinstance(error, pyjwt_class)),
@@ -230,8 +242,6 @@ def _decode_verified(
         # PyJWT's claim checks catch only ValueError around int(): a list or object claim raises
         # TypeError and a huge number OverflowError. Client input must never become a 500.
         raise MalformedToken(f"claim of the wrong type: {error}") from None
-    finally:
-        _PREPARSED.reset(shared)
 
 
 #: The payload the pre-filter parsed, with its bytes, for the PyJWT call that follows.

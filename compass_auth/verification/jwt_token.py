@@ -22,33 +22,16 @@ import jwt
 from ..authn_config import CompiledAuthenticator, user_from_claims
 from ..authn_config.mapping import CREDENTIAL_ID_KEY
 from ..core.errors import (
-    AudienceMismatch,
-    AuthError,
-    BadSignature,
-    IssuerMismatch,
-    MalformedToken,
-    NotYetValid,
-    TokenExpired,
     UnknownKey,
     UnsupportedAlgorithm,
 )
 from ..core.identity import Identity
 from ..core.keyset import KeySet
-from ..core.verifier import DecodedToken
+from ..core.verifier import DecodedToken, pyjwt_errors_as_ours
 
 #: kube-apiserver adds this group to every authenticated user (``AuthenticatedGroupAdder``).
 AUTHENTICATED_GROUP = "system:authenticated"
 
-_ERRORS: tuple[tuple[type[Exception], type[AuthError]], ...] = (
-    (jwt.ExpiredSignatureError, TokenExpired),
-    (jwt.ImmatureSignatureError, NotYetValid),
-    (jwt.InvalidAudienceError, AudienceMismatch),
-    (jwt.InvalidIssuerError, IssuerMismatch),
-    (jwt.MissingRequiredClaimError, MalformedToken),
-    (jwt.InvalidSignatureError, BadSignature),
-    (jwt.InvalidAlgorithmError, UnsupportedAlgorithm),
-    (jwt.DecodeError, MalformedToken),
-)
 _JWT = jwt.PyJWT(options={"require": ["exp", "iss", "aud"]})
 
 
@@ -63,16 +46,10 @@ def verify_jwt(decoded: DecodedToken, keys: KeySet, entry: CompiledAuthenticator
         raise UnsupportedAlgorithm(
             f"token alg {decoded.algorithm} does not match key alg {key.algorithm}")
     issuer = entry.spec.issuer
-    try:
+    with pyjwt_errors_as_ours():
         claims: dict[str, Any] = _JWT.decode(
             decoded.token, key.jwk, algorithms=[key.algorithm],
             audience=list(issuer.audiences), issuer=issuer.url, leeway=leeway)
-    except jwt.PyJWTError as error:
-        ours = next((ours for theirs, ours in _ERRORS if isinstance(error, theirs)),
-                    MalformedToken)
-        raise ours(f"{type(error).__name__}: {error}") from None
-    except (TypeError, ValueError, OverflowError) as error:
-        raise MalformedToken(f"claim of the wrong type: {error}") from None
     user = user_from_claims(claims, entry)
     groups = user.groups if AUTHENTICATED_GROUP in user.groups else (
         *user.groups, AUTHENTICATED_GROUP)
