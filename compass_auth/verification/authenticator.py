@@ -251,12 +251,13 @@ class Authenticator(PathStatus):
                         record.authenticator = pending.hit.authenticator
                     identity = _answer(pending.hit)
                 else:
-                    other = (None if self.issuers is None else await self.issuers.verify_other(
-                        pending.bearer, self.cluster_issuers(), self.settings.max_token_bytes,
-                        record))
+                    other, decoded = (
+                        (None, None) if self.issuers is None else await self.issuers.verify_other(
+                            pending.bearer, self.cluster_issuers(),
+                            self.settings.max_token_bytes, record))
                     identity = other or await verify_on_paths(
                         self._paths, pending, record, self.settings.max_token_bytes,
-                        self._enter_fallback)
+                        self._enter_fallback, decoded)
                 verified = identity
                 # Allow-lists apply on every request, cached or not.
                 check_subject_allowed(
@@ -309,12 +310,13 @@ class Authenticator(PathStatus):
 
 async def verify_on_paths(paths: Sequence[VerificationPath], pending: Pending,
                           record: Verification, max_token_bytes: int,
-                          on_fallback: Callable[[str], None]) -> Identity:
+                          on_fallback: Callable[[str], None],
+                          decoded: DecodedToken | None = None) -> Identity:
     """The paths in order from what ``pending`` read: a cache not read yet is read when its path
-    is reached; the token is checked and decoded once, before the first verify. A path that
-    says "not now" (``KeysUnavailable``) hands the token to the next, ``on_fallback(why)``."""
+    is reached; the token is checked and decoded once, before the first verify (``decoded``:
+    already done, by the routing of other issuers). A path that says "not now"
+    (``KeysUnavailable``) hands the token to the next, ``on_fallback(why)``."""
     bearer = pending.bearer
-    decoded: DecodedToken | None = None
     for index, path in enumerate(paths):
         if index >= pending.read:
             hit = path.cached(bearer)

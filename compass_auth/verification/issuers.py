@@ -192,24 +192,26 @@ class JwtAuthenticators:
         return await state.verify(bearer, decoded, self._leeway)
 
     async def verify_other(self, bearer: Bearer, cluster_issuers: tuple[str, ...],
-                           max_token_bytes: int, record: Verification) -> Identity | None:
+                           max_token_bytes: int, record: Verification
+                           ) -> tuple[Identity | None, DecodedToken]:
         """A token whose ``iss`` is a ``jwt`` authenticator's, verified by that authenticator
         alone; ``None`` for the cluster's own tokens (``cluster_issuers``: the service-account
         paths verify those) and for an ``iss`` no authenticator has while the cluster's issuer
-        is not known yet (TokenReview decides). The unverified ``iss`` only routes."""
+        is not known yet (TokenReview decides). The unverified ``iss`` only routes. With the
+        token decoded, which those paths then reuse (one decode per token)."""
         check_token(bearer.token, max_token_bytes)
         decoded = decode(bearer.token)
         issuer = decoded.payload.get("iss")
         if issuer in cluster_issuers:
-            return None
+            return None, decoded
         state = self.route(issuer)
         if state is None:
             if not cluster_issuers:
-                return None
+                return None, decoded
             raise IssuerUnknown(f"token issuer {str(issuer)[:200]!r} is neither the cluster's "
                                 f"nor one of {self.path}")
         record.method, record.authenticator = METHOD_JWKS, state.url
-        return await self.verify(state, bearer, decoded)
+        return await self.verify(state, bearer, decoded), decoded
 
     # --- lifecycle -----------------------------------------------------------------------
 
